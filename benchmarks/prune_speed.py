@@ -1,0 +1,110 @@
+"""Pruning speed and memory next to one dense forward pass over the same tokens.
+
+Each measurement runs in a fresh process (so peak RSS is its own), on the same
+seeded calibration windows. ``dense`` is one plain ``model(input_ids)`` pass over all
+windows in batches of the same size the pruner uses, LM head included: the floor a
+layer-wise method cannot beat by much. Peak RSS is the kernel's high-water mark
+during the measured stage only (reset after the model is loaded), so it covers the
+weights plus whatever the stage allocates.
+
+    python benchmarks/prune_speed.py                       # 32 and 128 samples x 512 tokens
+    python benchmarks/prune_speed.py --nsamples 16 --methods dense wanda
+
+Prints a table and writes ``benchmarks/results/prune_speed.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+METHODS = ["dense", "magnitude", "wanda", "sparsegpt"]
+
+
+def worker(method: str, nsamples: int, seqlen: int, batch_size: int, model_name: str, extra: list[str]) -> dict:
+    import torch
+
+    from calibprune.calibration import build_calibration
+    from calibprune.config import PruneConfig, RunnerOptions, SparsityTarget
+    from calibprune.models.loading import load_model, load_tokenizer, resolve_model
+    from calibprune.pruning.engine import prune_model
+    from calibprune.utils.resources import GIB, StageTracker, current_rss_bytes
+
+    resolved = resolve_model(model_name)
+    calib = build_calibration("wiki-en", load_tokenizer(resolved), nsamples=nsamples, seqlen=seqlen, seed=0)
+    model = load_model(resolved)
+    for p in model.parameters():  # fault the weights in, so "after load" is the real model size
+        p.data.sum()
+    after_load = current_rss_bytes()
+    tracker = StageTracker()
+    kwargs = dict(arg.split("=", 1) for arg in extra)
+    with tracker.stage("run"):
+        if method == "dense":
+            with torch.no_grad():
+                for start in range(0, nsamples, batch_size):
+                    model(input_ids=calib.input_ids[start : start + batch_size], use_cache=False)
+        else:
+            config = PruneConfig(method=method, target=SparsityTarget.unstructured(0.5),
+                                 runner=RunnerOptions(batch_size=batch_size, activation_store=kwargs.get("store", "disk")))
+            prune_model(model, calib, config, progress=False)
+    stage = tracker.stages["run"]
+    return {"method": method, "nsamples": nsamples, "seqlen": seqlen, "batch_size": batch_size,
+            "wall_s": stage["wall_s"], "peak_rss_gib": stage["peak_rss_gib"],
+            "rss_after_load_gib": round(after_load / GIB, 4), "peak_scope": stage["peak_scope"],
+            "threads": torch.get_num_threads(), "calibration_fingerprint": calib.fingerprint}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--nsamples", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--seqlen", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--output", default=str(RESULTS / "prune_speed.json"))
+    parser.add_argument("--worker", nargs=2, metavar=("METHOD", "NSAMPLES"), help=argparse.SUPPRESS)
+    parser.add_argument("--extra", nargs="*", default=[], help="key=value options for the worker (store=memory)")
+    args = parser.parse_args()
+
+    if args.worker:
+        method, nsamples = args.worker
+        print(json.dumps(worker(method, int(nsamples), args.seqlen, args.batch_size, args.model, args.extra)))
+        return
+
+    rows = []
+    for nsamples in args.nsamples:
+        for method in args.methods:
+            cmd = [sys.executable, __file__, "--worker", method, str(nsamples), "--seqlen", str(args.seqlen),
+                   "--batch-size", str(args.batch_size), "--model", args.model, "--extra", *args.extra]
+            done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+            if done.returncode != 0:
+                sys.exit(f"{method} x {nsamples} failed:\n{done.stderr[-3000:]}")
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(f"  {method:<10} {nsamples:>4} samples: {row['wall_s']:8.1f} s  peak {row['peak_rss_gib']:.3f} GiB", flush=True)
+
+    dense = {r["nsamples"]: r["wall_s"] for r in rows if r["method"] == "dense"}
+    for row in rows:
+        if row["nsamples"] in dense:
+            row["x_dense_forward"] = round(row["wall_s"] / dense[row["nsamples"]], 3)
+    print()
+    print(f"| method | samples x tokens | wall s | x dense forward | peak RSS GiB | RSS after load GiB |")
+    print(f"|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['method']} | {r['nsamples']} x {r['seqlen']} | {r['wall_s']:.1f} | {r.get('x_dense_forward', float('nan')):.2f} "
+              f"| {r['peak_rss_gib']:.3f} | {r['rss_after_load_gib']:.3f} |")
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"model": args.model, "batch_size": args.batch_size, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                               "rows": rows}, indent=2) + "\n")
+    print(f"\nwritten to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,355 @@
+"""The one sequential block runner: calibration activations, block by block.
+
+Layer-wise pruning (SparseGPT, Wanda and everything built on them) needs, for each
+decoder block in turn, the inputs its linear layers see when the *already pruned*
+earlier blocks feed it. This module provides exactly that, for any HF decoder-only
+model, and nothing about pruning:
+
+1. **Capture.** One genuine ``model(input_ids, use_cache=False)`` call per batch with
+   every block's ``forward`` temporarily replaced by a recorder. The recorders keep the
+   hidden states entering block 0 and the exact positional and keyword arguments the
+   model passes to each block (attention masks, rotary ``position_embeddings``,
+   per-layer sliding-window masks, ...), then pass the hidden states through unchanged;
+   the last one stops the forward, so neither the blocks nor the LM head run. Nothing
+   is rebuilt by hand, so new transformers versions and architectures keep working.
+   Any cache object is dropped from the captured arguments: a KV cache carried into
+   the per-batch block calls would let attention see earlier samples.
+2. **Observe.** :meth:`BlockStep.observe` runs the block over all batches with
+   forward-pre-hooks on chosen linear layers and hands each *distinct* input tensor to
+   a callback once (q/k/v share one input; gate/up another). The forward stops as soon
+   as every observed layer has seen its input, so the block's last matmul is skipped.
+3. **Advance.** :meth:`BlockStep.advance` recomputes the block's outputs with its
+   current (pruned) weights; they become the next block's inputs.
+
+Hidden states of all samples wait between blocks in an :class:`ActivationStore`; the
+disk store keeps resident memory flat in the number of samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import RunnerOptions
+from ..errors import CalibpruneError
+from .layers import find_decoder_blocks
+
+InputCallback = Callable[[str, torch.Tensor], None]
+
+
+class _StopForward(Exception):
+    """Raised from a hook to end a forward pass early; never escapes this module."""
+
+
+# --------------------------------------------------------------------------- stores
+
+
+class ActivationStore:
+    """Hidden states of every calibration batch between two blocks."""
+
+    def write(self, index: int, tensor: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def read(self, index: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryStore(ActivationStore):
+    def __init__(self):
+        self._tensors: dict[int, torch.Tensor] = {}
+
+    def write(self, index, tensor):
+        self._tensors[index] = tensor.detach()
+
+    def read(self, index):
+        return self._tensors[index]
+
+    def close(self):
+        self._tensors.clear()
+
+
+class DiskStore(ActivationStore):
+    """One raw file per batch. Plain reads (no mmap), so the pages are not counted in
+    this process's resident memory once the tensor is freed."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._meta: dict[int, tuple[torch.dtype, tuple[int, ...]]] = {}
+
+    def write(self, index, tensor):
+        tensor = tensor.detach().contiguous()
+        self._meta[index] = (tensor.dtype, tuple(tensor.shape))
+        tensor.view(-1).view(torch.uint8).numpy().tofile(self.folder / f"{index}.bin")
+
+    def read(self, index):
+        dtype, shape = self._meta[index]
+        raw = np.fromfile(self.folder / f"{index}.bin", dtype=np.uint8)
+        return torch.from_numpy(raw).view(dtype).view(shape)
+
+    def close(self):
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- capture
+
+
+@dataclass
+class BlockCall:
+    """How the model calls one block: the arguments besides the hidden states."""
+
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    hidden_as_keyword: bool = False
+
+    def __call__(self, block: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        if self.hidden_as_keyword:
+            out = block(*self.args, hidden_states=hidden, **self.kwargs)
+        else:
+            out = block(hidden, *self.args, **self.kwargs)
+        return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _without_cache(value):
+    """Replace KV-cache objects by None and turn caching flags off."""
+    try:
+        from transformers.cache_utils import Cache
+    except ImportError:  # pragma: no cover
+        Cache = ()  # type: ignore[assignment]
+    return None if isinstance(value, Cache) else value
+
+
+_CACHE_KEYS = ("past_key_value", "past_key_values", "cache", "layer_past")
+
+
+def _sanitize_call(args: tuple, kwargs: dict) -> BlockCall:
+    hidden_as_keyword = not args
+    rest = tuple(_without_cache(a) for a in (args[1:] if args else args))
+    clean = {}
+    for key, value in kwargs.items():
+        if key == "hidden_states" and hidden_as_keyword:
+            continue
+        if key in _CACHE_KEYS:
+            value = None
+        elif key == "use_cache":
+            value = False
+        clean[key] = _without_cache(value)
+    return BlockCall(args=rest, kwargs=clean, hidden_as_keyword=hidden_as_keyword)
+
+
+@contextlib.contextmanager
+def _recording_blocks(blocks: nn.ModuleList, record_calls: bool):
+    """Replace each block's forward by a pass-through recorder (see module docstring)."""
+    record = {"first_input": None, "calls": []}
+    last = len(blocks) - 1 if record_calls else 0
+    passed: list[torch.Tensor | None] = [None]
+
+    def make(index: int):
+        def recorder(*args, **kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            if index == 0:
+                record["first_input"] = hidden.detach()
+            elif hidden is not passed[0]:
+                raise CalibpruneError(
+                    "could not capture block arguments: the model post-processes each block's output "
+                    "(older tuple-returning decoder layers?); calibprune needs transformers >= 5"
+                )
+            if record_calls:
+                record["calls"].append(_sanitize_call(args, kwargs))
+            if index == last:
+                raise _StopForward
+            passed[0] = hidden
+            return hidden
+
+        return recorder
+
+    for index, block in enumerate(blocks):
+        block.forward = make(index)
+    try:
+        yield record
+    finally:
+        for block in blocks:
+            del block.forward  # drop the instance attribute: the class forward is back
+
+
+# --------------------------------------------------------------------------- runner
+
+
+class SequentialRunner:
+    """Iterate over decoder blocks with calibration activations flowing through them.
+
+    >>> runner = SequentialRunner(model, input_ids, RunnerOptions(batch_size=4))
+    >>> for step in runner:
+    ...     step.observe(layers, on_input)   # statistics from the block's real inputs
+    ...     ...                              # change the block's weights
+    ...     step.advance()                   # recompute outputs with the new weights
+    """
+
+    def __init__(self, model: nn.Module, input_ids: torch.Tensor, options: RunnerOptions = RunnerOptions()):
+        if input_ids.ndim != 2 or input_ids.shape[0] == 0:
+            raise CalibpruneError(f"calibration input must be [nsamples, seqlen] with nsamples >= 1, got {tuple(input_ids.shape)}")
+        self.model = model
+        self.input_ids = input_ids
+        self.options = options
+        self.path, self.blocks = find_decoder_blocks(model)
+        n = input_ids.shape[0]
+        size = options.batch_size
+        self.batches = [slice(start, min(start + size, n)) for start in range(0, n, size)]
+        self._calls: dict[int, list[BlockCall]] = {}  # batch size -> one BlockCall per block
+        self._tmp: Path | None = None
+        self._inputs: ActivationStore | None = None
+
+    # -- stores ------------------------------------------------------------------
+    def _new_store(self, tag: str) -> ActivationStore:
+        if self.options.activation_store == "memory":
+            return MemoryStore()
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="calibprune-acts-"))
+        return DiskStore(self._tmp / tag)
+
+    def close(self) -> None:
+        if self._inputs is not None:
+            self._inputs.close()
+            self._inputs = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    # -- capture -----------------------------------------------------------------
+    @torch.no_grad()
+    def _capture(self) -> None:
+        store = self._new_store("in-0")
+        device = next(self.model.parameters()).device
+        for index, batch in enumerate(self.batches):
+            ids = self.input_ids[batch].to(device)
+            need_calls = ids.shape[0] not in self._calls
+            with _recording_blocks(self.blocks, record_calls=need_calls) as record:
+                try:
+                    self.model(input_ids=ids, use_cache=False)
+                except _StopForward:
+                    pass
+            if record["first_input"] is None:
+                raise CalibpruneError("the model's forward never reached its first decoder block")
+            store.write(index, record["first_input"])
+            if need_calls:
+                self._calls[ids.shape[0]] = record["calls"]
+        self._inputs = store
+
+    def call_for(self, block_index: int, batch_size: int) -> BlockCall:
+        return self._calls[batch_size][block_index]
+
+    def __iter__(self) -> Iterator[BlockStep]:
+        try:
+            self._capture()
+            for index, block in enumerate(self.blocks):
+                step = BlockStep(self, index, block)
+                yield step
+                if not step.advanced:
+                    step.advance()
+        finally:
+            self.close()
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+
+class BlockStep:
+    """One decoder block, with the calibration inputs that reach it."""
+
+    def __init__(self, runner: SequentialRunner, index: int, block: nn.Module):
+        self.runner = runner
+        self.index = index
+        self.block = block
+        self.name = f"{runner.path}.{index}"
+        self.advanced = False
+
+    def _batches(self) -> Iterator[tuple[int, torch.Tensor, BlockCall]]:
+        for b, batch in enumerate(self.runner.batches):
+            hidden = self.runner._inputs.read(b)
+            yield b, hidden, self.runner.call_for(self.index, hidden.shape[0])
+
+    @torch.no_grad()
+    def observe(self, layers: dict[str, nn.Module], on_input: InputCallback) -> dict[str, str]:
+        """Run the block over all batches, passing each distinct linear-layer input to
+        ``on_input(leader_name, x)`` once per batch.
+
+        Layers fed the very same tensor (q/k/v, gate/up) form a group whose first member
+        in execution order is the *leader*; the callback only sees leaders. Returns
+        ``{layer_name: leader_name}`` for every observed layer.
+        """
+        leader_of: dict[str, str] = {}
+        grouping_known = False
+        for _, hidden, call in self._batches():
+            fired: set[str] = set()
+            alive: list[tuple[str, torch.Tensor, int]] = []  # batch 0 only: keep inputs alive to compare storage
+
+            def make_hook(name: str):
+                def hook(module, args):
+                    x = args[0]
+                    if not grouping_known:
+                        leader = next(
+                            (lead for lead, ref, version in alive
+                             if ref.data_ptr() == x.data_ptr() and ref.shape == x.shape
+                             and ref.stride() == x.stride() and version == x._version),
+                            None,
+                        )
+                        if leader is None:
+                            alive.append((name, x, x._version))
+                            leader = name
+                        leader_of[name] = leader
+                    if leader_of[name] == name:
+                        on_input(name, x)
+                    fired.add(name)
+                    if len(fired) == len(layers):
+                        raise _StopForward
+
+                return hook
+
+            handles = [module.register_forward_pre_hook(make_hook(name)) for name, module in layers.items()]
+            try:
+                call(self.block, hidden)
+            except _StopForward:
+                pass
+            finally:
+                for handle in handles:
+                    handle.remove()
+            missing = set(layers) - fired
+            if missing:
+                raise CalibpruneError(f"layers {sorted(missing)} of {self.name} were never called in its forward")
+            grouping_known = True
+            alive.clear()
+        return leader_of
+
+    @torch.no_grad()
+    def advance(self) -> None:
+        """Recompute this block's outputs with its current weights; they feed the next block.
+
+        A no-op for the last block: nothing consumes its outputs."""
+        if self.advanced:
+            return
+        self.advanced = True
+        if self.index == len(self.runner.blocks) - 1:
+            return
+        runner = self.runner
+        outputs = runner._new_store(f"in-{self.index + 1}")
+        for b, hidden, call in self._batches():
+            outputs.write(b, call(self.block, hidden))
+        runner._inputs.close()
+        runner._inputs = outputs
+
+    @torch.no_grad()
+    def outputs(self) -> Iterator[torch.Tensor]:
+        """This block's outputs per batch with its current weights (not stored)."""
+        for _, hidden, call in self._batches():
+            yield call(self.block, hidden)

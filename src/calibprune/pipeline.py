@@ -1,0 +1,179 @@
+"""End-to-end jobs behind the CLI: validate everything, then load, prune, save.
+
+The order is the contract of "bad input fails fast": every check that needs only
+the arguments, the model's config or a weightless copy of the model, or the tokenizer
+and corpus runs before the weights are loaded and before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .calibration import CalibrationSet, build_calibration, check_sampling_args
+from .config import PruneConfig
+from .errors import CalibpruneError
+from .evaluation import perplexity
+from .models.loading import load_config, load_model, load_tokenizer, max_sequence_length, meta_model, resolve_model
+from .pruning.engine import prune_model, validate
+from .pruning.methods import get_method
+from .utils.io import atomic_directory, check_output_dir, write_json
+from .utils.provenance import environment
+from .utils.resources import StageTracker
+
+log = logging.getLogger(__name__)
+
+REPORT_NAME = "prune_report.json"
+
+
+@dataclass
+class CalibrationRequest:
+    """``--calib`` and its sampling options (ignored for an in-memory set)."""
+
+    source: str | CalibrationSet = "wiki-en"
+    nsamples: int = 128
+    seqlen: int = 2048
+    seed: int = 0
+    sampling: str | None = None
+    text_field: str = "text"
+
+    def check(self) -> None:
+        if not isinstance(self.source, CalibrationSet):
+            check_sampling_args(self.nsamples, self.seqlen, self.sampling)
+
+
+@dataclass
+class PerplexityRequest:
+    corpora: list[str] = field(default_factory=list)
+    seqlen: int = 2048
+    max_windows: int | None = None
+    batch_size: int = 1
+
+
+def check_seqlen(seqlen: int, config, what: str = "--seqlen") -> None:
+    """Refuse (never silently clamp) a window longer than the model supports."""
+    limit = max_sequence_length(config)
+    if limit is not None and seqlen > limit:
+        raise CalibpruneError(
+            f"{what} {seqlen} exceeds the model's maximum sequence length {limit}: pass {what} {limit} or less"
+        )
+
+
+def evaluate_perplexities(model, tokenizer, request: PerplexityRequest, progress: bool = True) -> dict:
+    return {
+        name: perplexity(model, tokenizer, name, seqlen=request.seqlen, max_windows=request.max_windows,
+                         batch_size=request.batch_size, progress=progress)
+        for name in request.corpora
+    }
+
+
+def run_prune(
+    model_name: str,
+    config: PruneConfig,
+    calib: CalibrationRequest,
+    output: str | Path,
+    overwrite: bool = False,
+    ppl: PerplexityRequest | None = None,
+    dtype: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """``calibprune prune``: returns the report that is also written to ``output``."""
+    started = time.perf_counter()
+    tracker = StageTracker()
+    # 1. arguments alone
+    method = get_method(config.method)
+    calib.check()
+    check_output_dir(output, overwrite)
+    # 2. model config, a weightless copy, the tokenizer, the calibration windows
+    with tracker.stage("plan"):
+        resolved = resolve_model(model_name)
+        model_config = load_config(resolved)
+        if method.needs:
+            check_seqlen(calib.seqlen, model_config)
+        if ppl:
+            check_seqlen(ppl.seqlen, model_config, "--ppl-seqlen")
+        validate(meta_model(model_config), config)
+        tokenizer = load_tokenizer(resolved)
+    calibration = None
+    if method.needs:
+        with tracker.stage("calibration"):
+            calibration = build_calibration(calib.source, tokenizer, calib.nsamples, calib.seqlen, calib.seed,
+                                            mode=calib.sampling, text_field=calib.text_field)
+    # 3. the expensive part
+    with tracker.stage("load"):
+        model = load_model(resolved, dtype=dtype)
+    result: dict = {}
+    if ppl and ppl.corpora:
+        with tracker.stage("ppl_dense"):
+            result["dense"] = evaluate_perplexities(model, tokenizer, ppl, progress)
+    with tracker.stage("prune"):
+        pruned = prune_model(model, calibration, config, progress=progress)
+    if ppl and ppl.corpora:
+        with tracker.stage("ppl_pruned"):
+            result["pruned"] = evaluate_perplexities(model, tokenizer, ppl, progress)
+    report = {
+        "command": "prune",
+        "model": {"source": str(model_name), "resolved": resolved, "architecture": type(model).__name__,
+                  "dtype": str(next(model.parameters()).dtype).replace("torch.", "")},
+        "config": config.to_dict(),
+        "calibration": calibration.describe() if calibration is not None else None,
+        "seeds": {"calibration": calibration.manifest.get("seed") if calibration is not None else None},
+        **pruned,
+        "perplexity": result or None,
+        "environment": environment(),
+    }
+    with atomic_directory(output, overwrite=overwrite) as tmp:
+        with tracker.stage("save"):
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        report["stages"] = tracker.to_dict()
+        report["wall_s"] = round(time.perf_counter() - started, 3)
+        write_json(tmp / REPORT_NAME, report)
+    return report
+
+
+def run_eval(model_name: str, ppl: PerplexityRequest, output: str | Path | None = None,
+             dtype: str | None = None, progress: bool = True) -> dict:
+    """``calibprune eval --ppl``: perplexity of a model folder, preset or hub id."""
+    resolved = resolve_model(model_name)
+    check_seqlen(ppl.seqlen, load_config(resolved), "--ppl-seqlen")
+    from .corpora import get_corpus
+
+    for name in ppl.corpora:
+        get_corpus(name)  # unknown names fail before the model loads
+    tokenizer = load_tokenizer(resolved)
+    tracker = StageTracker()
+    with tracker.stage("load"):
+        model = load_model(resolved, dtype=dtype)
+    with tracker.stage("perplexity"):
+        results = evaluate_perplexities(model, tokenizer, ppl, progress)
+    report = {
+        "command": "eval",
+        "model": {"source": str(model_name), "resolved": resolved},
+        "perplexity": results,
+        "stages": tracker.to_dict(),
+        "environment": environment(),
+    }
+    if output:
+        write_json(output, report)
+    return report
+
+
+@torch.no_grad()
+def prune(model, calibration: CalibrationSet | torch.Tensor | None = None, *, method: str = "wanda",
+          sparsity: float | None = None, pattern: str | None = None, progress: bool = True, **options) -> dict:
+    """Python twin of ``calibprune prune`` for an in-memory model; prunes it in place.
+
+    ``calibration`` is a :class:`CalibrationSet` or an ``[nsamples, seqlen]`` token tensor.
+    ``options`` are :class:`PruneConfig` fields (``targets``, ``ignore``, ``sparsegpt``, ``runner``).
+    """
+    from .config import SparsityTarget
+
+    config = PruneConfig(method=method, target=SparsityTarget.parse(sparsity, pattern), **options)
+    if isinstance(calibration, torch.Tensor):
+        calibration = CalibrationSet(calibration, manifest={"source": "tensor"})
+    return prune_model(model, calibration, config, progress=progress)

@@ -1,0 +1,75 @@
+"""Masks from scores: which weights to prune (``True`` = pruned).
+
+All selection goes through :func:`prune_lowest`: among equal scores the lower input
+index is pruned first. Dequantized 4-bit weights tie often, so this
+tie rule is what makes the same inputs give the same mask on every run.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import SparsityTarget, pruned_count
+from ..errors import CalibpruneError
+
+SCOPES = ("row", "matrix")
+
+
+def prune_lowest(scores: torch.Tensor, count: int) -> torch.Tensor:
+    """Mask of the ``count`` lowest entries along the last dimension (ties: lower index first).
+
+    Linear time: the ``count``-th smallest value v comes from ``kthvalue``; everything
+    below v is pruned, and the entries equal to v fill the remaining places in index
+    order. Equivalent to taking the first ``count`` positions of a stable sort.
+    """
+    width = scores.shape[-1]
+    if count <= 0:
+        return torch.zeros_like(scores, dtype=torch.bool)
+    if count >= width:
+        return torch.ones_like(scores, dtype=torch.bool)
+    kth = scores.kthvalue(count, dim=-1, keepdim=True).values
+    below = scores < kth
+    ties = scores == kth
+    room = count - below.sum(-1, keepdim=True)
+    return below | (ties & (ties.cumsum(-1) <= room))
+
+
+def unstructured_mask(scores: torch.Tensor, ratio: float, scope: str = "row") -> torch.Tensor:
+    """Prune ``floor(width * ratio)`` weights per output row (``scope="row"``, Wanda and
+    SparseGPT) or ``floor(numel * ratio)`` over the whole matrix (``"matrix"``, magnitude)."""
+    if scope == "row":
+        return prune_lowest(scores, pruned_count(scores.shape[-1], ratio))
+    if scope == "matrix":
+        flat = prune_lowest(scores.reshape(1, -1), pruned_count(scores.numel(), ratio))
+        return flat.view(scores.shape)
+    raise ValueError(f"scope {scope!r} is not one of {SCOPES}")
+
+
+def check_nm_width(width: int, m: int, name: str = "layer") -> None:
+    if width % m != 0:
+        raise CalibpruneError(
+            f"{name} has {width} inputs, not divisible by M={m}: N:M groups must tile the input "
+            f"dimension; pick an M that divides {width} or exclude the layer with --ignore"
+        )
+
+
+def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """In each output row, prune the ``n`` lowest of every ``m`` consecutive inputs."""
+    rows, width = scores.shape
+    check_nm_width(width, m)
+    return prune_lowest(scores.reshape(rows, width // m, m), n).reshape(rows, width)
+
+
+def target_mask(scores: torch.Tensor, target: SparsityTarget, scope: str = "row") -> torch.Tensor:
+    if target.is_nm:
+        return nm_mask(scores, target.n, target.m)
+    return unstructured_mask(scores, target.ratio, scope)
+
+
+def nm_conformance(weight: torch.Tensor, n: int, m: int) -> float:
+    """Fraction of ``m``-groups (along inputs, per row) holding at least ``n`` zeros."""
+    rows, width = weight.shape
+    if width % m:
+        return 0.0
+    zeros = (weight.reshape(rows, width // m, m) == 0).sum(-1)
+    return float((zeros >= n).float().mean())

@@ -1,0 +1,93 @@
+"""Atomic outputs: a folder or file either appears complete or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import CalibpruneError
+
+
+def check_output_dir(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse an existing output folder unless ``overwrite``; call before any expensive work."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise CalibpruneError(
+            f"output folder {str(path)!r} already exists: choose another --output or pass --overwrite"
+        )
+    if path.exists() and not path.is_dir():
+        raise CalibpruneError(f"output {str(path)!r} exists and is not a folder: choose another --output")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success rename it to ``path``.
+
+    An interrupted run leaves only ``.<name>.tmp-*`` behind, never a folder that looks
+    finished. With ``overwrite`` an existing folder is replaced only once the new one
+    is complete (rename old away, rename new in, delete old).
+    """
+    final = Path(path)
+    check_output_dir(final, overwrite)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish_directory(tmp, final, overwrite=overwrite)
+
+
+def publish_directory(tmp: Path, final: Path, overwrite: bool) -> bool:
+    """Rename a finished ``tmp`` folder to ``final``. Returns False if another writer won.
+
+    Without ``overwrite`` an existing ``final`` is kept and ``tmp`` deleted: two concurrent
+    writers of the same content (e.g. two runs converting one preset) both succeed.
+    """
+    if final.exists():
+        if not overwrite:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return False
+        old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+        return True
+    try:
+        os.rename(tmp, final)
+    except OSError:  # lost a race with a concurrent writer that renamed first
+        if final.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            return False
+        raise
+    return True
+
+
+def write_json(path: str | os.PathLike, data, indent: int = 2) -> Path:
+    """Write JSON through a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=indent, default=_json_default)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _json_default(obj):
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")

@@ -1,0 +1,37 @@
+"""Name -> implementation registries (methods, corpora, tasks), lm-eval style."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..errors import CalibpruneError
+
+
+class Registry:
+    """Name -> factory, with an error that lists the valid names."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._factories: dict[str, Callable[..., object]] = {}
+
+    def register(self, name: str):
+        def decorator(factory):
+            self._factories[name] = factory
+            return factory
+
+        return decorator
+
+    def names(self) -> list[str]:
+        return list(self._factories)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._factories
+
+    def create(self, name: str, **kwargs):
+        try:
+            factory = self._factories[name]
+        except KeyError:
+            raise CalibpruneError(
+                f"unknown {self.kind} {name!r}: known ones are {', '.join(self.names())}"
+            ) from None
+        return factory(**kwargs)

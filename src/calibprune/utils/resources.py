@@ -1,0 +1,85 @@
+"""Wall time and peak resident memory, per named stage.
+
+Peak memory comes from the kernel's high-water mark (``VmHWM``), which Linux lets a
+process reset by writing ``5`` to ``/proc/self/clear_refs``; so each stage reports its
+own peak, not the peak of everything before it. Where that is not allowed the peak
+is the process-wide one (``ru_maxrss``) and the report says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+GIB = 1024**3
+
+
+def current_rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        import os
+
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux
+        import psutil
+
+        return psutil.Process().memory_info().rss
+
+
+def _read_hwm_bytes() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter to the current RSS. Returns False if unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> int:
+    hwm = _read_hwm_bytes()
+    if hwm is not None:
+        return hwm
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+@dataclass
+class StageTracker:
+    """Collects ``{stage: {wall_s, peak_rss_gib, ...}}`` for reports and benchmarks."""
+
+    stages: dict = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[dict]:
+        per_stage = reset_peak_rss()
+        start = time.perf_counter()
+        record: dict = {}
+        try:
+            yield record
+        finally:
+            record.update(
+                wall_s=round(time.perf_counter() - start, 3),
+                peak_rss_gib=round(peak_rss_bytes() / GIB, 4),
+                peak_scope="stage" if per_stage else "process",
+            )
+            self.stages[name] = record
+
+    def to_dict(self) -> dict:
+        return dict(self.stages)

@@ -1,0 +1,68 @@
+"""Corpora and window sampling."""
+
+import json
+
+import pytest
+import torch
+
+from calibprune.calibration import build_calibration, sample_windows
+from calibprune.corpora import LocalCorpus, document_split, get_corpus
+from calibprune.errors import CalibpruneError
+
+
+def test_same_seed_same_windows_other_seed_other_windows(tokenizer, text_corpus):
+    a = build_calibration(str(text_corpus), tokenizer, nsamples=8, seqlen=40, seed=3)
+    b = build_calibration(str(text_corpus), tokenizer, nsamples=8, seqlen=40, seed=3)
+    c = build_calibration(str(text_corpus), tokenizer, nsamples=8, seqlen=40, seed=4)
+    assert torch.equal(a.input_ids, b.input_ids) and a.fingerprint == b.fingerprint
+    assert not torch.equal(a.input_ids, c.input_ids) and a.fingerprint != c.fingerprint
+    assert a.manifest["seed"] == 3 and a.manifest["sampling"] == "stream"
+
+
+def test_stream_windows_are_spans_of_the_joined_calibration_pool(tokenizer, text_corpus):
+    corpus = get_corpus(str(text_corpus))
+    calib = sample_windows(corpus, tokenizer, nsamples=5, seqlen=30, seed=0, mode="stream")
+    stream = tokenizer("\n\n".join(corpus.texts("calib")), add_special_tokens=False)["input_ids"]
+    text = ",".join(map(str, stream))
+    for window in calib.input_ids.tolist():
+        assert ",".join(map(str, window)) in text
+
+
+def test_document_windows_never_cross_a_document(tokenizer, tmp_path):
+    docs = [("A" * (30 + i)) + ("B" * 30) for i in range(40)]  # each doc: only A's then B's
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(json.dumps({"text": d}) for d in docs))
+    calib = sample_windows(get_corpus(str(path)), tokenizer, nsamples=10, seqlen=50, seed=0, mode="document")
+    a, b = tokenizer("A")["input_ids"][0], tokenizer("B")["input_ids"][0]
+    for window in calib.input_ids.tolist():
+        # within one document the A's precede the B's: a window spanning two documents would show B then A
+        first_b = window.index(b) if b in window else len(window)
+        assert set(window) <= {a, b} and all(t == b for t in window[first_b:])
+    corpus = get_corpus(str(path))
+    eligible = sum(len(t) > 80 for t in corpus.texts("calib"))  # one token per byte
+    assert 0 < eligible < 20
+    with pytest.raises(CalibpruneError, match=f"only {eligible} documents longer than 80 tokens.*--sampling stream"):
+        sample_windows(corpus, tokenizer, nsamples=20, seqlen=80, seed=0, mode="document")
+
+
+def test_calibration_and_heldout_pools_are_disjoint_and_stable():
+    corpus = get_corpus("wiki-en")
+    calib_ids = {d.id for d in corpus.documents("calib")}
+    heldout_ids = {d.id for d in corpus.documents("heldout")}
+    assert calib_ids and heldout_ids and not calib_ids & heldout_ids
+    assert len(heldout_ids) / (len(calib_ids) + len(heldout_ids)) == pytest.approx(0.10, abs=0.01)
+    assert all(document_split("wiki-en", i) == "heldout" for i in heldout_ids)
+
+
+def test_jsonl_text_field_and_errors(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"content": "hello world"}\n{"content": "second doc"}\n')
+    assert LocalCorpus(path, text_field="content").texts() == ["hello world", "second doc"]
+    with pytest.raises(CalibpruneError, match="has no field 'text' \\(fields: content\\): pass --text-field"):
+        LocalCorpus(path).texts()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(CalibpruneError, match="holds no text"):
+        get_corpus(str(empty))
+    with pytest.raises(CalibpruneError, match="does not exist"):
+        get_corpus(str(tmp_path / "missing.txt"))

