@@ -50,6 +50,16 @@ def prune(
     ignore: Optional[list[str]] = typer.Option(None, help="Never prune layers matching these globs."),
     batch_size: int = typer.Option(4, help="Calibration samples per block call."),
     activation_store: str = typer.Option("disk", help="Where hidden states wait between blocks: disk | memory."),
+    allocation: str = typer.Option("uniform", help="Per-block sparsity: uniform | owl."),
+    refine: str = typer.Option("none", help="Mask refinement: none | dsnot."),
+    owl_m: float = typer.Option(5.0, help="OWL outlier threshold M (scores above M x mean)."),
+    owl_lambda: float = typer.Option(0.08, help="OWL lambda: block sparsities within target +/- 2 lambda."),
+    owl_mixed_nm: bool = typer.Option(False, help="With --pattern and --allocation owl: a per-block N (mixed N:M)."),
+    owl_nm_lambda: float = typer.Option(1.0, help="OWL mixed N:M spread, in units of N."),
+    dsnot_cycles: int = typer.Option(50, help="DSnoT swap cycles per layer."),
+    dsnot_threshold: float = typer.Option(0.1, help="DSnoT stops a row once |error proxy| <= this."),
+    dsnot_var_power: float = typer.Option(1.0, help="DSnoT regrow priority: contribution / variance^power."),
+    dsnot_skip: Optional[list[str]] = typer.Option(None, help="Layers (globs inside a block) DSnoT leaves alone [default: mlp.*]; 'none' for none."),
     blocksize: int = typer.Option(128, help="SparseGPT column block size."),
     percdamp: float = typer.Option(0.01, help="SparseGPT damping, fraction of the mean Hessian diagonal."),
     ppl: Optional[list[str]] = typer.Option(None, help="Also report dense and pruned perplexity on these corpora."),
@@ -60,14 +70,20 @@ def prune(
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
     """Prune a model layer by layer and save it as a plain Hugging Face folder."""
-    from .config import PruneConfig, RunnerOptions, SparseGPTOptions, SparsityTarget
+    from .config import DSnoTOptions, OWLOptions, PruneConfig, RunnerOptions, SparseGPTOptions, SparsityTarget
     from .pipeline import CalibrationRequest, PerplexityRequest, run_prune
 
+    skip = _split(dsnot_skip) if dsnot_skip else DSnoTOptions.skip
     config = PruneConfig(
         method=method,
         target=SparsityTarget.parse(sparsity, pattern),
         targets=_split(targets),
         ignore=_split(ignore),
+        allocation=allocation,
+        refine=refine,
+        owl=OWLOptions(hyper_m=owl_m, lam=owl_lambda, mixed_nm=owl_mixed_nm, nm_lambda=owl_nm_lambda),
+        dsnot=DSnoTOptions(cycles=dsnot_cycles, threshold=dsnot_threshold, var_power=dsnot_var_power,
+                           skip=() if skip == ("none",) else skip),
         sparsegpt=SparseGPTOptions(blocksize=blocksize, percdamp=percdamp),
         runner=RunnerOptions(batch_size=batch_size, activation_store=activation_store),
     )
@@ -78,7 +94,8 @@ def prune(
     report = run_prune(model, config, request, output, overwrite=overwrite, ppl=ppl_request,
                        dtype=dtype, progress=not quiet)
     summary = report["summary"]
-    out.print(f"[bold]pruned[/bold] {summary['layers_pruned']} layers of {model} with {method} "
+    label = " + ".join(x for x in (method, allocation, refine) if x not in ("uniform", "none"))
+    out.print(f"[bold]pruned[/bold] {summary['layers_pruned']} layers of {model} with {label} "
               f"{config.target.describe()}: {summary['sparsity_pruned_layers']:.2%} of their weights "
               f"({summary['sparsity_all_parameters']:.2%} of all parameters) -> {output}")
     if report.get("perplexity"):

@@ -128,15 +128,115 @@ class RunnerOptions:
 
 
 @dataclass(frozen=True)
+class OWLOptions:
+    """OWL (Yin et al., 2024) layer-wise sparsity; reference defaults M=5, lambda=0.08.
+
+    ``hyper_m`` (M): a score is an outlier when above M x the block's mean score.
+    ``lam`` (lambda): outlier ratios are normalised to [0, 2 lambda] and centred on the
+    target, so every block's sparsity stays within target +/- 2 lambda.
+    ``mixed_nm``: for N:M patterns, give each block its own N (the published OWL
+    structured variant), with ratios normalised to [0, ``nm_lambda``] in units of N.
+    """
+
+    hyper_m: float = 5.0
+    lam: float = 0.08
+    mixed_nm: bool = False
+    nm_lambda: float = 1.0
+
+    def __post_init__(self):
+        if not self.hyper_m > 0:
+            raise CalibpruneError(f"OWL M={self.hyper_m} must be > 0 (outliers are scores above M x mean; default 5)")
+        if not self.lam >= 0:
+            raise CalibpruneError(f"OWL lambda={self.lam} must be >= 0 (default 0.08)")
+        if not self.nm_lambda >= 0:
+            raise CalibpruneError(f"OWL N:M lambda={self.nm_lambda} must be >= 0 (default 1)")
+
+
+@dataclass(frozen=True)
+class DSnoTOptions:
+    """DSnoT (Zhang et al., 2024) prune-and-regrow; reference defaults.
+
+    ``cycles``: swap rounds per layer (50); ``threshold``: a row stops once its
+    reconstruction-error proxy |e| is at most this (0.1); ``var_power``: regrowing
+    priority is E[x]-weighted contribution / Var[x]^power (1); ``skip``: glob patterns
+    on names inside a block whose layers keep their initial mask (MLP sublayers).
+    """
+
+    cycles: int = 50
+    threshold: float = 0.1
+    var_power: float = 1.0
+    skip: tuple[str, ...] = ("mlp.*",)
+
+    def __post_init__(self):
+        if self.cycles < 0:
+            raise CalibpruneError(f"DSnoT cycles={self.cycles} must be >= 0 (default 50)")
+        if not self.threshold >= 0:
+            raise CalibpruneError(f"DSnoT update threshold={self.threshold} must be >= 0 (default 0.1)")
+        if not self.var_power >= 0:
+            raise CalibpruneError(f"DSnoT variance power={self.var_power} must be >= 0 (default 1)")
+
+
+ALLOCATIONS = ("uniform", "owl")
+REFINEMENTS = ("none", "dsnot")
+
+
+@dataclass(frozen=True)
 class PruneConfig:
-    """Everything that decides the mask, apart from the model and the calibration data."""
+    """Everything that decides the mask, apart from the model and the calibration data.
+
+    Pruning is scorer (``method``) x ``allocation`` (uniform | owl) x pattern
+    (``target``) x ``refine`` (none | dsnot); :meth:`check_combination` refuses the
+    combinations that do not make sense, with the reason.
+    """
 
     method: str
     target: SparsityTarget
     targets: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
+    allocation: str = "uniform"
+    refine: str = "none"
     sparsegpt: SparseGPTOptions = field(default_factory=SparseGPTOptions)
+    owl: OWLOptions = field(default_factory=OWLOptions)
+    dsnot: DSnoTOptions = field(default_factory=DSnoTOptions)
     runner: RunnerOptions = field(default_factory=RunnerOptions)
+
+    def __post_init__(self):
+        if self.allocation not in ALLOCATIONS:
+            raise CalibpruneError(f"unknown allocation {self.allocation!r}: use one of {', '.join(ALLOCATIONS)}")
+        if self.refine not in REFINEMENTS:
+            raise CalibpruneError(f"unknown refinement {self.refine!r}: use one of {', '.join(REFINEMENTS)}")
+        self.check_combination()
+
+    def check_combination(self) -> None:
+        target, owl = self.target, self.owl
+        if self.allocation == "owl":
+            if target.is_nm and not owl.mixed_nm:
+                raise CalibpruneError(
+                    f"--allocation owl with --pattern {target.n}:{target.m}: OWL varies the sparsity per block, "
+                    "which one fixed N:M pattern cannot express; pass --owl-mixed-nm for a per-block N "
+                    "(the published OWL structured variant) or drop --allocation owl"
+                )
+            if not target.is_nm and owl.mixed_nm:
+                raise CalibpruneError("--owl-mixed-nm applies to N:M patterns only: pass --pattern N:M or drop it")
+            if target.is_nm:
+                spread = math.ceil(owl.nm_lambda)
+                if target.n - spread < 1 or target.n + spread > target.m - 1:
+                    raise CalibpruneError(
+                        f"OWL N:M lambda={owl.nm_lambda} can move N={target.n} by up to {spread}, outside 1..{target.m - 1} "
+                        f"for {target.n}:{target.m}: lower --owl-nm-lambda or use a wider M"
+                    )
+            elif target.ratio - 2 * owl.lam < 0 or target.ratio + 2 * owl.lam >= 1:
+                raise CalibpruneError(
+                    f"OWL lambda={owl.lam} is too large for sparsity {target.ratio}: block sparsities span "
+                    f"target +/- 2*lambda = [{target.ratio - 2 * owl.lam:.3f}, {target.ratio + 2 * owl.lam:.3f}], "
+                    "which must stay inside [0, 1); lower --owl-lambda"
+                )
+        if self.refine == "dsnot" and self.method == "sparsegpt":
+            raise CalibpruneError(
+                "--refine dsnot with --method sparsegpt: DSnoT swaps weights in and out of a mask while keeping the "
+                "surviving weights' values; SparseGPT rewrites those values (OBS updates), so a regrown weight would "
+                "have no consistent value. Use DSnoT on a wanda or magnitude mask"
+            )
 
     def to_dict(self) -> dict:
         out = asdict(self)

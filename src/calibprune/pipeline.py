@@ -19,8 +19,7 @@ from .config import PruneConfig
 from .errors import CalibpruneError
 from .evaluation import perplexity
 from .models.loading import load_config, load_model, load_tokenizer, max_sequence_length, meta_model, resolve_model
-from .pruning.engine import prune_model, validate
-from .pruning.methods import get_method
+from .pruning.engine import needs_calibration, prune_model, validate
 from .utils.io import atomic_directory, check_output_dir, write_json
 from .utils.provenance import environment
 from .utils.resources import StageTracker
@@ -85,21 +84,21 @@ def run_prune(
     started = time.perf_counter()
     tracker = StageTracker()
     # 1. arguments alone
-    method = get_method(config.method)
+    calibrated = needs_calibration(config)  # also refuses unknown method / refinement names
     calib.check()
     check_output_dir(output, overwrite)
     # 2. model config, a weightless copy, the tokenizer, the calibration windows
     with tracker.stage("plan"):
         resolved = resolve_model(model_name)
         model_config = load_config(resolved)
-        if method.needs:
+        if calibrated:
             check_seqlen(calib.seqlen, model_config)
         if ppl:
             check_seqlen(ppl.seqlen, model_config, "--ppl-seqlen")
         validate(meta_model(model_config), config)
         tokenizer = load_tokenizer(resolved)
     calibration = None
-    if method.needs:
+    if calibrated:
         with tracker.stage("calibration"):
             calibration = build_calibration(calib.source, tokenizer, calib.nsamples, calib.seqlen, calib.seed,
                                             mode=calib.sampling, text_field=calib.text_field)

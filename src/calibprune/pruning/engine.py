@@ -1,7 +1,9 @@
 """The pruning engine: one loop over decoder blocks for every method.
 
-source windows -> block inputs (runner) -> input statistics -> mask (+ weight update)
--> pruned block -> its outputs feed the next block.
+source windows -> [allocation: a dense pass for OWL] -> block inputs (runner) -> input
+statistics -> mask (+ weight update) -> [refinement: DSnoT] -> pruned block -> its
+outputs feed the next block. Every scorer x allocation x pattern x refinement runs
+through this one loop; nothing here is specific to a method.
 
 Blocks are pruned in order, each calibrated on inputs that come from the already
 pruned earlier blocks (the sequential scheme of SparseGPT and Wanda). All layers of a
@@ -13,18 +15,21 @@ forward passes altogether.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..calibration import CalibrationSet
-from ..config import PruneConfig
+from ..config import PruneConfig, SparsityTarget
 from ..errors import CalibpruneError
 from ..models.layers import LayerSelection, all_block_layers, block_layers, find_decoder_blocks, input_width, weight_matrix
 from ..models.runner import SequentialRunner
+from .allocation import allocate
 from .masks import check_nm_width, nm_conformance
-from .methods import PruningMethod, get_method
+from .methods import PruningMethod, Refiner, get_method, get_refiner
 from .stats import InputStatistics
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,7 @@ def validate(model: nn.Module, config: PruneConfig) -> dict[str, nn.Module]:
     """Check a config against a model (a meta-device copy is enough): method name,
     layer patterns, N:M divisibility. Returns the layers that will be pruned."""
     get_method(config.method)
+    get_refiner(config.refine)
     layers = all_block_layers(model, LayerSelection(config.targets, config.ignore))
     if config.target.is_nm:
         for name, layer in layers.items():
@@ -45,6 +51,12 @@ def validate(model: nn.Module, config: PruneConfig) -> dict[str, nn.Module]:
     return layers
 
 
+def needs_calibration(config: PruneConfig) -> bool:
+    """Whether any stage (scorer, allocation, refinement) looks at activations."""
+    refiner = get_refiner(config.refine)
+    return bool(get_method(config.method).needs or (refiner and refiner.needs) or config.allocation != "uniform")
+
+
 def _group_by_leader(leader_of: dict[str, str]) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     for name, leader in leader_of.items():
@@ -52,21 +64,74 @@ def _group_by_leader(leader_of: dict[str, str]) -> dict[str, list[str]]:
     return groups
 
 
-def _prune_group(method: PruningMethod, layers: dict[str, nn.Module], names: list[str],
-                 stats: InputStatistics | None, config: PruneConfig) -> dict[str, dict]:
-    views = [weight_matrix(layers[n]) for n in names]
-    results = method.prune([v.float() for v in views], stats, config.target, config, names)
+@dataclass
+class BlockWork:
+    """One block's selected layers, grouped by shared input, with their statistics."""
+
+    index: int
+    prefix: str
+    layers: dict[str, nn.Module]
+    groups: dict[str, list[str]]  # leader -> layers fed the same input
+    stats: dict[str, InputStatistics] | None  # leader -> statistics (None: nothing needed)
+
+
+def _blocks_to_prune(model: nn.Module, calibration: CalibrationSet | None, config: PruneConfig,
+                     needs: frozenset[str]) -> Iterator[BlockWork]:
+    """Yield every block with selected layers, in order, after collecting ``needs``.
+
+    Without statistics the blocks are just visited. Otherwise the sequential runner
+    feeds each block the outputs of the already pruned blocks before it (the caller
+    prunes the block between two ``next`` calls); blocks after the last one with
+    selected layers are never run.
+    """
+    selection = LayerSelection(config.targets, config.ignore)
+    path, blocks = find_decoder_blocks(model)
+    if not needs:
+        for index, block in enumerate(blocks):
+            layers = block_layers(block, f"{path}.{index}", selection)
+            if layers:
+                yield BlockWork(index, f"{path}.{index}", layers, {n: [n] for n in layers}, None)
+        return
+    if calibration is None:
+        raise CalibpruneError(f"method {config.method!r} with refine={config.refine!r} needs calibration data: pass --calib")
+    last = max(i for i, block in enumerate(blocks) if block_layers(block, f"{path}.{i}", selection))
+    for step in SequentialRunner(model, calibration.input_ids, config.runner):
+        layers = block_layers(step.block, step.name, selection)
+        if layers:
+            stats: dict[str, InputStatistics] = {}
+
+            def on_input(leader: str, x: torch.Tensor) -> None:
+                if leader not in stats:
+                    stats[leader] = InputStatistics(x.shape[-1], needs)
+                stats[leader].update(x)
+
+            leader_of = step.observe(layers, on_input)
+            yield BlockWork(step.index, step.name, layers, _group_by_leader(leader_of), stats)
+        if step.index == last:
+            break
+        step.advance()
+
+
+def _prune_group(work: BlockWork, names: list[str], target: SparsityTarget, config: PruneConfig,
+                 method: PruningMethod, refiner: Refiner | None) -> dict[str, dict]:
+    stats = work.stats[names[0]] if work.stats is not None else None
+    views = [weight_matrix(work.layers[n]) for n in names]
+    results = method.prune([v.float() for v in views], stats, target, config, names)
     records = {}
     for name, view, result in zip(names, views, results):
+        mask, info = result.mask, dict(result.info)
+        if refiner is not None and refiner.applies(name[len(work.prefix) + 1:], config):
+            # `view` still holds the dense weights: score-based methods only return masks
+            mask, refined = refiner.refine(view.float(), mask, stats, target, config)
+            info.update(refined)
         if result.weight is not None:
             view.copy_(result.weight)
-        view.masked_fill_(result.mask, 0)
-        records[name] = layer_record(view, result.mask, config, result.info)
+        view.masked_fill_(mask, 0)
+        records[name] = layer_record(view, mask, target, info)
     return records
 
 
-def layer_record(weight: torch.Tensor, mask: torch.Tensor, config: PruneConfig, info: dict) -> dict:
-    target = config.target
+def layer_record(weight: torch.Tensor, mask: torch.Tensor, target: SparsityTarget, info: dict) -> dict:
     pruned = int(mask.sum())
     record = {
         "shape": list(weight.shape),
@@ -76,6 +141,7 @@ def layer_record(weight: torch.Tensor, mask: torch.Tensor, config: PruneConfig, 
         "zeros": int((weight == 0).sum()) / weight.numel(),
     }
     if target.is_nm:
+        record["nm_pattern"] = f"{target.n}:{target.m}"
         record["nm_conformance"] = nm_conformance(weight, target.n, target.m)
     if info:
         record.update(info)
@@ -85,46 +151,24 @@ def layer_record(weight: torch.Tensor, mask: torch.Tensor, config: PruneConfig, 
 @torch.no_grad()
 def prune_model(model: nn.Module, calibration: CalibrationSet | None, config: PruneConfig,
                 progress: bool = True) -> dict:
-    """Prune ``model`` in place. Returns the per-layer and global part of the report."""
+    """Prune ``model`` in place: allocation -> per block: statistics -> mask (+ update)
+    -> refinement. Returns the per-layer, allocation and global part of the report."""
     method = get_method(config.method)
+    refiner = get_refiner(config.refine)
     validate(model, config)
-    selection = LayerSelection(config.targets, config.ignore)
-    path, blocks = find_decoder_blocks(model)
+    block_targets, allocation = allocate(model, calibration, config, progress)
+    needs = method.needs | (refiner.needs if refiner else frozenset())
+    _, blocks = find_decoder_blocks(model)
+    label = " + ".join(x for x in (method.name, config.allocation, config.refine) if x not in ("uniform", "none"))
+    bar = tqdm(total=len(blocks), desc=f"{label} {config.target.describe()}", unit="block", disable=not progress)
     records: dict[str, dict] = {}
-    bar = tqdm(total=len(blocks), desc=f"{method.name} {config.target.describe()}", unit="block", disable=not progress)
-
-    if not method.needs:
-        for index, block in enumerate(blocks):
-            layers = block_layers(block, f"{path}.{index}", selection)
-            for name in layers:
-                records.update(_prune_group(method, layers, [name], None, config))
-            bar.update()
-    else:
-        if calibration is None:
-            raise CalibpruneError(f"method {method.name!r} needs calibration data: pass --calib")
-        # blocks after the last one with selected layers need no forward passes at all
-        last = max(i for i, block in enumerate(blocks) if block_layers(block, f"{path}.{i}", selection))
-        runner = SequentialRunner(model, calibration.input_ids, config.runner)
-        for step in runner:
-            layers = block_layers(step.block, step.name, selection)
-            if layers:
-                stats: dict[str, InputStatistics] = {}
-
-                def on_input(leader: str, x: torch.Tensor) -> None:
-                    if leader not in stats:
-                        stats[leader] = InputStatistics(x.shape[-1], method.needs)
-                    stats[leader].update(x)
-
-                leader_of = step.observe(layers, on_input)
-                for leader, names in _group_by_leader(leader_of).items():
-                    records.update(_prune_group(method, layers, names, stats[leader], config))
-                del stats
-            bar.update(len(blocks) - step.index if step.index == last else 1)
-            if step.index == last:
-                break
-            step.advance()
+    for work in _blocks_to_prune(model, calibration, config, needs):
+        for names in work.groups.values():
+            records.update(_prune_group(work, names, block_targets[work.index], config, method, refiner))
+        bar.update(work.index + 1 - bar.n)
+    bar.update(len(blocks) - bar.n)
     bar.close()
-    return {"layers": records, "summary": summarize(model, records)}
+    return {"layers": records, "allocation": allocation, "summary": summarize(model, records)}
 
 
 def summarize(model: nn.Module, records: dict[str, dict]) -> dict:

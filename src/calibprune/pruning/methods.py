@@ -1,4 +1,4 @@
-"""Pruning methods (scorers): magnitude, Wanda, SparseGPT.
+"""Pruning methods (scorers: magnitude, Wanda, SparseGPT) and mask refiners (DSnoT).
 
 A method declares the input statistics it needs and turns one group of weight
 matrices that share an input into new weights and masks. Score-based methods only
@@ -7,12 +7,14 @@ define :meth:`PruningMethod.scores`; the mask rules live in :mod:`masks`.
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 
 import torch
 
 from ..config import PruneConfig, SparsityTarget
 from ..utils.registry import Registry
+from .dsnot import dsnot_refine
 from .masks import target_mask
 from .sparsegpt import sparsegpt_prune
 from .stats import InputStatistics
@@ -84,3 +86,40 @@ class SparseGPT(PruningMethod):
 
 def get_method(name: str) -> PruningMethod:
     return METHODS.create(name)
+
+
+REFINERS = Registry("refinement")
+
+
+class Refiner:
+    """Changes a method's mask (never the number pruned per row) using statistics."""
+
+    name: str = ""
+    needs: frozenset[str] = frozenset()
+
+    def applies(self, local_name: str, config: PruneConfig) -> bool:
+        return True
+
+    def refine(self, weight: torch.Tensor, mask: torch.Tensor, stats: InputStatistics, target: SparsityTarget,
+               config: PruneConfig) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+
+@REFINERS.register("dsnot")
+class DSnoT(Refiner):
+    """DSnoT prune-and-regrow (see dsnot.py); Wanda scores pick which kept weight to prune."""
+
+    name = "dsnot"
+    needs = frozenset({"sq", "sum"})
+
+    def applies(self, local_name, config):
+        return not any(fnmatch.fnmatchcase(local_name, pattern) for pattern in config.dsnot.skip)
+
+    def refine(self, weight, mask, stats, target, config):
+        importance = Wanda().scores(weight, stats)
+        return dsnot_refine(weight, mask, stats.mean, stats.variance, importance, config.dsnot,
+                            nm_m=target.m if target.is_nm else None)
+
+
+def get_refiner(name: str) -> Refiner | None:
+    return None if name == "none" else REFINERS.create(name)

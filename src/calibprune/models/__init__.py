@@ -1,0 +1,1 @@
+"""Model loading, decoder-block discovery and the sequential block runner."""

@@ -1,0 +1,1 @@
+"""Pruning maths (scores, masks, SparseGPT, statistics) and the engine that runs it."""

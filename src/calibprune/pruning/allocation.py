@@ -1,0 +1,113 @@
+"""How much to prune in each decoder block: uniform, or OWL.
+
+OWL (Yin et al., "Outlier Weighed Layerwise Sparsity", ICML 2024). On the dense model,
+for each block b, with Wanda scores S = |W| * ||X_j|| of all its pruned layers:
+
+    r_b  = share of scores above M * mean(S)           (outlier ratio, M = 5)
+    r'_b = (r_b - min r) / (max r - min r) * 2 lambda  (normalised to [0, 2 lambda])
+    s_b  = s - (r'_b - mean r')                        (block sparsity)
+
+so blocks with more outliers are pruned less and the mean block sparsity is the
+target s. For N:M patterns the published structured variant gives each block its own
+N: r'_b normalised to [0, lambda_nm], N_b = N - round(r'_b - mean r').
+The outlier ratios come from one sequential pass over the *dense* model (inputs flow
+through unpruned blocks), as in the reference code.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..calibration import CalibrationSet
+from ..config import OWLOptions, PruneConfig, SparsityTarget
+from ..errors import CalibpruneError
+from ..models.layers import LayerSelection, block_layers, find_decoder_blocks, weight_matrix
+from ..models.runner import SequentialRunner
+from .stats import InputStatistics
+
+
+def outlier_ratio(scores: list[torch.Tensor], hyper_m: float) -> float:
+    """Share (in %) of all given scores above ``hyper_m`` times their mean."""
+    flat = torch.cat([s.reshape(-1) for s in scores])
+    return float((flat > hyper_m * flat.mean()).float().mean()) * 100.0
+
+
+def _normalised(ratios: list[float], scale: float) -> torch.Tensor:
+    r = torch.tensor(ratios, dtype=torch.float64)
+    spread = r.max() - r.min()
+    if spread == 0:  # identical blocks: nothing to redistribute
+        return torch.zeros_like(r)
+    return (r - r.min()) / spread * scale
+
+
+def owl_sparsities(ratios: list[float], target: float, lam: float) -> list[float]:
+    """Block sparsities s - (r' - mean r') with r' in [0, 2 lambda]."""
+    norm = _normalised(ratios, 2 * lam)
+    sparsities = (target - (norm - norm.mean())).tolist()
+    bad = [s for s in sparsities if not 0 <= s < 1]
+    if bad:
+        raise CalibpruneError(f"OWL gave block sparsities {bad} outside [0, 1): lower --owl-lambda")
+    return sparsities
+
+
+def owl_nm(ratios: list[float], n: int, m: int, nm_lambda: float) -> list[int]:
+    """Per-block N for the mixed N:M variant: N - round(r' - mean r'), r' in [0, lambda_nm]."""
+    norm = _normalised(ratios, nm_lambda)
+    ns = [n - int(v) for v in torch.round(norm - norm.mean()).tolist()]
+    bad = [v for v in ns if not 0 < v < m]
+    if bad:
+        raise CalibpruneError(f"OWL gave N values {bad} outside 1..{m - 1} for M={m}: lower --owl-nm-lambda")
+    return ns
+
+
+@torch.no_grad()
+def measure_outlier_ratios(model: nn.Module, calibration: CalibrationSet, config: PruneConfig,
+                           progress: bool = True) -> dict[int, float]:
+    """Outlier ratio of every block that has selected layers, from the dense model."""
+    selection = LayerSelection(config.targets, config.ignore)
+    path, blocks = find_decoder_blocks(model)
+    with_layers = [i for i, b in enumerate(blocks) if block_layers(b, f"{path}.{i}", selection)]
+    ratios: dict[int, float] = {}
+    bar = tqdm(total=len(with_layers), desc="owl outlier ratios", unit="block", disable=not progress, leave=False)
+    for step in SequentialRunner(model, calibration.input_ids, config.runner):
+        layers = block_layers(step.block, step.name, selection)
+        if layers:
+            stats: dict[str, InputStatistics] = {}
+
+            def on_input(leader: str, x: torch.Tensor) -> None:
+                stats.setdefault(leader, InputStatistics(x.shape[-1], frozenset({"sq"}))).update(x)
+
+            leader_of = step.observe(layers, on_input)
+            scores = [weight_matrix(layer).abs() * stats[leader_of[name]].col_norm for name, layer in layers.items()]
+            ratios[step.index] = outlier_ratio(scores, config.owl.hyper_m)
+            bar.update()
+        if step.index == with_layers[-1]:
+            break
+        step.advance()
+    bar.close()
+    return ratios
+
+
+def allocate(model: nn.Module, calibration: CalibrationSet | None, config: PruneConfig,
+             progress: bool = True) -> tuple[dict[int, SparsityTarget], dict]:
+    """Target of every block (index -> SparsityTarget) and what the report should say."""
+    _, blocks = find_decoder_blocks(model)
+    if config.allocation == "uniform":
+        return {i: config.target for i in range(len(blocks))}, {"method": "uniform"}
+    if calibration is None:
+        raise CalibpruneError("--allocation owl needs calibration data (its outlier ratios come from activations)")
+    owl: OWLOptions = config.owl
+    ratios = measure_outlier_ratios(model, calibration, config, progress)
+    indices = sorted(ratios)
+    values = [ratios[i] for i in indices]
+    info = {"method": "owl", "hyper_m": owl.hyper_m, "outlier_ratios": dict(zip(indices, values))}
+    target = config.target
+    if target.is_nm:
+        ns = owl_nm(values, target.n, target.m, owl.nm_lambda)
+        info.update(nm_lambda=owl.nm_lambda, block_n=dict(zip(indices, ns)))
+        return {i: SparsityTarget.nm(n, target.m) for i, n in zip(indices, ns)}, info
+    sparsities = owl_sparsities(values, target.ratio, owl.lam)
+    info.update(lam=owl.lam, block_sparsity=dict(zip(indices, sparsities)))
+    return {i: SparsityTarget.unstructured(s) for i, s in zip(indices, sparsities)}, info
