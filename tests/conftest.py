@@ -30,19 +30,43 @@ def _configs():
     )
     from transformers.models.gemma3 import Gemma3TextConfig
 
-    common = dict(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=LAYERS,
-                  num_attention_heads=4, max_position_embeddings=128)
+    common = dict(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        intermediate_size=64,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        max_position_embeddings=128,
+    )
     return {
         "llama": LlamaConfig(num_key_value_heads=2, **common),
         "qwen2": Qwen2Config(num_key_value_heads=2, **common),
         "mistral": MistralConfig(num_key_value_heads=2, sliding_window=None, **common),
-        "gemma3": Gemma3TextConfig(num_key_value_heads=2, head_dim=8, sliding_window=8,
-                                   layer_types=["sliding_attention", "full_attention", "sliding_attention"], **common),
+        "gemma3": Gemma3TextConfig(
+            num_key_value_heads=2,
+            head_dim=8,
+            sliding_window=8,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+            **common,
+        ),
         "gpt2": GPT2Config(vocab_size=VOCAB, n_embd=HIDDEN, n_layer=LAYERS, n_head=4, n_positions=128, n_inner=64),
-        "gpt_neox": GPTNeoXConfig(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=LAYERS,
-                                  num_attention_heads=4, max_position_embeddings=128),
-        "opt": OPTConfig(vocab_size=VOCAB, hidden_size=HIDDEN, ffn_dim=64, num_hidden_layers=LAYERS,
-                         num_attention_heads=4, max_position_embeddings=128, word_embed_proj_dim=HIDDEN),
+        "gpt_neox": GPTNeoXConfig(
+            vocab_size=VOCAB,
+            hidden_size=HIDDEN,
+            intermediate_size=64,
+            num_hidden_layers=LAYERS,
+            num_attention_heads=4,
+            max_position_embeddings=128,
+        ),
+        "opt": OPTConfig(
+            vocab_size=VOCAB,
+            hidden_size=HIDDEN,
+            ffn_dim=64,
+            num_hidden_layers=LAYERS,
+            num_attention_heads=4,
+            max_position_embeddings=128,
+            word_embed_proj_dim=HIDDEN,
+        ),
     }
 
 
@@ -83,7 +107,8 @@ def byte_tokenizer():
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=sorted(alphabet)[0])
+    symbols = sorted(alphabet)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=symbols[0], bos_token=symbols[1])
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 pytestmark = pytest.mark.integration
 
@@ -20,9 +19,30 @@ def test_sparsegpt_24_on_two_blocks_of_smollm2_then_eval(tmp_path):
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "sgpt24"
-    _cli("prune", "--model", "smollm2-135m", "--method", "sparsegpt", "--pattern", "2:4",
-         "--nsamples", "2", "--seqlen", "64", "--targets", "model.layers.0.*,model.layers.1.*",
-         "--ppl", "wiki-en", "--ppl-seqlen", "64", "--ppl-max-windows", "3", "--output", str(out), "--quiet")
+    _cli(
+        "prune",
+        "--model",
+        "smollm2-135m",
+        "--method",
+        "sparsegpt",
+        "--pattern",
+        "2:4",
+        "--nsamples",
+        "2",
+        "--seqlen",
+        "64",
+        "--targets",
+        "model.layers.0.*,model.layers.1.*",
+        "--ppl",
+        "wiki-en",
+        "--ppl-seqlen",
+        "64",
+        "--ppl-max-windows",
+        "3",
+        "--output",
+        str(out),
+        "--quiet",
+    )
     report = json.loads((out / "prune_report.json").read_text())
     assert report["model"]["architecture"] == "LlamaForCausalLM"
     assert report["summary"]["layers_pruned"] == 14  # 7 linear layers x 2 blocks
@@ -36,8 +56,20 @@ def test_sparsegpt_24_on_two_blocks_of_smollm2_then_eval(tmp_path):
     assert (q.view(q.shape[0], -1, 4) == 0).sum(-1).min() >= 2
     assert (model.model.layers[2].self_attn.q_proj.weight != 0).float().mean() > 0.95  # untouched block
 
-    _cli("eval", "--model", str(out), "--ppl", "wiki-en", "--ppl-seqlen", "64", "--ppl-max-windows", "3",
-         "--output", str(tmp_path / "eval.json"), "--quiet")
+    _cli(
+        "eval",
+        "--model",
+        str(out),
+        "--ppl",
+        "wiki-en",
+        "--ppl-seqlen",
+        "64",
+        "--ppl-max-windows",
+        "3",
+        "--output",
+        str(tmp_path / "eval.json"),
+        "--quiet",
+    )
     evaluated = json.loads((tmp_path / "eval.json").read_text())["perplexity"]["wiki-en"]
     assert evaluated["ppl"] == pytest.approx(pruned_ppl, rel=1e-4)
     assert evaluated["protocol"] == "concat-windows" and evaluated["seqlen"] == 64
@@ -48,3 +80,74 @@ def test_models_command_lists_presets():
     rows = {row["preset"]: row for row in json.loads(done.stdout)}
     assert set(rows) == {"smollm2-135m", "gemma3-270m"}
     assert rows["smollm2-135m"]["installed"] is True
+
+
+def test_synthetic_and_detected_sets_on_smollm2_then_prune_from_a_set(tmp_path):
+    syn, det = tmp_path / "syn", tmp_path / "det"
+    _cli(
+        "calib",
+        "--synthetic",
+        "--source",
+        "wiki-en",
+        "--prefix-tokens",
+        "2",
+        "--temperature",
+        "0.6",
+        "--filter-top",
+        "0.2",
+        "--nsamples",
+        "2",
+        "--seqlen",
+        "32",
+        "--num-texts",
+        "5",
+        "--gen-batch-size",
+        "5",
+        "--model",
+        "smollm2-135m",
+        "--output",
+        str(syn),
+        "--quiet",
+    )
+    manifest = json.loads((syn / "manifest.json").read_text())
+    assert manifest["strategy"] == "synthetic" and manifest["filter"] == {**manifest["filter"], "texts": 5, "kept": 4}
+    assert manifest["parameters"]["temperature"] == 0.6 and manifest["parameters"]["prefix_tokens"] == 2
+    _cli(
+        "calib",
+        "--detect",
+        "mink++",
+        "--source",
+        "wiki-en",
+        "--keep-top",
+        "0.5",
+        "--num-candidates",
+        "20",
+        "--nsamples",
+        "2",
+        "--seqlen",
+        "32",
+        "--model",
+        "smollm2-135m",
+        "--output",
+        str(det),
+        "--quiet",
+    )
+    assert json.loads((det / "manifest.json").read_text())["filter"]["kept"] == 10
+    _cli(
+        "prune",
+        "--model",
+        "smollm2-135m",
+        "--calib",
+        str(syn),
+        "--method",
+        "wanda",
+        "--sparsity",
+        "0.6",
+        "--targets",
+        "model.layers.0.*",
+        "--output",
+        str(tmp_path / "x"),
+        "--quiet",
+    )
+    report = json.loads((tmp_path / "x" / "prune_report.json").read_text())
+    assert report["calibration"]["strategy"] == "synthetic" and report["calibration"]["nsamples"] == 2

@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from conftest import tiny_model
 
 from calibprune.calibration import CalibrationSet
 from calibprune.config import DSnoTOptions, OWLOptions, PruneConfig, SparsityTarget, pruned_count
@@ -14,9 +15,7 @@ from calibprune.pipeline import prune
 from calibprune.pruning.allocation import measure_outlier_ratios, outlier_ratio, owl_nm, owl_sparsities
 from calibprune.pruning.dsnot import dsnot_refine
 from calibprune.pruning.masks import target_mask
-from calibprune.pruning.stats import InputStatistics
-
-from conftest import tiny_model
+from calibprune.pruning.stats import StatisticsCollector
 
 # ----------------------------------------------------------------------------- OWL
 
@@ -42,6 +41,16 @@ def test_owl_mixed_nm_gives_each_block_its_own_n():
     assert owl_nm([1.0, 6.0], 4, 8, 2.0) == [5, 3]  # [-1, 1] around N=4
 
 
+def _inputs_of(model, layer, ids):
+    """All rows a layer sees in one plain forward of the whole (dense) model."""
+    captured = []
+    handle = layer.register_forward_pre_hook(lambda m, a: captured.append(a[0].reshape(-1, a[0].shape[-1])))
+    with torch.no_grad():
+        model(input_ids=ids)
+    handle.remove()
+    return torch.cat(captured)
+
+
 def test_measured_outlier_ratios_equal_an_independent_dense_computation(calib_ids):
     model = tiny_model("llama")
     with torch.no_grad():  # make block 1 outlier-heavy
@@ -50,13 +59,8 @@ def test_measured_outlier_ratios_equal_an_independent_dense_computation(calib_id
     ratios = measure_outlier_ratios(model, CalibrationSet(calib_ids), config, progress=False)
     for index in range(3):
         scores = []
-        for name, layer in block_layers(model.model.layers[index], f"model.layers.{index}").items():
-            captured = []
-            handle = layer.register_forward_pre_hook(lambda m, a: captured.append(a[0].reshape(-1, a[0].shape[-1])))
-            with torch.no_grad():
-                model(input_ids=calib_ids)
-            handle.remove()
-            x = torch.cat(captured)
+        for layer in block_layers(model.model.layers[index], f"model.layers.{index}").values():
+            x = _inputs_of(model, layer, calib_ids)
             scores.append(weight_matrix(layer).abs() * x.norm(dim=0) / x.shape[0] ** 0.5)
         assert ratios[index] == pytest.approx(outlier_ratio(scores, 5.0), abs=1e-9)
     assert ratios[1] == max(ratios.values())
@@ -76,7 +80,11 @@ def test_owl_prunes_each_block_at_its_allocated_sparsity(method, calib_ids):
         index = int(name.split(".")[2])
         assert record["target_sparsity"] == pytest.approx(block_sparsity[index])
         rows, cols = record["shape"]
-        expected = pruned_count(rows * cols, block_sparsity[index]) if method == "magnitude" else rows * pruned_count(cols, block_sparsity[index])
+        expected = (
+            pruned_count(rows * cols, block_sparsity[index])
+            if method == "magnitude"
+            else rows * pruned_count(cols, block_sparsity[index])
+        )
         assert record["pruned"] == expected
 
 
@@ -84,8 +92,15 @@ def test_owl_mixed_nm_reports_and_respects_block_n(calib_ids):
     model = tiny_model("llama")
     with torch.no_grad():
         model.model.layers[1].mlp.down_proj.weight[:, :3] *= 40
-    report = prune(model, calib_ids, method="wanda", pattern="4:8", allocation="owl",
-                   owl=OWLOptions(mixed_nm=True, nm_lambda=2.0), progress=False)
+    report = prune(
+        model,
+        calib_ids,
+        method="wanda",
+        pattern="4:8",
+        allocation="owl",
+        owl=OWLOptions(mixed_nm=True, nm_lambda=2.0),
+        progress=False,
+    )
     block_n = report["allocation"]["block_n"]
     assert block_n[1] < 4 and len(set(block_n.values())) > 1
     for name, layer in all_block_layers(model).items():
@@ -94,6 +109,7 @@ def test_owl_mixed_nm_reports_and_respects_block_n(calib_ids):
         assert ((w.view(w.shape[0], -1, 8) == 0).sum(-1) >= n).all()
         assert report["layers"][name]["nm_pattern"] == f"{n}:8"
         assert report["layers"][name]["pruned"] == w.numel() * n // 8
+
 
 # ----------------------------------------------------------------------------- DSnoT
 
@@ -124,9 +140,9 @@ def _block_statistics(model, ids, index=0):
     for step in runner:
         if step.index == index:
             layers = block_layers(step.block, step.name)
-            stats = {}
-            leader_of = step.observe(layers, lambda n, x: stats.setdefault(n, InputStatistics(x.shape[-1], frozenset({"sq", "sum"}))).update(x))
-            return layers, {name: stats[leader_of[name]] for name in layers}
+            collector = StatisticsCollector(frozenset({"sq", "sum"}))
+            leader_of = step.observe(layers, collector)
+            return layers, {name: collector.stats[leader_of[name]] for name in layers}
         step.advance()
 
 
@@ -140,19 +156,31 @@ def test_dsnot_keeps_counts_and_nm_and_lowers_the_proxy_on_a_real_block(target):
         w = weight_matrix(layer).clone()
         importance = w.abs() * stats[name].col_norm
         initial = target_mask(importance, target, "row")
-        mask, info = dsnot_refine(w, initial, stats[name].mean, stats[name].variance, importance,
-                                  DSnoTOptions(threshold=0.0), nm_m=target.m if target.is_nm else None)
+        mask, info = dsnot_refine(
+            w,
+            initial,
+            stats[name].mean,
+            stats[name].variance,
+            importance,
+            DSnoTOptions(threshold=0.0),
+            nm_m=target.m if target.is_nm else None,
+        )
         assert torch.equal(mask.sum(1), initial.sum(1)), name
         if target.is_nm:
             assert (mask.view(w.shape[0], -1, target.m).sum(-1) == target.n).all(), name
-        proxy = lambda m: float((w * stats[name].mean * m).sum(1).abs().sum())  # |sum pruned w * mean x| per row
+
+        def proxy(m, w=w, mean=stats[name].mean):  # |sum of pruned w * mean x| per row
+            return float((w * mean * m).sum(1).abs().sum())
+
         assert proxy(mask) == pytest.approx(info["dsnot_proxy_after"], rel=1e-4)
         assert proxy(mask) <= proxy(initial) + 1e-6
         total_before, total_after = total_before + proxy(initial), total_after + proxy(mask)
     assert total_after < 0.9 * total_before
 
 
-@pytest.mark.parametrize("method, sparsity, pattern", [("wanda", 0.6, None), ("magnitude", None, "2:4"), ("wanda", None, "4:8")])
+@pytest.mark.parametrize(
+    "method, sparsity, pattern", [("wanda", 0.6, None), ("magnitude", None, "2:4"), ("wanda", None, "4:8")]
+)
 def test_dsnot_through_the_engine_skips_mlp_and_keeps_counts(method, sparsity, pattern, calib_ids):
     model = tiny_model("llama")
     baseline = copy.deepcopy(model)
@@ -160,7 +188,10 @@ def test_dsnot_through_the_engine_skips_mlp_and_keeps_counts(method, sparsity, p
     prune(baseline, calib_ids, method=method, sparsity=sparsity, pattern=pattern, progress=False)
     changed = 0
     for name, record in report["layers"].items():
-        refined, plain = weight_matrix(dict(model.named_modules())[name]), weight_matrix(dict(baseline.named_modules())[name])
+        refined, plain = (
+            weight_matrix(dict(model.named_modules())[name]),
+            weight_matrix(dict(baseline.named_modules())[name]),
+        )
         assert torch.equal((refined == 0).sum(1), (plain == 0).sum(1))
         if ".mlp." in name:
             assert "dsnot_swaps" not in record
@@ -173,30 +204,51 @@ def test_dsnot_through_the_engine_skips_mlp_and_keeps_counts(method, sparsity, p
             assert record["nm_conformance"] == 1.0
     assert changed > 0
 
+
 # ----------------------------------------------------------------------------- refusals
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(method="wanda", target=SparsityTarget.nm(2, 4), allocation="owl"), "pass --owl-mixed-nm"),
-    (dict(method="wanda", target=SparsityTarget.unstructured(0.5), allocation="owl", owl=OWLOptions(mixed_nm=True)), "N:M patterns only"),
-    (dict(method="sparsegpt", target=SparsityTarget.unstructured(0.5), refine="dsnot"), "SparseGPT rewrites"),
-    (dict(method="wanda", target=SparsityTarget.unstructured(0.7), allocation="owl", owl=OWLOptions(lam=0.2)), r"lambda=0.2 is too large for sparsity 0.7"),
-    (dict(method="wanda", target=SparsityTarget.nm(1, 4), allocation="owl", owl=OWLOptions(mixed_nm=True)), "outside 1..3"),
-    (dict(method="wanda", target=SparsityTarget.unstructured(0.5), allocation="greedy"), "unknown allocation 'greedy'"),
-    (dict(method="wanda", target=SparsityTarget.unstructured(0.5), refine="ria"), "unknown refinement 'ria'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(method="wanda", target=SparsityTarget.nm(2, 4), allocation="owl"), "pass --owl-mixed-nm"),
+        (
+            dict(
+                method="wanda", target=SparsityTarget.unstructured(0.5), allocation="owl", owl=OWLOptions(mixed_nm=True)
+            ),
+            "N:M patterns only",
+        ),
+        (dict(method="sparsegpt", target=SparsityTarget.unstructured(0.5), refine="dsnot"), "SparseGPT rewrites"),
+        (
+            dict(method="wanda", target=SparsityTarget.unstructured(0.7), allocation="owl", owl=OWLOptions(lam=0.2)),
+            r"lambda=0.2 is too large for sparsity 0.7",
+        ),
+        (
+            dict(method="wanda", target=SparsityTarget.nm(1, 4), allocation="owl", owl=OWLOptions(mixed_nm=True)),
+            "outside 1..3",
+        ),
+        (
+            dict(method="wanda", target=SparsityTarget.unstructured(0.5), allocation="greedy"),
+            "unknown allocation 'greedy'",
+        ),
+        (dict(method="wanda", target=SparsityTarget.unstructured(0.5), refine="ria"), "unknown refinement 'ria'"),
+    ],
+)
 def test_refused_combinations_name_the_reason(kwargs, message):
     with pytest.raises(CalibpruneError, match=message):
         PruneConfig(**kwargs)
 
 
-@pytest.mark.parametrize("build, message", [
-    (lambda: OWLOptions(hyper_m=0), "OWL M=0 must be > 0"),
-    (lambda: OWLOptions(hyper_m=-1), "OWL M=-1 must be > 0"),
-    (lambda: OWLOptions(lam=-0.1), "OWL lambda=-0.1 must be >= 0"),
-    (lambda: DSnoTOptions(cycles=-1), "DSnoT cycles=-1 must be >= 0"),
-    (lambda: DSnoTOptions(threshold=-1), "threshold=-1 must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: OWLOptions(hyper_m=0), "OWL M=0 must be > 0"),
+        (lambda: OWLOptions(hyper_m=-1), "OWL M=-1 must be > 0"),
+        (lambda: OWLOptions(lam=-0.1), "OWL lambda=-0.1 must be >= 0"),
+        (lambda: DSnoTOptions(cycles=-1), "DSnoT cycles=-1 must be >= 0"),
+        (lambda: DSnoTOptions(threshold=-1), "threshold=-1 must be >= 0"),
+    ],
+)
 def test_bad_hyperparameters(build, message):
     with pytest.raises(CalibpruneError, match=message):
         build()
@@ -207,9 +259,26 @@ def test_bad_owl_input_fails_before_any_work(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "calibprune.cli", "prune", "--model", "smollm2-135m", "--sparsity", "0.6",
-                           "--allocation", "owl", "--owl-lambda", "0.3", "--output", str(tmp_path / "o")],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "calibprune.cli",
+            "prune",
+            "--model",
+            "smollm2-135m",
+            "--sparsity",
+            "0.6",
+            "--allocation",
+            "owl",
+            "--owl-lambda",
+            "0.3",
+            "--output",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and "lambda=0.3 is too large for sparsity 0.6" in done.stderr
     assert not (tmp_path / "o").exists()
 
@@ -217,9 +286,16 @@ def test_bad_owl_input_fails_before_any_work(tmp_path, monkeypatch):
 def test_magnitude_with_dsnot_samples_calibration_through_the_pipeline(model_dir, text_corpus, tmp_path):
     from calibprune.pipeline import CalibrationRequest, run_prune
 
-    config = PruneConfig(method="magnitude", target=SparsityTarget.nm(2, 4), refine="dsnot", dsnot=DSnoTOptions(skip=()))
-    report = run_prune(str(model_dir), config, CalibrationRequest(str(text_corpus), nsamples=4, seqlen=32),
-                       tmp_path / "out", progress=False)
+    config = PruneConfig(
+        method="magnitude", target=SparsityTarget.nm(2, 4), refine="dsnot", dsnot=DSnoTOptions(skip=())
+    )
+    report = run_prune(
+        str(model_dir),
+        config,
+        CalibrationRequest(str(text_corpus), nsamples=4, seqlen=32),
+        tmp_path / "out",
+        progress=False,
+    )
     assert report["calibration"]["nsamples"] == 4
     assert report["summary"]["nm_conformance_min"] == 1.0
     assert sum(r["dsnot_swaps"] for r in report["layers"].values()) > 0

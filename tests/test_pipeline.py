@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_model
 
 from calibprune import pipeline
 from calibprune.calibration import build_calibration
@@ -15,8 +16,6 @@ from calibprune.config import PruneConfig, SparsityTarget
 from calibprune.errors import CalibpruneError, MissingAssetError
 from calibprune.evaluation import perplexity
 from calibprune.pipeline import CalibrationRequest, PerplexityRequest, prune, run_eval, run_prune
-
-from conftest import tiny_model
 
 
 def _config(method="wanda", sparsity=0.5, pattern=None, **kw):
@@ -57,7 +56,9 @@ def test_round_trip_reproduces_the_in_memory_pruned_model(model_dir, text_corpus
 
 
 def test_nm_report_records_conformance(model_dir, text_corpus, tmp_path):
-    report = run_prune(str(model_dir), _config("sparsegpt", None, "2:4"), _request(text_corpus), tmp_path / "o", progress=False)
+    report = run_prune(
+        str(model_dir), _config("sparsegpt", None, "2:4"), _request(text_corpus), tmp_path / "o", progress=False
+    )
     assert report["summary"]["nm_conformant_layers"] == report["summary"]["layers_pruned"]
     assert report["summary"]["nm_conformance_min"] == 1.0
 
@@ -97,15 +98,20 @@ def no_weight_loading(monkeypatch):
     monkeypatch.setattr(pipeline, "load_model", refuse)
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(nsamples=0), "nsamples 0 must be >= 1"),
-    (dict(nsamples=-3), "nsamples -3 must be >= 1"),
-    (dict(seqlen=256), "--seqlen 256 exceeds the model's maximum sequence length 128"),
-    (dict(nsamples=400, seqlen=64), "fewer than nsamples x seqlen"),
-    (dict(source="no-such-corpus"), "unknown corpus 'no-such-corpus': known ones are wiki-en"),
-    (dict(sampling="random"), "sampling mode 'random' is unknown"),
-])
-def test_bad_calibration_input_fails_before_loading(model_dir, text_corpus, tmp_path, no_weight_loading, change, message):
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(nsamples=0), "nsamples 0 must be >= 1"),
+        (dict(nsamples=-3), "nsamples -3 must be >= 1"),
+        (dict(seqlen=256), "--seqlen 256 exceeds the model's maximum sequence length 128"),
+        (dict(nsamples=400, seqlen=64), "fewer than nsamples x seqlen"),
+        (dict(source="no-such-corpus"), "unknown corpus 'no-such-corpus': known ones are wiki-en"),
+        (dict(sampling="random"), "sampling mode 'random' is unknown"),
+    ],
+)
+def test_bad_calibration_input_fails_before_loading(
+    model_dir, text_corpus, tmp_path, no_weight_loading, change, message
+):
     request = _request(text_corpus)
     for key, value in change.items():
         setattr(request, key, value)
@@ -114,11 +120,20 @@ def test_bad_calibration_input_fails_before_loading(model_dir, text_corpus, tmp_
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("config, message", [
-    (PruneConfig(method="prune-everything", target=SparsityTarget.unstructured(0.5)), "known ones are magnitude, wanda, sparsegpt"),
-    (PruneConfig(method="wanda", target=SparsityTarget.nm(1, 3)), "not divisible by M=3"),
-    (PruneConfig(method="wanda", target=SparsityTarget.unstructured(0.5), targets=("lm_head",)), "outside the decoder blocks"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (
+            PruneConfig(method="prune-everything", target=SparsityTarget.unstructured(0.5)),
+            "known ones are magnitude, wanda, sparsegpt",
+        ),
+        (PruneConfig(method="wanda", target=SparsityTarget.nm(1, 3)), "not divisible by M=3"),
+        (
+            PruneConfig(method="wanda", target=SparsityTarget.unstructured(0.5), targets=("lm_head",)),
+            "outside the decoder blocks",
+        ),
+    ],
+)
 def test_bad_prune_config_fails_before_loading(model_dir, text_corpus, tmp_path, no_weight_loading, config, message):
     with pytest.raises(CalibpruneError, match=message):
         run_prune(str(model_dir), config, _request(text_corpus), tmp_path / "out", progress=False)
@@ -161,11 +176,24 @@ def test_perplexity_equals_an_independent_computation(llama, tokenizer, text_cor
 
 
 def test_cli_reports_bad_input_without_traceback(tmp_path):
-    cmd = [sys.executable, "-m", "calibprune.cli", "prune", "--model", "smollm2-135m", "--sparsity", "1.2",
-           "--output", str(tmp_path / "x")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "calibprune.cli",
+        "prune",
+        "--model",
+        "smollm2-135m",
+        "--sparsity",
+        "1.2",
+        "--output",
+        str(tmp_path / "x"),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 2
     assert "sparsity 1.2 is outside [0, 1)" in done.stderr and "Traceback" not in done.stderr
-    done = subprocess.run(cmd[:4] + ["--method", "obs", "--sparsity", "0.5", "--output", str(tmp_path / "x")],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        cmd[:4] + ["--method", "obs", "--sparsity", "0.5", "--output", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and "known ones are magnitude, wanda, sparsegpt" in done.stderr

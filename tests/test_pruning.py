@@ -5,6 +5,7 @@ import copy
 
 import pytest
 import torch
+from conftest import ARCHITECTURES, tiny_model
 
 from calibprune.config import PruneConfig, RunnerOptions, SparseGPTOptions, SparsityTarget, pruned_count
 from calibprune.errors import CalibpruneError
@@ -13,8 +14,6 @@ from calibprune.pipeline import prune
 from calibprune.pruning.engine import validate
 from calibprune.pruning.masks import target_mask
 from calibprune.pruning.sparsegpt import sparsegpt_prune
-
-from conftest import ARCHITECTURES, tiny_model
 
 
 def _inputs_of(model, layer_name, ids):
@@ -56,8 +55,7 @@ def test_sparsegpt_first_column_pruning_is_the_least_squares_optimum():
     w = torch.randn(5, 8, generator=g)
     w[:, 0] = 0.01  # make column 0 the obvious one to prune (1 of 8 per row)
     hessian = 2 * x @ x.T / x.shape[1]
-    new, mask, _ = sparsegpt_prune(w, hessian, SparsityTarget.unstructured(1 / 8),
-                                   SparseGPTOptions(percdamp=1e-8))
+    new, mask, _ = sparsegpt_prune(w, hessian, SparsityTarget.unstructured(1 / 8), SparseGPTOptions(percdamp=1e-8))
     assert mask[:, 0].all() and mask.sum() == 5
     solution = torch.linalg.lstsq(x[1:].T, (w @ x).T).solution.T  # [rows, 7]
     torch.testing.assert_close(new[:, 1:], solution, rtol=1e-3, atol=1e-4)
@@ -90,7 +88,9 @@ def test_sparsegpt_exact_per_row_counts_across_blocks(ratio):
     g = torch.Generator().manual_seed(1)
     x = torch.randn(200, 500, generator=g)
     w = torch.randn(6, 200, generator=g)
-    _, mask, _ = sparsegpt_prune(w, 2 * x @ x.T / 500, SparsityTarget.unstructured(ratio), SparseGPTOptions(blocksize=64))
+    _, mask, _ = sparsegpt_prune(
+        w, 2 * x @ x.T / 500, SparsityTarget.unstructured(ratio), SparseGPTOptions(blocksize=64)
+    )
     assert (mask.sum(1) == pruned_count(200, ratio)).all()
 
 
@@ -110,16 +110,24 @@ def test_sparsegpt_escalates_damping_then_names_the_layer():
         sparsegpt_prune(torch.randn(2, 4), hessian, SparsityTarget.unstructured(0.5), name="my.layer")
     # A rank-deficient but fixable Hessian succeeds after escalation
     v = torch.randn(4, 1)
-    _, _, info = sparsegpt_prune(torch.randn(2, 4), v @ v.T, SparsityTarget.unstructured(0.5),
-                                 SparseGPTOptions(percdamp=1e-12))
+    _, _, info = sparsegpt_prune(
+        torch.randn(2, 4), v @ v.T, SparsityTarget.unstructured(0.5), SparseGPTOptions(percdamp=1e-12)
+    )
     assert info["damping"] > 0
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-@pytest.mark.parametrize("method, sparsity, pattern", [
-    ("magnitude", 0.5, None), ("wanda", 0.3, None), ("sparsegpt", 0.6, None),
-    ("wanda", None, "2:4"), ("sparsegpt", None, "4:8"), ("magnitude", None, "1:4"),
-])
+@pytest.mark.parametrize(
+    "method, sparsity, pattern",
+    [
+        ("magnitude", 0.5, None),
+        ("wanda", 0.3, None),
+        ("sparsegpt", 0.6, None),
+        ("wanda", None, "2:4"),
+        ("sparsegpt", None, "4:8"),
+        ("magnitude", None, "1:4"),
+    ],
+)
 def test_exact_target_sparsity_on_every_architecture(arch, method, sparsity, pattern, calib_ids):
     model = tiny_model(arch)
     report = prune(model, calib_ids, method=method, sparsity=sparsity, pattern=pattern, progress=False)
@@ -142,12 +150,18 @@ def test_exact_target_sparsity_on_every_architecture(arch, method, sparsity, pat
 @pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
 def test_same_inputs_same_mask_and_store_or_batching_do_not_matter(method, calib_ids):
     masks = []
-    for options in (RunnerOptions(batch_size=4), RunnerOptions(batch_size=4), RunnerOptions(batch_size=6, activation_store="memory")):
+    for options in (
+        RunnerOptions(batch_size=4),
+        RunnerOptions(batch_size=4),
+        RunnerOptions(batch_size=6, activation_store="memory"),
+    ):
         model = tiny_model("llama")
         prune(model, calib_ids, method=method, sparsity=0.5, progress=False, runner=options)
-        masks.append({n: weight_matrix(l) == 0 for n, l in all_block_layers(model).items()})
+        masks.append({n: weight_matrix(layer) == 0 for n, layer in all_block_layers(model).items()})
     assert all(torch.equal(masks[0][n], masks[1][n]) for n in masks[0])
-    agreement = sum(int((masks[0][n] == masks[2][n]).sum()) for n in masks[0]) / sum(m.numel() for m in masks[0].values())
+    agreement = sum(int((masks[0][n] == masks[2][n]).sum()) for n in masks[0]) / sum(
+        m.numel() for m in masks[0].values()
+    )
     assert agreement > 0.999  # float summation order differs with the batch size
 
 
@@ -162,11 +176,26 @@ def test_magnitude_needs_no_calibration():
 def test_targets_and_ignore_limit_what_is_pruned(calib_ids):
     model = tiny_model("llama")
     dense = copy.deepcopy(model)
-    report = prune(model, calib_ids, method="wanda", sparsity=0.5, progress=False,
-                   targets=("model.layers.0.*",), ignore=("*.down_proj",))
-    assert set(report["layers"]) == {f"model.layers.0.{n}" for n in
-                                     ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                      "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj")}
+    report = prune(
+        model,
+        calib_ids,
+        method="wanda",
+        sparsity=0.5,
+        progress=False,
+        targets=("model.layers.0.*",),
+        ignore=("*.down_proj",),
+    )
+    assert set(report["layers"]) == {
+        f"model.layers.0.{n}"
+        for n in (
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.o_proj",
+            "mlp.gate_proj",
+            "mlp.up_proj",
+        )
+    }
     for name, p in model.named_parameters():
         if not any(name.startswith(layer) for layer in report["layers"]):
             assert torch.equal(p, dense.get_parameter(name)), name
@@ -178,5 +207,7 @@ def test_validate_refuses_unknown_method_and_indivisible_widths(llama):
     with pytest.raises(CalibpruneError, match="not divisible by M=3"):
         validate(llama, PruneConfig(method="wanda", target=SparsityTarget.nm(1, 3)))
     with pytest.raises(CalibpruneError, match="multiple of M=8"):
-        validate(llama, PruneConfig(method="sparsegpt", target=SparsityTarget.nm(4, 8),
-                                    sparsegpt=SparseGPTOptions(blocksize=12)))
+        validate(
+            llama,
+            PruneConfig(method="sparsegpt", target=SparsityTarget.nm(4, 8), sparsegpt=SparseGPTOptions(blocksize=12)),
+        )

@@ -2,9 +2,11 @@
 
 import pytest
 import torch
+from conftest import HIDDEN, LAYERS, tiny_model
 from torch import nn
 
 from calibprune.config import RunnerOptions
+from calibprune.errors import CalibpruneError
 from calibprune.models.layers import (
     Conv1D,
     LayerSelection,
@@ -15,13 +17,15 @@ from calibprune.models.layers import (
     weight_matrix,
 )
 from calibprune.models.runner import SequentialRunner
-from calibprune.errors import CalibpruneError
-
-from conftest import HIDDEN, LAYERS, tiny_model
 
 EXPECTED_BLOCKS = {
-    "llama": "model.layers", "qwen2": "model.layers", "mistral": "model.layers", "gemma3": "model.layers",
-    "gpt2": "transformer.h", "gpt_neox": "gpt_neox.layers", "opt": "model.decoder.layers",
+    "llama": "model.layers",
+    "qwen2": "model.layers",
+    "mistral": "model.layers",
+    "gemma3": "model.layers",
+    "gpt2": "transformer.h",
+    "gpt_neox": "gpt_neox.layers",
+    "opt": "model.decoder.layers",
 }
 
 
@@ -85,8 +89,12 @@ def test_observe_groups_shared_inputs_and_sees_every_token(llama, calib_ids):
         assert leader_of[f"{prefix}.self_attn.o_proj"] == f"{prefix}.self_attn.o_proj"
         assert leader_of[f"{prefix}.mlp.down_proj"] == f"{prefix}.mlp.down_proj"
         # one callback per distinct input and batch, covering all tokens
-        assert set(seen) == {f"{prefix}.self_attn.q_proj", f"{prefix}.self_attn.o_proj",
-                             f"{prefix}.mlp.gate_proj", f"{prefix}.mlp.down_proj"}
+        assert set(seen) == {
+            f"{prefix}.self_attn.q_proj",
+            f"{prefix}.self_attn.o_proj",
+            f"{prefix}.mlp.gate_proj",
+            f"{prefix}.mlp.down_proj",
+        }
         assert all(count == calib_ids.numel() for count in seen.values())
 
 

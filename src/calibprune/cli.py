@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import sys
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -14,13 +13,17 @@ from rich.table import Table
 
 from .errors import CalibpruneError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Calibration-aware post-training pruning of LLMs.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Calibration-aware post-training pruning of LLMs.",
+)
 console = Console(stderr=True)
 out = Console()
 
 
-def _split(values: Optional[list[str]]) -> tuple[str, ...]:
+def _split(values: list[str] | None) -> tuple[str, ...]:
     """Options that take lists accept both repetition and commas: --ppl a,b --ppl c."""
     return tuple(v.strip() for value in values or [] for v in value.split(",") if v.strip())
 
@@ -35,19 +38,21 @@ def _quiet_libraries() -> None:
 
 @app.command()
 def prune(
-    output: str = typer.Option(..., "--output", "-o", help="Folder for the pruned model (save_pretrained + prune_report.json)."),
+    output: str = typer.Option(
+        ..., "--output", "-o", help="Folder for the pruned model (save_pretrained + prune_report.json)."
+    ),
     model: str = typer.Option("smollm2-135m", help="Preset name, local folder or Hugging Face id."),
     method: str = typer.Option("wanda", help="magnitude | wanda | sparsegpt"),
-    sparsity: Optional[float] = typer.Option(None, help="Unstructured sparsity in [0, 1)."),
-    pattern: Optional[str] = typer.Option(None, help="N:M pattern: N of every M consecutive inputs pruned (2:4, 4:8)."),
+    sparsity: float | None = typer.Option(None, help="Unstructured sparsity in [0, 1)."),
+    pattern: str | None = typer.Option(None, help="N:M pattern: N of every M consecutive inputs pruned (2:4, 4:8)."),
     calib: str = typer.Option("wiki-en", help="Calibration source: corpus name or local .txt/.jsonl file/folder."),
     nsamples: int = typer.Option(128, help="Calibration windows."),
     seqlen: int = typer.Option(2048, help="Tokens per calibration window."),
     seed: int = typer.Option(0, help="Seed of the window sampling."),
-    sampling: Optional[str] = typer.Option(None, help="stream | document (default: the corpus's own rule)."),
+    sampling: str | None = typer.Option(None, help="stream | document (default: the corpus's own rule)."),
     text_field: str = typer.Option("text", help="Text field of .jsonl sources."),
-    targets: Optional[list[str]] = typer.Option(None, help="Only prune layers matching these globs (comma-separated)."),
-    ignore: Optional[list[str]] = typer.Option(None, help="Never prune layers matching these globs."),
+    targets: list[str] | None = typer.Option(None, help="Only prune layers matching these globs (comma-separated)."),
+    ignore: list[str] | None = typer.Option(None, help="Never prune layers matching these globs."),
     batch_size: int = typer.Option(4, help="Calibration samples per block call."),
     activation_store: str = typer.Option("disk", help="Where hidden states wait between blocks: disk | memory."),
     allocation: str = typer.Option("uniform", help="Per-block sparsity: uniform | owl."),
@@ -59,13 +64,15 @@ def prune(
     dsnot_cycles: int = typer.Option(50, help="DSnoT swap cycles per layer."),
     dsnot_threshold: float = typer.Option(0.1, help="DSnoT stops a row once |error proxy| <= this."),
     dsnot_var_power: float = typer.Option(1.0, help="DSnoT regrow priority: contribution / variance^power."),
-    dsnot_skip: Optional[list[str]] = typer.Option(None, help="Layers (globs inside a block) DSnoT leaves alone [default: mlp.*]; 'none' for none."),
+    dsnot_skip: list[str] | None = typer.Option(
+        None, help="Layers (globs inside a block) DSnoT leaves alone [default: mlp.*]; 'none' for none."
+    ),
     blocksize: int = typer.Option(128, help="SparseGPT column block size."),
     percdamp: float = typer.Option(0.01, help="SparseGPT damping, fraction of the mean Hessian diagonal."),
-    ppl: Optional[list[str]] = typer.Option(None, help="Also report dense and pruned perplexity on these corpora."),
+    ppl: list[str] | None = typer.Option(None, help="Also report dense and pruned perplexity on these corpora."),
     ppl_seqlen: int = typer.Option(2048, help="Perplexity window length."),
-    ppl_max_windows: Optional[int] = typer.Option(None, help="Score at most this many perplexity windows."),
-    dtype: Optional[str] = typer.Option(None, help="Load dtype (float32, bfloat16); default: the checkpoint's."),
+    ppl_max_windows: int | None = typer.Option(None, help="Score at most this many perplexity windows."),
+    dtype: str | None = typer.Option(None, help="Load dtype (float32, bfloat16); default: the checkpoint's."),
     overwrite: bool = typer.Option(False, help="Replace an existing --output folder."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
@@ -82,22 +89,30 @@ def prune(
         allocation=allocation,
         refine=refine,
         owl=OWLOptions(hyper_m=owl_m, lam=owl_lambda, mixed_nm=owl_mixed_nm, nm_lambda=owl_nm_lambda),
-        dsnot=DSnoTOptions(cycles=dsnot_cycles, threshold=dsnot_threshold, var_power=dsnot_var_power,
-                           skip=() if skip == ("none",) else skip),
+        dsnot=DSnoTOptions(
+            cycles=dsnot_cycles,
+            threshold=dsnot_threshold,
+            var_power=dsnot_var_power,
+            skip=() if skip == ("none",) else skip,
+        ),
         sparsegpt=SparseGPTOptions(blocksize=blocksize, percdamp=percdamp),
         runner=RunnerOptions(batch_size=batch_size, activation_store=activation_store),
     )
-    request = CalibrationRequest(source=calib, nsamples=nsamples, seqlen=seqlen, seed=seed,
-                                 sampling=sampling, text_field=text_field)
+    request = CalibrationRequest(
+        source=calib, nsamples=nsamples, seqlen=seqlen, seed=seed, sampling=sampling, text_field=text_field
+    )
     ppl_request = PerplexityRequest(list(_split(ppl)), seqlen=ppl_seqlen, max_windows=ppl_max_windows)
     _quiet_libraries()
-    report = run_prune(model, config, request, output, overwrite=overwrite, ppl=ppl_request,
-                       dtype=dtype, progress=not quiet)
+    report = run_prune(
+        model, config, request, output, overwrite=overwrite, ppl=ppl_request, dtype=dtype, progress=not quiet
+    )
     summary = report["summary"]
     label = " + ".join(x for x in (method, allocation, refine) if x not in ("uniform", "none"))
-    out.print(f"[bold]pruned[/bold] {summary['layers_pruned']} layers of {model} with {label} "
-              f"{config.target.describe()}: {summary['sparsity_pruned_layers']:.2%} of their weights "
-              f"({summary['sparsity_all_parameters']:.2%} of all parameters) -> {output}")
+    out.print(
+        f"[bold]pruned[/bold] {summary['layers_pruned']} layers of {model} with {label} "
+        f"{config.target.describe()}: {summary['sparsity_pruned_layers']:.2%} of their weights "
+        f"({summary['sparsity_all_parameters']:.2%} of all parameters) -> {output}"
+    )
     if report.get("perplexity"):
         _print_ppl_table(report["perplexity"])
 
@@ -116,12 +131,12 @@ def _print_ppl_table(results: dict) -> None:
 @app.command("eval")
 def eval_(
     model: str = typer.Option(..., help="Preset, local folder (e.g. a pruned model) or Hugging Face id."),
-    ppl: Optional[list[str]] = typer.Option(None, help="Corpora for held-out perplexity (comma-separated)."),
+    ppl: list[str] | None = typer.Option(None, help="Corpora for held-out perplexity (comma-separated)."),
     ppl_seqlen: int = typer.Option(2048, help="Perplexity window length."),
-    ppl_max_windows: Optional[int] = typer.Option(None, help="Score at most this many windows."),
+    ppl_max_windows: int | None = typer.Option(None, help="Score at most this many windows."),
     batch_size: int = typer.Option(1, help="Windows per forward pass."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the results as JSON here."),
-    dtype: Optional[str] = typer.Option(None, help="Load dtype; default: the checkpoint's."),
+    output: str | None = typer.Option(None, "--output", "-o", help="Write the results as JSON here."),
+    dtype: str | None = typer.Option(None, help="Load dtype; default: the checkpoint's."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
     """Evaluate a model: held-out perplexity with a named protocol."""
@@ -131,8 +146,13 @@ def eval_(
     if not corpora:
         raise CalibpruneError("nothing to evaluate: pass --ppl CORPUS[,CORPUS...] (e.g. --ppl wiki-en)")
     _quiet_libraries()
-    report = run_eval(model, PerplexityRequest(corpora, seqlen=ppl_seqlen, max_windows=ppl_max_windows,
-                                               batch_size=batch_size), output=output, dtype=dtype, progress=not quiet)
+    report = run_eval(
+        model,
+        PerplexityRequest(corpora, seqlen=ppl_seqlen, max_windows=ppl_max_windows, batch_size=batch_size),
+        output=output,
+        dtype=dtype,
+        progress=not quiet,
+    )
     _print_ppl_table({model: report["perplexity"]})
     if output:
         out.print(f"results -> {output}")
@@ -143,8 +163,17 @@ def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     """List the bundled model presets and whether each is installed and converted."""
     from .models.presets import PRESETS
 
-    rows = [{"preset": p.name, "installed": p.installed(), "converted": p.ready(), "folder": str(p.folder),
-             "install": p.install, "description": p.description} for p in PRESETS.values()]
+    rows = [
+        {
+            "preset": p.name,
+            "installed": p.installed(),
+            "converted": p.ready(),
+            "folder": str(p.folder),
+            "install": p.install,
+            "description": p.description,
+        }
+        for p in PRESETS.values()
+    ]
     if as_json:
         out.print_json(json.dumps(rows))
         return
@@ -158,17 +187,129 @@ def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
 
 
 @app.command()
-def corpora():
-    """List the text corpora available offline."""
-    from .corpora import CORPORA
+def calib(
+    output: str = typer.Option(..., "--output", "-o", help="Folder for the calibration set."),
+    source: str = typer.Option(
+        "wiki-en", help="Corpus name, hub name (c4, wikipedia, slimpajama, dclm) or local file/folder."
+    ),
+    model: str = typer.Option(
+        "smollm2-135m", help="Model whose tokenizer (and, for --synthetic/--detect, weights) to use."
+    ),
+    nsamples: int = typer.Option(128, help="Calibration windows."),
+    seqlen: int = typer.Option(2048, help="Tokens per window."),
+    seed: int = typer.Option(0, help="Seed of sampling and generation."),
+    sampling: str | None = typer.Option(None, help="stream | document (default: the source's own rule)."),
+    text_field: str = typer.Option("text", help="Text field/column of .jsonl/.parquet/.arrow sources."),
+    synthetic: bool = typer.Option(False, "--synthetic", help="Self-generate from prefixes of the source's texts."),
+    prefix_tokens: int = typer.Option(1, help="Source tokens after BOS in each prompt (0 = BOS only; paper: 1)."),
+    temperature: float | None = typer.Option(None, help="Sampling temperature [default: 0.6; 0.8 for Llama-family]."),
+    top_p: float = typer.Option(0.95, help="Nucleus sampling mass."),
+    top_k: int = typer.Option(50, help="Top-k sampling (0 = off)."),
+    repetition_penalty: float = typer.Option(1.2, help="Repetition penalty (1 = none)."),
+    max_new_tokens: int | None = typer.Option(None, help="Tokens per generated text [default: fill the window]."),
+    num_texts: int | None = typer.Option(None, help="Texts to generate [default: 1.25 x nsamples / (1 - filter-top)]."),
+    gen_batch_size: int = typer.Option(32, help="Prompts generated together."),
+    filter_top: float = typer.Option(0.2, help="Drop this fraction of the most perplexing generated texts."),
+    detect: str | None = typer.Option(None, help="Detect training-like texts with this score: mink++."),
+    keep_top: float = typer.Option(0.5, help="With --detect: keep this fraction of highest-scoring texts."),
+    mink_k: float = typer.Option(0.2, help="Min-K%++: fraction of lowest-scoring tokens averaged."),
+    num_candidates: int | None = typer.Option(None, help="With --detect: score at most this many source texts."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --output (and restart an unfinished generation)."),
+    quiet: bool = typer.Option(False, help="No progress bars."),
+):
+    """Build a calibration set: sample a source, self-generate (--synthetic) or detect (--detect mink++)."""
+    from .calibration import GenerationOptions
+    from .pipeline import CalibJob, run_calib
 
-    table = Table(title="corpora")
-    table.add_column("name")
-    table.add_column("description")
-    table.add_column("sampling")
+    if synthetic and detect:
+        raise CalibpruneError("--synthetic and --detect are two strategies: pass only one")
+    job = CalibJob(
+        source=source,
+        nsamples=nsamples,
+        seqlen=seqlen,
+        seed=seed,
+        sampling=sampling,
+        text_field=text_field,
+        strategy="synthetic" if synthetic else "detect" if detect else "sample",
+        generation=GenerationOptions(
+            prefix_tokens=prefix_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            repetition_penalty=repetition_penalty,
+            max_new_tokens=max_new_tokens,
+            batch_size=gen_batch_size,
+            num_texts=num_texts,
+            filter_top=filter_top,
+        ),
+        detector=detect or "mink++",
+        keep_top=keep_top,
+        mink_k=mink_k,
+        num_candidates=num_candidates,
+    )
+    _quiet_libraries()
+    calibration = run_calib(model, job, output, overwrite=overwrite, progress=not quiet)
+    manifest = calibration.manifest
+    line = (
+        f"[bold]calibration set[/bold] {calibration.nsamples} x {calibration.seqlen} tokens "
+        f"from {manifest['source']} ({manifest['strategy']})"
+    )
+    if "filter" in manifest:
+        pool = manifest["filter"].get("texts", manifest["filter"].get("candidates"))
+        line += f"; kept {manifest['filter']['kept']} of {pool} texts"
+    out.print(f"{line} -> {output}")
+
+
+@app.command()
+def corpora(
+    install: bool = typer.Option(False, "--install", help="Fetch and convert the Debian-packaged corpora (once)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+):
+    """List text corpora: what is available offline, sizes, held-out split."""
+    from .corpora import CORPORA, OFFLINE_NAMES, install_all
+    from .corpora.stats import availability, corpus_stats
+
+    if install:
+        for name, path in install_all().items():
+            console.print(f"{name}: {path}")
+    rows = []
     for name in CORPORA.names():
         corpus = CORPORA.create(name)
-        table.add_row(name, corpus.description, corpus.sampling)
+        row = {
+            "name": name,
+            "offline": name in OFFLINE_NAMES,
+            "sampling": corpus.sampling,
+            "description": corpus.description,
+            "heldout_fraction": corpus.heldout_per_mille / 1000,
+        }
+        state = availability(corpus) if name in OFFLINE_NAMES else "needs network"
+        row["status"] = state
+        if state == "ready":
+            row["pools"] = corpus_stats(corpus)
+        rows.append(row)
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="corpora: calibration / held-out pools (split by document); --json for descriptions")
+    for column in ("name", "status", "sampling", "calib docs", "calib MB", "held-out docs", "held-out MB"):
+        table.add_column(column, justify="right" if column[-2:] in ("cs", "MB") else "left")
+    for row in rows:
+        pools = row.get("pools")
+        sizes = (
+            [
+                f"{pools[p][k] / (1e6 if k == 'characters' else 1):,.{1 if k == 'characters' else 0}f}"
+                for p in ("calib", "heldout")
+                for k in ("documents", "characters")
+            ]
+            if pools
+            else ["", "", "", ""]
+        )
+        table.add_row(
+            row["name"],
+            row["status"] if row["status"] == "ready" else f"[yellow]{row['status']}[/yellow]",
+            row["sampling"],
+            *sizes,
+        )
     out.print(table)
 
 

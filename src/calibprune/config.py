@@ -65,9 +65,7 @@ class SparsityTarget:
         if pattern is not None:
             match = _PATTERN_RE.match(str(pattern))
             if not match:
-                raise CalibpruneError(
-                    f"pattern {pattern!r} is not of the form N:M: use e.g. --pattern 2:4"
-                )
+                raise CalibpruneError(f"pattern {pattern!r} is not of the form N:M: use e.g. --pattern 2:4")
             return cls.nm(int(match.group(1)), int(match.group(2)))
         if sparsity is None:
             raise CalibpruneError("no sparsity given: pass --sparsity R (0 <= R < 1) or --pattern N:M")
@@ -99,7 +97,9 @@ class SparseGPTOptions:
 
     def __post_init__(self):
         if self.blocksize <= 0:
-            raise CalibpruneError(f"SparseGPT blocksize {self.blocksize} must be a positive number of columns, e.g. 128")
+            raise CalibpruneError(
+                f"SparseGPT blocksize {self.blocksize} must be a positive number of columns, e.g. 128"
+            )
         if not 0.0 < self.percdamp < 10.0:
             raise CalibpruneError(
                 f"SparseGPT damping {self.percdamp} must be a positive fraction of the mean Hessian diagonal, e.g. 0.01"
@@ -122,9 +122,7 @@ class RunnerOptions:
         if self.batch_size <= 0:
             raise CalibpruneError(f"batch size {self.batch_size} must be >= 1")
         if self.activation_store not in ("disk", "memory"):
-            raise CalibpruneError(
-                f"activation store {self.activation_store!r} is unknown: use 'disk' or 'memory'"
-            )
+            raise CalibpruneError(f"activation store {self.activation_store!r} is unknown: use 'disk' or 'memory'")
 
 
 @dataclass(frozen=True)
@@ -222,8 +220,8 @@ class PruneConfig:
                 spread = math.ceil(owl.nm_lambda)
                 if target.n - spread < 1 or target.n + spread > target.m - 1:
                     raise CalibpruneError(
-                        f"OWL N:M lambda={owl.nm_lambda} can move N={target.n} by up to {spread}, outside 1..{target.m - 1} "
-                        f"for {target.n}:{target.m}: lower --owl-nm-lambda or use a wider M"
+                        f"OWL N:M lambda={owl.nm_lambda} can move N={target.n} by up to {spread}, outside "
+                        f"1..{target.m - 1} for {target.n}:{target.m}: lower --owl-nm-lambda or use a wider M"
                     )
             elif target.ratio - 2 * owl.lam < 0 or target.ratio + 2 * owl.lam >= 1:
                 raise CalibpruneError(

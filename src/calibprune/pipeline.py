@@ -8,18 +8,30 @@ and corpus runs before the weights are loaded and before anything is written.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .calibration import CalibrationSet, build_calibration, check_sampling_args
+from .calibration import (
+    CalibrationSet,
+    GenerationOptions,
+    build_calibration,
+    build_detected,
+    build_synthetic,
+    check_sampling_args,
+    is_calibration_folder,
+)
+from .calibration.filters import check_keep_top
 from .config import PruneConfig
+from .corpora import get_corpus
 from .errors import CalibpruneError
 from .evaluation import perplexity
 from .models.loading import load_config, load_model, load_tokenizer, max_sequence_length, meta_model, resolve_model
 from .pruning.engine import needs_calibration, prune_model, validate
+from .scoring.membership import check_k
 from .utils.io import atomic_directory, check_output_dir, write_json
 from .utils.provenance import environment
 from .utils.resources import StageTracker
@@ -40,8 +52,13 @@ class CalibrationRequest:
     sampling: str | None = None
     text_field: str = "text"
 
+    @property
+    def prebuilt(self) -> bool:
+        """An in-memory set or a saved set folder: it brings its own nsamples/seqlen."""
+        return isinstance(self.source, CalibrationSet) or is_calibration_folder(self.source)
+
     def check(self) -> None:
-        if not isinstance(self.source, CalibrationSet):
+        if not self.prebuilt:
             check_sampling_args(self.nsamples, self.seqlen, self.sampling)
 
 
@@ -64,8 +81,15 @@ def check_seqlen(seqlen: int, config, what: str = "--seqlen") -> None:
 
 def evaluate_perplexities(model, tokenizer, request: PerplexityRequest, progress: bool = True) -> dict:
     return {
-        name: perplexity(model, tokenizer, name, seqlen=request.seqlen, max_windows=request.max_windows,
-                         batch_size=request.batch_size, progress=progress)
+        name: perplexity(
+            model,
+            tokenizer,
+            name,
+            seqlen=request.seqlen,
+            max_windows=request.max_windows,
+            batch_size=request.batch_size,
+            progress=progress,
+        )
         for name in request.corpora
     }
 
@@ -91,7 +115,7 @@ def run_prune(
     with tracker.stage("plan"):
         resolved = resolve_model(model_name)
         model_config = load_config(resolved)
-        if calibrated:
+        if calibrated and not calib.prebuilt:
             check_seqlen(calib.seqlen, model_config)
         if ppl:
             check_seqlen(ppl.seqlen, model_config, "--ppl-seqlen")
@@ -100,8 +124,16 @@ def run_prune(
     calibration = None
     if calibrated:
         with tracker.stage("calibration"):
-            calibration = build_calibration(calib.source, tokenizer, calib.nsamples, calib.seqlen, calib.seed,
-                                            mode=calib.sampling, text_field=calib.text_field)
+            calibration = build_calibration(
+                calib.source,
+                tokenizer,
+                calib.nsamples,
+                calib.seqlen,
+                calib.seed,
+                mode=calib.sampling,
+                text_field=calib.text_field,
+            )
+            check_seqlen(calibration.seqlen, model_config, "the calibration windows' length")
     # 3. the expensive part
     with tracker.stage("load"):
         model = load_model(resolved, dtype=dtype)
@@ -116,8 +148,12 @@ def run_prune(
             result["pruned"] = evaluate_perplexities(model, tokenizer, ppl, progress)
     report = {
         "command": "prune",
-        "model": {"source": str(model_name), "resolved": resolved, "architecture": type(model).__name__,
-                  "dtype": str(next(model.parameters()).dtype).replace("torch.", "")},
+        "model": {
+            "source": str(model_name),
+            "resolved": resolved,
+            "architecture": type(model).__name__,
+            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        },
         "config": config.to_dict(),
         "calibration": calibration.describe() if calibration is not None else None,
         "seeds": {"calibration": calibration.manifest.get("seed") if calibration is not None else None},
@@ -135,13 +171,16 @@ def run_prune(
     return report
 
 
-def run_eval(model_name: str, ppl: PerplexityRequest, output: str | Path | None = None,
-             dtype: str | None = None, progress: bool = True) -> dict:
+def run_eval(
+    model_name: str,
+    ppl: PerplexityRequest,
+    output: str | Path | None = None,
+    dtype: str | None = None,
+    progress: bool = True,
+) -> dict:
     """``calibprune eval --ppl``: perplexity of a model folder, preset or hub id."""
     resolved = resolve_model(model_name)
     check_seqlen(ppl.seqlen, load_config(resolved), "--ppl-seqlen")
-    from .corpora import get_corpus
-
     for name in ppl.corpora:
         get_corpus(name)  # unknown names fail before the model loads
     tokenizer = load_tokenizer(resolved)
@@ -162,9 +201,110 @@ def run_eval(model_name: str, ppl: PerplexityRequest, output: str | Path | None 
     return report
 
 
+@dataclass
+class CalibJob:
+    """What ``calibprune calib`` builds: the strategy and all its parameters."""
+
+    source: str = "wiki-en"
+    nsamples: int = 128
+    seqlen: int = 2048
+    seed: int = 0
+    sampling: str | None = None
+    text_field: str = "text"
+    strategy: str = "sample"  # sample | synthetic | detect
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
+    detector: str = "mink++"
+    keep_top: float = 0.5
+    mink_k: float = 0.2
+    num_candidates: int | None = None
+
+    def check(self) -> None:
+        check_sampling_args(self.nsamples, self.seqlen, self.sampling)
+        if self.strategy == "detect":
+            check_keep_top(self.keep_top)
+            check_k(self.mink_k)
+        elif self.strategy == "synthetic":
+            generation, needed = self.generation, self.nsamples * self.seqlen
+            if generation.num_texts is not None:
+                most = int(generation.num_texts * (1 - generation.filter_top)) * self.seqlen
+                if most < needed:
+                    raise CalibpruneError(
+                        f"--num-texts {generation.num_texts} with --filter-top {generation.filter_top} keeps at most "
+                        f"{most:,} tokens, fewer than nsamples x seqlen = {needed:,}: raise --num-texts"
+                    )
+
+
+def generation_work_dir(output: str | Path) -> Path:
+    """Where a resumable generation for ``output`` keeps its finished batches."""
+    output = Path(output)
+    return output.parent / f".{output.name}.generation"
+
+
+def run_calib(
+    model_name: str, job: CalibJob, output: str | Path, overwrite: bool = False, progress: bool = True
+) -> CalibrationSet:
+    """``calibprune calib``: build a calibration set and save it as a folder."""
+    job.check()
+    check_output_dir(output, overwrite)
+    corpus = get_corpus(job.source, text_field=job.text_field)  # unknown names fail here, listing the known ones
+    if hasattr(corpus, "check_available"):
+        corpus.check_available()
+    resolved = resolve_model(model_name)
+    check_seqlen(job.seqlen, load_config(resolved))
+    tokenizer = load_tokenizer(resolved)
+    if job.strategy == "sample":
+        from .calibration import sample_windows
+
+        calib = sample_windows(corpus, tokenizer, job.nsamples, job.seqlen, job.seed, mode=job.sampling)
+    else:
+        model = load_model(resolved)
+        if job.strategy == "synthetic":
+            calib = build_synthetic(
+                model,
+                tokenizer,
+                corpus,
+                job.nsamples,
+                job.seqlen,
+                job.seed,
+                job.generation,
+                work_dir=generation_work_dir(output),
+                overwrite=overwrite,
+                progress=progress,
+            )
+        elif job.strategy == "detect":
+            calib = build_detected(
+                model,
+                tokenizer,
+                corpus,
+                job.nsamples,
+                job.seqlen,
+                job.seed,
+                job.keep_top,
+                job.mink_k,
+                job.num_candidates,
+                job.detector,
+                progress=progress,
+            )
+        else:
+            raise CalibpruneError(f"unknown calibration strategy {job.strategy!r}: use sample, synthetic or detect")
+    calib.manifest["model"] = str(model_name)
+    calib.manifest["environment"] = environment()
+    calib.save(output, overwrite=overwrite)
+    shutil.rmtree(generation_work_dir(output), ignore_errors=True)
+    return calib
+
+
 @torch.no_grad()
-def prune(model, calibration: CalibrationSet | torch.Tensor | None = None, *, method: str = "wanda",
-          sparsity: float | None = None, pattern: str | None = None, progress: bool = True, **options) -> dict:
+def prune(
+    model,
+    calibration: CalibrationSet | torch.Tensor | None = None,
+    *,
+    method: str = "wanda",
+    sparsity: float | None = None,
+    pattern: str | None = None,
+    progress: bool = True,
+    **options,
+) -> dict:
     """Python twin of ``calibprune prune`` for an in-memory model; prunes it in place.
 
     ``calibration`` is a :class:`CalibrationSet` or an ``[nsamples, seqlen]`` token tensor.

@@ -1,20 +1,59 @@
-"""Calibration data: sampling windows from corpora (more strategies build on this)."""
+"""Calibration data: sample a corpus, self-generate, or detect training-like texts.
+
+Every strategy returns a :class:`CalibrationSet` (token windows + manifest + texts) that
+saves to and loads from a folder; ``prune --calib`` takes such a folder or a source.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..corpora import get_corpus
-from .calibset import CalibrationSet
-from .sampling import MODES, check_sampling_args, sample_windows
+from .calibset import MANIFEST, CalibrationSet
+from .detect import DETECTORS, build_detected
+from .filters import drop_top_fraction, keep_top_fraction
+from .sampling import MODES, check_sampling_args, sample_windows, windows_from_texts
+from .synthetic import GenerationOptions, build_synthetic
 
 
-def build_calibration(source, tokenizer, nsamples: int = 128, seqlen: int = 2048, seed: int = 0,
-                      mode: str | None = None, text_field: str = "text") -> CalibrationSet:
-    """The ``--calib`` interface: an in-memory set is passed through; a corpus name or
-    local file is sampled on the fly with the published rules."""
+def is_calibration_folder(source) -> bool:
+    return isinstance(source, (str, Path)) and (Path(source) / MANIFEST).exists()
+
+
+def build_calibration(
+    source,
+    tokenizer,
+    nsamples: int = 128,
+    seqlen: int = 2048,
+    seed: int = 0,
+    mode: str | None = None,
+    text_field: str = "text",
+) -> CalibrationSet:
+    """The ``--calib`` interface: an in-memory set or a saved set folder is used as it
+    is (after checking its tokenizer); a corpus name or local file is sampled on the
+    fly with the published rules."""
     if isinstance(source, CalibrationSet):
-        return source
-    corpus = get_corpus(source, text_field=text_field)
-    return sample_windows(corpus, tokenizer, nsamples, seqlen, seed, mode=mode)
+        calib = source
+    elif is_calibration_folder(source):
+        calib = CalibrationSet.load(source)
+    else:
+        return sample_windows(get_corpus(source, text_field=text_field), tokenizer, nsamples, seqlen, seed, mode=mode)
+    calib.check_tokenizer(tokenizer)
+    return calib
 
 
-__all__ = ["MODES", "CalibrationSet", "build_calibration", "check_sampling_args", "sample_windows"]
+__all__ = [
+    "DETECTORS",
+    "MODES",
+    "CalibrationSet",
+    "GenerationOptions",
+    "build_calibration",
+    "build_detected",
+    "build_synthetic",
+    "check_sampling_args",
+    "drop_top_fraction",
+    "is_calibration_folder",
+    "keep_top_fraction",
+    "sample_windows",
+    "windows_from_texts",
+]

@@ -1,22 +1,42 @@
-"""A calibration set: the token windows a pruner sees, plus where they came from."""
+"""A calibration set: the token windows a pruner sees, plus where they came from.
+
+On disk a set is a folder (written atomically)::
+
+    tokens.safetensors   {"input_ids": int64 [nsamples, seqlen]}
+    windows.jsonl        the decoded windows, one per line ({"index", "text"})
+    texts.jsonl          the pool the windows came from, one record per text, with the
+                         strategy's per-text fields (prefix, perplexity, keep, score, ...)
+    manifest.json        source, strategy and all its parameters, model, tokenizer
+                         fingerprint, seed, window fingerprint, filter statistics
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
+from ..errors import CalibpruneError
+from ..utils.io import atomic_directory, write_json
 from ..utils.provenance import tensor_fingerprint
+
+FORMAT = "calibprune.calibration/1"
+MANIFEST = "manifest.json"
 
 
 @dataclass
 class CalibrationSet:
     """``input_ids`` is ``[nsamples, seqlen]`` (int64); ``manifest`` records the source,
-    strategy and every parameter that produced it; ``texts`` are optional."""
+    strategy and every parameter that produced it; ``texts`` are per-text records of
+    the pool; ``windows_text`` the decoded windows."""
 
     input_ids: torch.Tensor
     manifest: dict = field(default_factory=dict)
-    texts: list[str] | None = None
+    texts: list[dict] | None = None
+    windows_text: list[str] | None = None
 
     def __post_init__(self):
         if self.input_ids.ndim != 2:
@@ -37,3 +57,80 @@ class CalibrationSet:
 
     def describe(self) -> dict:
         return {**self.manifest, "nsamples": self.nsamples, "seqlen": self.seqlen, "fingerprint": self.fingerprint}
+
+    # -- files ----------------------------------------------------------------------
+    def save(self, folder: str | Path, overwrite: bool = False) -> Path:
+        from safetensors.torch import save_file
+
+        with atomic_directory(folder, overwrite=overwrite) as tmp:
+            save_file({"input_ids": self.input_ids.contiguous()}, str(tmp / "tokens.safetensors"))
+            _write_jsonl(
+                tmp / "windows.jsonl", [{"index": i, "text": t} for i, t in enumerate(self.windows_text or [])]
+            )
+            _write_jsonl(tmp / "texts.jsonl", self.texts or [])
+            write_json(tmp / MANIFEST, {"format": FORMAT, **self.describe()})
+        return Path(folder)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> CalibrationSet:
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        if not (folder / MANIFEST).exists():
+            raise CalibpruneError(
+                f"{str(folder)!r} is not a calibration set folder (no {MANIFEST}); build one with `calibprune calib`"
+            )
+        manifest = json.loads((folder / MANIFEST).read_text())
+        if manifest.get("format") != FORMAT:
+            raise CalibpruneError(f"{folder}/{MANIFEST} has format {manifest.get('format')!r}, expected {FORMAT!r}")
+        ids = load_file(str(folder / "tokens.safetensors"))["input_ids"]
+        loaded = cls(
+            input_ids=ids,
+            manifest={k: v for k, v in manifest.items() if k not in ("format", "nsamples", "seqlen", "fingerprint")},
+            texts=_read_jsonl(folder / "texts.jsonl"),
+            windows_text=[r["text"] for r in _read_jsonl(folder / "windows.jsonl")],
+        )
+        if loaded.fingerprint != manifest.get("fingerprint"):
+            raise CalibpruneError(
+                f"{folder}: tokens.safetensors does not match the fingerprint in {MANIFEST} (corrupted set?)"
+            )
+        return loaded
+
+    def check_tokenizer(self, tokenizer) -> None:
+        """Refuse windows made with another tokenizer: their ids would mean other tokens."""
+        expected = self.manifest.get("tokenizer", {}).get("fingerprint")
+        if expected and expected != tokenizer_fingerprint(tokenizer):
+            raise CalibpruneError(
+                f"this calibration set was tokenized with {self.manifest['tokenizer'].get('name')!r}, whose vocabulary "
+                f"differs from the pruned model's: rebuild it with `calibprune calib --model <the model you prune>`"
+            )
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    vocab = sorted(tokenizer.get_vocab().items())
+    return hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def tokenizer_info(tokenizer) -> dict:
+    return {
+        "name": getattr(tokenizer, "name_or_path", type(tokenizer).__name__),
+        "vocab_size": len(tokenizer),
+        "fingerprint": tokenizer_fingerprint(tokenizer),
+    }
+
+
+def decode_windows(tokenizer, windows: torch.Tensor) -> list[str]:
+    return tokenizer.batch_decode(windows.tolist(), skip_special_tokens=False)
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -1,11 +1,11 @@
-"""Random token windows from a corpus, with the published loaders' two rules.
+"""Random token windows from texts, with the published loaders' two rules.
 
-* ``stream`` — join the pool's documents (``"\\n\\n"`` between them), tokenize once and cut
+* ``stream`` — join the texts (``"\\n\\n"`` between them), tokenize once and cut
   ``nsamples`` windows of ``seqlen`` tokens at uniformly random offsets (the Wikipedia
   loader of Wanda/SparseGPT, and the paper's synthetic-data loader).
-* ``document`` — visit documents in a seeded random order and cut one random window
-  from each document longer than ``seqlen`` tokens (the C4 / SlimPajama / DCLM loader);
-  no window crosses a document boundary and no document is used twice.
+* ``document`` — visit texts in a seeded random order and cut one random window from
+  each text longer than ``seqlen`` tokens (the C4 / SlimPajama / DCLM loader); no
+  window crosses a document boundary and no document is used twice.
 
 The same seed always gives the same windows (``torch.Generator`` seeded explicitly).
 """
@@ -16,12 +16,12 @@ import torch
 
 from ..corpora import Corpus
 from ..errors import CalibpruneError
-from .calibset import CalibrationSet
+from .calibset import CalibrationSet, decode_windows, tokenizer_info
 
 MODES = ("stream", "document")
 
 
-def _tokenize(tokenizer, text: str) -> list[int]:
+def tokenize(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
 
 
@@ -34,60 +34,57 @@ def check_sampling_args(nsamples: int, seqlen: int, mode: str | None = None) -> 
         raise CalibpruneError(f"sampling mode {mode!r} is unknown: use one of {', '.join(MODES)}")
 
 
-def sample_windows(
-    corpus: Corpus,
-    tokenizer,
-    nsamples: int,
-    seqlen: int,
-    seed: int,
-    mode: str | None = None,
-    split: str = "calib",
-) -> CalibrationSet:
-    mode = mode or corpus.sampling
+def windows_from_texts(
+    texts: list[str], tokenizer, nsamples: int, seqlen: int, seed: int, mode: str = "stream", what: str = "the texts"
+) -> tuple[torch.Tensor, int]:
+    """``[nsamples, seqlen]`` windows and the number of tokens they were drawn from."""
     check_sampling_args(nsamples, seqlen, mode)
+    if not texts:
+        raise CalibpruneError(f"{what} hold no text to sample calibration windows from")
     generator = torch.Generator().manual_seed(seed)
     if mode == "stream":
-        windows, pool_tokens = _stream_windows(corpus, tokenizer, nsamples, seqlen, generator, split)
-    else:
-        windows, pool_tokens = _document_windows(corpus, tokenizer, nsamples, seqlen, generator, split)
+        return _stream_windows(texts, tokenizer, nsamples, seqlen, generator, what)
+    return _document_windows(texts, tokenizer, nsamples, seqlen, generator, what)
+
+
+def sample_windows(
+    corpus: Corpus, tokenizer, nsamples: int, seqlen: int, seed: int, mode: str | None = None, split: str = "calib"
+) -> CalibrationSet:
+    """Windows from a corpus's calibration pool (``split``), with its default sampling rule."""
+    mode = mode or corpus.sampling
+    check_sampling_args(nsamples, seqlen, mode)
+    windows, pool_tokens = windows_from_texts(
+        corpus.texts(split), tokenizer, nsamples, seqlen, seed, mode, what=f"corpus {corpus.name!r} ({split} pool)"
+    )
     manifest = {
         "source": corpus.name,
         "strategy": "sample",
         "sampling": mode,
         "split": split,
-        "nsamples": nsamples,
-        "seqlen": seqlen,
         "seed": seed,
-        "tokenizer": getattr(tokenizer, "name_or_path", type(tokenizer).__name__),
+        "tokenizer": tokenizer_info(tokenizer),
         "pool_tokens": pool_tokens,
     }
-    return CalibrationSet(input_ids=windows, manifest=manifest)
+    return CalibrationSet(input_ids=windows, manifest=manifest, windows_text=decode_windows(tokenizer, windows))
 
 
-def _stream_windows(corpus, tokenizer, nsamples, seqlen, generator, split):
-    text = "\n\n".join(corpus.texts(split))
-    if not text:
-        raise CalibpruneError(f"corpus {corpus.name!r} has no text in its {split} pool")
-    ids = torch.tensor(_tokenize(tokenizer, text), dtype=torch.long)
+def _stream_windows(texts, tokenizer, nsamples, seqlen, generator, what):
+    ids = torch.tensor(tokenize(tokenizer, "\n\n".join(texts)), dtype=torch.long)
     needed = nsamples * seqlen
     if ids.numel() < needed:
         raise CalibpruneError(
-            f"corpus {corpus.name!r} ({split} pool) holds {ids.numel():,} tokens, fewer than "
-            f"nsamples x seqlen = {nsamples} x {seqlen} = {needed:,}: lower --nsamples or --seqlen, "
-            "or use a larger corpus"
+            f"{what} hold {ids.numel():,} tokens, fewer than nsamples x seqlen = {nsamples} x {seqlen} = {needed:,}: "
+            "lower --nsamples or --seqlen, or use a larger source"
         )
     starts = torch.randint(0, ids.numel() - seqlen + 1, (nsamples,), generator=generator)
     return torch.stack([ids[s : s + seqlen] for s in starts.tolist()]), ids.numel()
 
 
-def _document_windows(corpus, tokenizer, nsamples, seqlen, generator, split):
-    docs = corpus.texts(split)
-    if not docs:
-        raise CalibpruneError(f"corpus {corpus.name!r} has no documents in its {split} pool")
-    order = torch.randperm(len(docs), generator=generator).tolist()
+def _document_windows(texts, tokenizer, nsamples, seqlen, generator, what):
+    order = torch.randperm(len(texts), generator=generator).tolist()
     windows, pool_tokens, long_enough = [], 0, 0
     for index in order:
-        ids = _tokenize(tokenizer, docs[index])
+        ids = tokenize(tokenizer, texts[index])
         pool_tokens += len(ids)
         if len(ids) <= seqlen:
             continue
@@ -97,7 +94,6 @@ def _document_windows(corpus, tokenizer, nsamples, seqlen, generator, split):
         if len(windows) == nsamples:
             return torch.stack(windows), pool_tokens
     raise CalibpruneError(
-        f"corpus {corpus.name!r} ({split} pool) has only {long_enough} documents longer than {seqlen} tokens, "
-        f"fewer than nsamples={nsamples}: use a shorter --seqlen, fewer --nsamples, "
-        "or --sampling stream (join documents, then window)"
+        f"{what} have only {long_enough} documents longer than {seqlen} tokens, fewer than nsamples={nsamples}: "
+        "use a shorter --seqlen, fewer --nsamples, or --sampling stream (join documents, then window)"
     )

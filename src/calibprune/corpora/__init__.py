@@ -1,4 +1,11 @@
-"""Text sources: offline corpora, local files; one :class:`Corpus` interface."""
+"""Text sources behind one :class:`Corpus` interface.
+
+* offline: Wikipedia lead sections (``wiki-en``, ``wiki-fr``, ``wiki-es``), the KJV Bible
+  (``kjv``), Webster 1913 (``gcide``), Python documentation (``pydocs``), the CPython
+  standard library (``pycode``), the Jargon File (``jargon``), fortunes (``fortunes``);
+* by hub name (needs network): ``c4``, ``wikipedia``, ``slimpajama``, ``dclm``;
+* local ``.txt``/``.jsonl``/``.parquet``/``.arrow`` files or folders of them.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +13,45 @@ from pathlib import Path
 
 from ..utils.registry import Registry
 from .base import Corpus, Document, document_split
-from .local import LocalCorpus
+from .hub import HUB_SOURCES, HubCorpus
+from .local import SUFFIXES, LocalCorpus
+from .offline import OFFLINE_CORPORA, InstalledCorpus, PythonSource, install_all
 from .wiki import LANGUAGES, WikiCorpus
 
 CORPORA = Registry("corpus")
 
 for _lang in LANGUAGES:
     CORPORA.register(f"wiki-{_lang}")(lambda _lang=_lang: WikiCorpus(_lang))
+for _name, _cls in OFFLINE_CORPORA.items():
+    CORPORA.register(_name)(_cls)
+CORPORA.register("pycode")(PythonSource)
+
+OFFLINE_NAMES = tuple(CORPORA.names())
+
+for _name in HUB_SOURCES:
+    CORPORA.register(_name)(lambda _name=_name: HubCorpus(_name, offline_names=OFFLINE_NAMES))
 
 
 def get_corpus(source: str | Corpus, text_field: str = "text") -> Corpus:
-    """A registered corpus name, or a local ``.txt``/``.jsonl`` file or folder."""
+    """A registered corpus name, or a local file or folder."""
     if isinstance(source, Corpus):
         return source
     if source in CORPORA:
         return CORPORA.create(source)
-    if Path(source).exists() or any(str(source).endswith(s) for s in (".txt", ".jsonl")):
+    if Path(source).exists() or str(source).endswith(SUFFIXES):
         return LocalCorpus(source, text_field=text_field)
     return CORPORA.create(source)  # raises, listing the known names
 
 
-__all__ = ["CORPORA", "Corpus", "Document", "LocalCorpus", "WikiCorpus", "document_split", "get_corpus"]
+__all__ = [
+    "CORPORA",
+    "Corpus",
+    "Document",
+    "InstalledCorpus",
+    "LocalCorpus",
+    "OFFLINE_NAMES",
+    "WikiCorpus",
+    "document_split",
+    "get_corpus",
+    "install_all",
+]

@@ -9,8 +9,9 @@ pool only, so evaluation text is never calibration text.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Literal
 
 Split = Literal["calib", "heldout", "all"]
 SPLITS = ("calib", "heldout", "all")
@@ -55,9 +56,23 @@ class Corpus:
             if split == "all" or document_split(self.name, doc.id, self.heldout_per_mille) == split:
                 yield doc
 
+    def version(self) -> str | None:
+        """A string that changes when the corpus's content changes (None: unknown)."""
+        return None
+
     def texts(self, split: Split = "all") -> list[str]:
         return [doc.text for doc in self.documents(split)]
 
     def describe(self) -> dict:
-        return {"name": self.name, "description": self.description, "sampling": self.sampling,
-                "heldout_fraction": self.heldout_per_mille / 1000}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "sampling": self.sampling,
+            "heldout_fraction": self.heldout_per_mille / 1000,
+        }
+
+
+def files_version(files) -> str:
+    from pathlib import Path
+
+    return ";".join(f"{p}:{Path(p).stat().st_size}:{int(Path(p).stat().st_mtime)}" for p in files)

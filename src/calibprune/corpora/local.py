@@ -1,15 +1,16 @@
-"""Local text files: ``.txt`` (documents separated by blank lines) and ``.jsonl``."""
+"""Local text files: ``.txt`` (documents separated by blank lines), ``.jsonl``,
+``.parquet`` and ``.arrow`` (a text column, ``--text-field``)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import CalibpruneError
-from .base import Corpus, Document
+from .base import Corpus, Document, files_version
 
-SUFFIXES = (".txt", ".jsonl")
+SUFFIXES = (".txt", ".jsonl", ".parquet", ".arrow")
 
 
 class LocalCorpus(Corpus):
@@ -32,21 +33,38 @@ class LocalCorpus(Corpus):
             files = [self.path]
         else:
             raise CalibpruneError(
-                f"{str(self.path)!r} has suffix {self.path.suffix!r}: local corpora are {', '.join(SUFFIXES)} files or folders of them"
+                f"{str(self.path)!r} has suffix {self.path.suffix!r}: local corpora are "
+                f"{', '.join(SUFFIXES)} files or folders of them"
             )
         if not files or all(p.stat().st_size == 0 for p in files):
             raise CalibpruneError(f"{str(self.path)!r} holds no text: the file(s) are empty")
         return files
+
+    def version(self) -> str:
+        return files_version(self.files)
 
     def _all_documents(self) -> Iterator[Document]:
         for file in self.files:
             rel = file.name if file == self.path else str(file.relative_to(self.path))
             if file.suffix == ".jsonl":
                 yield from self._jsonl(file, rel)
+            elif file.suffix in (".parquet", ".arrow"):
+                yield from self._columnar(file, rel)
             else:
                 text = file.read_text(encoding="utf-8", errors="replace")
                 for i, para in enumerate(p for p in text.split("\n\n") if p.strip()):
                     yield Document(id=f"{rel}#{i}", text=para.strip())
+
+    def _columnar(self, file: Path, rel: str) -> Iterator[Document]:
+        table = _read_table(file)
+        if self.text_field not in table.column_names:
+            raise CalibpruneError(
+                f"{file} has no column {self.text_field!r} (columns: {', '.join(table.column_names)}): "
+                "pass --text-field with the name of the text column"
+            )
+        ids = table.column("id").to_pylist() if "id" in table.column_names else None
+        for i, text in enumerate(table.column(self.text_field).to_pylist()):
+            yield Document(id=str(ids[i]) if ids else f"{rel}:{i}", text=str(text or ""))
 
     def _jsonl(self, file: Path, rel: str) -> Iterator[Document]:
         with open(file, encoding="utf-8") as f:
@@ -63,3 +81,19 @@ class LocalCorpus(Corpus):
                         "pass --text-field with the name of the text field"
                     )
                 yield Document(id=str(record.get("id", f"{rel}:{line_no}")), text=str(record[self.text_field]))
+
+
+def _read_table(file: Path):
+    """A parquet file, or an Arrow IPC file in stream format (what `datasets` writes) or file format."""
+    import pyarrow as pa
+
+    if file.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(file)
+    try:
+        with pa.memory_map(str(file)) as source:
+            return pa.ipc.open_stream(source).read_all()
+    except pa.ArrowInvalid:
+        with pa.memory_map(str(file)) as source:
+            return pa.ipc.open_file(source).read_all()

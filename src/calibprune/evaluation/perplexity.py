@@ -25,8 +25,16 @@ PPL_PROTOCOL = "concat-windows"
 
 
 @torch.no_grad()
-def perplexity(model, tokenizer, corpus: Corpus | str, seqlen: int = 2048, max_windows: int | None = None,
-               batch_size: int = 1, split: str = "heldout", progress: bool = True) -> dict:
+def perplexity(
+    model,
+    tokenizer,
+    corpus: Corpus | str,
+    seqlen: int = 2048,
+    max_windows: int | None = None,
+    batch_size: int = 1,
+    split: str = "heldout",
+    progress: bool = True,
+) -> dict:
     corpus = get_corpus(corpus) if isinstance(corpus, str) else corpus
     if seqlen < 2:
         raise CalibpruneError(f"perplexity window {seqlen} must be >= 2 tokens")
@@ -46,8 +54,9 @@ def perplexity(model, tokenizer, corpus: Corpus | str, seqlen: int = 2048, max_w
     windows = ids[: n_windows * seqlen].view(n_windows, seqlen)
     device = next(model.parameters()).device
     nll, count = 0.0, 0
-    for start in tqdm(range(0, n_windows, batch_size), desc=f"ppl {corpus.name}", unit="batch",
-                      disable=not progress, leave=False):
+    for start in tqdm(
+        range(0, n_windows, batch_size), desc=f"ppl {corpus.name}", unit="batch", disable=not progress, leave=False
+    ):
         batch = windows[start : start + batch_size].to(device)
         logits = model(input_ids=batch, use_cache=False).logits
         nll += float(F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch[:, 1:].flatten(), reduction="sum"))

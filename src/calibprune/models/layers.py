@@ -117,10 +117,11 @@ def all_block_layers(model: nn.Module, selection: LayerSelection = LayerSelectio
     every: dict[str, str] = {}  # full name -> name inside its block
     for index, block in enumerate(blocks):
         prefix = f"{path}.{index}"
-        every.update({full: full[len(prefix) + 1:] for full in block_layers(block, prefix)})
+        every.update({full: full[len(prefix) + 1 :] for full in block_layers(block, prefix)})
     for pattern in selection.targets:
         outside = [
-            name for name, module in model.named_modules()
+            name
+            for name, module in model.named_modules()
             if is_linear(module) and name not in every and fnmatch.fnmatchcase(name, pattern)
         ]
         if outside:
@@ -128,7 +129,9 @@ def all_block_layers(model: nn.Module, selection: LayerSelection = LayerSelectio
                 f"--targets {pattern!r} matches {', '.join(outside)} outside the decoder blocks: "
                 "calibprune prunes only linear layers inside decoder blocks (lm_head and embeddings stay dense)"
             )
-        if not any(fnmatch.fnmatchcase(f, pattern) or fnmatch.fnmatchcase(l, pattern) for f, l in every.items()):
+        if not any(
+            fnmatch.fnmatchcase(full, pattern) or fnmatch.fnmatchcase(local, pattern) for full, local in every.items()
+        ):
             raise CalibpruneError(
                 f"--targets {pattern!r} matches no linear layer inside the decoder blocks; "
                 f"names look like {next(iter(every))!r} or {next(iter(every.values()))!r}"

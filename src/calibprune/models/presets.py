@@ -13,9 +13,9 @@ import importlib.util
 import logging
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import CalibpruneError, MissingAssetError
 from ..paths import cache_dir

@@ -30,9 +30,9 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -198,7 +198,9 @@ class SequentialRunner:
 
     def __init__(self, model: nn.Module, input_ids: torch.Tensor, options: RunnerOptions = RunnerOptions()):
         if input_ids.ndim != 2 or input_ids.shape[0] == 0:
-            raise CalibpruneError(f"calibration input must be [nsamples, seqlen] with nsamples >= 1, got {tuple(input_ids.shape)}")
+            raise CalibpruneError(
+                f"calibration input must be [nsamples, seqlen] with nsamples >= 1, got {tuple(input_ids.shape)}"
+            )
         self.model = model
         self.input_ids = input_ids
         self.options = options
@@ -264,6 +266,51 @@ class SequentialRunner:
         return len(self.blocks)
 
 
+class _InputObserver:
+    """Forward-pre-hook state of :meth:`BlockStep.observe`.
+
+    During the first batch, inputs are kept alive so that storage identity (same data
+    pointer, shape, strides and version) proves that two layers got the same tensor;
+    that grouping is then reused for every later batch.
+    """
+
+    def __init__(self, expected: int, on_input: InputCallback):
+        self.expected = expected
+        self.on_input = on_input
+        self.leader_of: dict[str, str] = {}
+        self.grouping_known = False
+        self.fired: set[str] = set()
+        self.alive: list[tuple[str, torch.Tensor, int]] = []
+
+    def start_batch(self) -> None:
+        self.fired = set()
+
+    def end_batch(self) -> None:
+        self.grouping_known = True
+        self.alive.clear()
+
+    def _leader(self, name: str, x: torch.Tensor) -> str:
+        for leader, ref, version in self.alive:
+            same = ref.data_ptr() == x.data_ptr() and ref.shape == x.shape and ref.stride() == x.stride()
+            if same and version == x._version:
+                return leader
+        self.alive.append((name, x, x._version))
+        return name
+
+    def hook(self, name: str):
+        def pre_hook(module, args):
+            x = args[0]
+            if not self.grouping_known:
+                self.leader_of[name] = self._leader(name, x)
+            if self.leader_of[name] == name:
+                self.on_input(name, x)
+            self.fired.add(name)
+            if len(self.fired) == self.expected:
+                raise _StopForward  # every observed layer has its input: skip the rest of the block
+
+        return pre_hook
+
+
 class BlockStep:
     """One decoder block, with the calibration inputs that reach it."""
 
@@ -275,7 +322,7 @@ class BlockStep:
         self.advanced = False
 
     def _batches(self) -> Iterator[tuple[int, torch.Tensor, BlockCall]]:
-        for b, batch in enumerate(self.runner.batches):
+        for b in range(len(self.runner.batches)):
             hidden = self.runner._inputs.read(b)
             yield b, hidden, self.runner.call_for(self.index, hidden.shape[0])
 
@@ -288,48 +335,23 @@ class BlockStep:
         in execution order is the *leader*; the callback only sees leaders. Returns
         ``{layer_name: leader_name}`` for every observed layer.
         """
-        leader_of: dict[str, str] = {}
-        grouping_known = False
-        for _, hidden, call in self._batches():
-            fired: set[str] = set()
-            alive: list[tuple[str, torch.Tensor, int]] = []  # batch 0 only: keep inputs alive to compare storage
-
-            def make_hook(name: str):
-                def hook(module, args):
-                    x = args[0]
-                    if not grouping_known:
-                        leader = next(
-                            (lead for lead, ref, version in alive
-                             if ref.data_ptr() == x.data_ptr() and ref.shape == x.shape
-                             and ref.stride() == x.stride() and version == x._version),
-                            None,
-                        )
-                        if leader is None:
-                            alive.append((name, x, x._version))
-                            leader = name
-                        leader_of[name] = leader
-                    if leader_of[name] == name:
-                        on_input(name, x)
-                    fired.add(name)
-                    if len(fired) == len(layers):
-                        raise _StopForward
-
-                return hook
-
-            handles = [module.register_forward_pre_hook(make_hook(name)) for name, module in layers.items()]
-            try:
-                call(self.block, hidden)
-            except _StopForward:
-                pass
-            finally:
-                for handle in handles:
-                    handle.remove()
-            missing = set(layers) - fired
-            if missing:
-                raise CalibpruneError(f"layers {sorted(missing)} of {self.name} were never called in its forward")
-            grouping_known = True
-            alive.clear()
-        return leader_of
+        observer = _InputObserver(len(layers), on_input)
+        handles = [module.register_forward_pre_hook(observer.hook(name)) for name, module in layers.items()]
+        try:
+            for _, hidden, call in self._batches():
+                observer.start_batch()
+                try:
+                    call(self.block, hidden)
+                except _StopForward:
+                    pass
+                missing = set(layers) - observer.fired
+                if missing:
+                    raise CalibpruneError(f"layers {sorted(missing)} of {self.name} were never called in its forward")
+                observer.end_batch()
+        finally:
+            for handle in handles:
+                handle.remove()
+        return observer.leader_of
 
     @torch.no_grad()
     def advance(self) -> None:

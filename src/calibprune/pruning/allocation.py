@@ -23,9 +23,8 @@ from tqdm.auto import tqdm
 from ..calibration import CalibrationSet
 from ..config import OWLOptions, PruneConfig, SparsityTarget
 from ..errors import CalibpruneError
-from ..models.layers import LayerSelection, block_layers, find_decoder_blocks, weight_matrix
-from ..models.runner import SequentialRunner
-from .stats import InputStatistics
+from ..models.layers import find_decoder_blocks, weight_matrix
+from .blocks import iterate_blocks
 
 
 def outlier_ratio(scores: list[torch.Tensor], hyper_m: float) -> float:
@@ -63,35 +62,28 @@ def owl_nm(ratios: list[float], n: int, m: int, nm_lambda: float) -> list[int]:
 
 
 @torch.no_grad()
-def measure_outlier_ratios(model: nn.Module, calibration: CalibrationSet, config: PruneConfig,
-                           progress: bool = True) -> dict[int, float]:
+def measure_outlier_ratios(
+    model: nn.Module, calibration: CalibrationSet, config: PruneConfig, progress: bool = True
+) -> dict[int, float]:
     """Outlier ratio of every block that has selected layers, from the dense model."""
-    selection = LayerSelection(config.targets, config.ignore)
-    path, blocks = find_decoder_blocks(model)
-    with_layers = [i for i, b in enumerate(blocks) if block_layers(b, f"{path}.{i}", selection)]
+    _, blocks = find_decoder_blocks(model)
     ratios: dict[int, float] = {}
-    bar = tqdm(total=len(with_layers), desc="owl outlier ratios", unit="block", disable=not progress, leave=False)
-    for step in SequentialRunner(model, calibration.input_ids, config.runner):
-        layers = block_layers(step.block, step.name, selection)
-        if layers:
-            stats: dict[str, InputStatistics] = {}
-
-            def on_input(leader: str, x: torch.Tensor) -> None:
-                stats.setdefault(leader, InputStatistics(x.shape[-1], frozenset({"sq"}))).update(x)
-
-            leader_of = step.observe(layers, on_input)
-            scores = [weight_matrix(layer).abs() * stats[leader_of[name]].col_norm for name, layer in layers.items()]
-            ratios[step.index] = outlier_ratio(scores, config.owl.hyper_m)
-            bar.update()
-        if step.index == with_layers[-1]:
-            break
-        step.advance()
+    bar = tqdm(total=len(blocks), desc="owl outlier ratios", unit="block", disable=not progress, leave=False)
+    for work in iterate_blocks(model, calibration, config, frozenset({"sq"})):
+        scores = [
+            weight_matrix(layer).abs() * work.stats[leader].col_norm
+            for leader, names in work.groups.items()
+            for layer in (work.layers[n] for n in names)
+        ]
+        ratios[work.index] = outlier_ratio(scores, config.owl.hyper_m)
+        bar.update(work.index + 1 - bar.n)
     bar.close()
     return ratios
 
 
-def allocate(model: nn.Module, calibration: CalibrationSet | None, config: PruneConfig,
-             progress: bool = True) -> tuple[dict[int, SparsityTarget], dict]:
+def allocate(
+    model: nn.Module, calibration: CalibrationSet | None, config: PruneConfig, progress: bool = True
+) -> tuple[dict[int, SparsityTarget], dict]:
     """Target of every block (index -> SparsityTarget) and what the report should say."""
     _, blocks = find_decoder_blocks(model)
     if config.allocation == "uniform":
@@ -102,12 +94,12 @@ def allocate(model: nn.Module, calibration: CalibrationSet | None, config: Prune
     ratios = measure_outlier_ratios(model, calibration, config, progress)
     indices = sorted(ratios)
     values = [ratios[i] for i in indices]
-    info = {"method": "owl", "hyper_m": owl.hyper_m, "outlier_ratios": dict(zip(indices, values))}
+    info = {"method": "owl", "hyper_m": owl.hyper_m, "outlier_ratios": dict(zip(indices, values, strict=True))}
     target = config.target
     if target.is_nm:
         ns = owl_nm(values, target.n, target.m, owl.nm_lambda)
-        info.update(nm_lambda=owl.nm_lambda, block_n=dict(zip(indices, ns)))
-        return {i: SparsityTarget.nm(n, target.m) for i, n in zip(indices, ns)}, info
+        info.update(nm_lambda=owl.nm_lambda, block_n=dict(zip(indices, ns, strict=True)))
+        return {i: SparsityTarget.nm(n, target.m) for i, n in zip(indices, ns, strict=True)}, info
     sparsities = owl_sparsities(values, target.ratio, owl.lam)
-    info.update(lam=owl.lam, block_sparsity=dict(zip(indices, sparsities)))
-    return {i: SparsityTarget.unstructured(s) for i, s in zip(indices, sparsities)}, info
+    info.update(lam=owl.lam, block_sparsity=dict(zip(indices, sparsities, strict=True)))
+    return {i: SparsityTarget.unstructured(s) for i, s in zip(indices, sparsities, strict=True)}, info

@@ -101,5 +101,9 @@ def dsnot_refine(
         ptr_up += (active & up).long()
         ptr_down += (active & ~up).long()
         swaps += int(accept.sum())
-    return mask, {"dsnot_swaps": swaps, "dsnot_cycles": cycles_run, "dsnot_proxy_before": proxy_before,
-                  "dsnot_proxy_after": float(error.abs().sum())}
+    return mask, {
+        "dsnot_swaps": swaps,
+        "dsnot_cycles": cycles_run,
+        "dsnot_proxy_before": proxy_before,
+        "dsnot_proxy_after": float(error.abs().sum()),
+    }

@@ -15,8 +15,6 @@ forward passes altogether.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -25,12 +23,17 @@ from tqdm.auto import tqdm
 from ..calibration import CalibrationSet
 from ..config import PruneConfig, SparsityTarget
 from ..errors import CalibpruneError
-from ..models.layers import LayerSelection, all_block_layers, block_layers, find_decoder_blocks, input_width, weight_matrix
-from ..models.runner import SequentialRunner
+from ..models.layers import (
+    LayerSelection,
+    all_block_layers,
+    find_decoder_blocks,
+    input_width,
+    weight_matrix,
+)
 from .allocation import allocate
+from .blocks import BlockWork, iterate_blocks
 from .masks import check_nm_width, nm_conformance
 from .methods import PruningMethod, Refiner, get_method, get_refiner
-from .stats import InputStatistics
 
 log = logging.getLogger(__name__)
 
@@ -57,70 +60,21 @@ def needs_calibration(config: PruneConfig) -> bool:
     return bool(get_method(config.method).needs or (refiner and refiner.needs) or config.allocation != "uniform")
 
 
-def _group_by_leader(leader_of: dict[str, str]) -> dict[str, list[str]]:
-    groups: dict[str, list[str]] = {}
-    for name, leader in leader_of.items():
-        groups.setdefault(leader, []).append(name)
-    return groups
-
-
-@dataclass
-class BlockWork:
-    """One block's selected layers, grouped by shared input, with their statistics."""
-
-    index: int
-    prefix: str
-    layers: dict[str, nn.Module]
-    groups: dict[str, list[str]]  # leader -> layers fed the same input
-    stats: dict[str, InputStatistics] | None  # leader -> statistics (None: nothing needed)
-
-
-def _blocks_to_prune(model: nn.Module, calibration: CalibrationSet | None, config: PruneConfig,
-                     needs: frozenset[str]) -> Iterator[BlockWork]:
-    """Yield every block with selected layers, in order, after collecting ``needs``.
-
-    Without statistics the blocks are just visited. Otherwise the sequential runner
-    feeds each block the outputs of the already pruned blocks before it (the caller
-    prunes the block between two ``next`` calls); blocks after the last one with
-    selected layers are never run.
-    """
-    selection = LayerSelection(config.targets, config.ignore)
-    path, blocks = find_decoder_blocks(model)
-    if not needs:
-        for index, block in enumerate(blocks):
-            layers = block_layers(block, f"{path}.{index}", selection)
-            if layers:
-                yield BlockWork(index, f"{path}.{index}", layers, {n: [n] for n in layers}, None)
-        return
-    if calibration is None:
-        raise CalibpruneError(f"method {config.method!r} with refine={config.refine!r} needs calibration data: pass --calib")
-    last = max(i for i, block in enumerate(blocks) if block_layers(block, f"{path}.{i}", selection))
-    for step in SequentialRunner(model, calibration.input_ids, config.runner):
-        layers = block_layers(step.block, step.name, selection)
-        if layers:
-            stats: dict[str, InputStatistics] = {}
-
-            def on_input(leader: str, x: torch.Tensor) -> None:
-                if leader not in stats:
-                    stats[leader] = InputStatistics(x.shape[-1], needs)
-                stats[leader].update(x)
-
-            leader_of = step.observe(layers, on_input)
-            yield BlockWork(step.index, step.name, layers, _group_by_leader(leader_of), stats)
-        if step.index == last:
-            break
-        step.advance()
-
-
-def _prune_group(work: BlockWork, names: list[str], target: SparsityTarget, config: PruneConfig,
-                 method: PruningMethod, refiner: Refiner | None) -> dict[str, dict]:
+def _prune_group(
+    work: BlockWork,
+    names: list[str],
+    target: SparsityTarget,
+    config: PruneConfig,
+    method: PruningMethod,
+    refiner: Refiner | None,
+) -> dict[str, dict]:
     stats = work.stats[names[0]] if work.stats is not None else None
     views = [weight_matrix(work.layers[n]) for n in names]
     results = method.prune([v.float() for v in views], stats, target, config, names)
     records = {}
-    for name, view, result in zip(names, views, results):
+    for name, view, result in zip(names, views, results, strict=True):
         mask, info = result.mask, dict(result.info)
-        if refiner is not None and refiner.applies(name[len(work.prefix) + 1:], config):
+        if refiner is not None and refiner.applies(name[len(work.prefix) + 1 :], config):
             # `view` still holds the dense weights: score-based methods only return masks
             mask, refined = refiner.refine(view.float(), mask, stats, target, config)
             info.update(refined)
@@ -149,8 +103,9 @@ def layer_record(weight: torch.Tensor, mask: torch.Tensor, target: SparsityTarge
 
 
 @torch.no_grad()
-def prune_model(model: nn.Module, calibration: CalibrationSet | None, config: PruneConfig,
-                progress: bool = True) -> dict:
+def prune_model(
+    model: nn.Module, calibration: CalibrationSet | None, config: PruneConfig, progress: bool = True
+) -> dict:
     """Prune ``model`` in place: allocation -> per block: statistics -> mask (+ update)
     -> refinement. Returns the per-layer, allocation and global part of the report."""
     method = get_method(config.method)
@@ -162,7 +117,7 @@ def prune_model(model: nn.Module, calibration: CalibrationSet | None, config: Pr
     label = " + ".join(x for x in (method.name, config.allocation, config.refine) if x not in ("uniform", "none"))
     bar = tqdm(total=len(blocks), desc=f"{label} {config.target.describe()}", unit="block", disable=not progress)
     records: dict[str, dict] = {}
-    for work in _blocks_to_prune(model, calibration, config, needs):
+    for work in iterate_blocks(model, calibration, config, needs):
         for names in work.groups.values():
             records.update(_prune_group(work, names, block_targets[work.index], config, method, refiner))
         bar.update(work.index + 1 - bar.n)

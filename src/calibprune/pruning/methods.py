@@ -41,8 +41,14 @@ class PruningMethod:
         """Importance of each weight (low = pruned first), ``[rows, cols]``."""
         raise NotImplementedError
 
-    def prune(self, weights: list[torch.Tensor], stats: InputStatistics | None, target: SparsityTarget,
-              config: PruneConfig, names: list[str]) -> list[Pruned]:
+    def prune(
+        self,
+        weights: list[torch.Tensor],
+        stats: InputStatistics | None,
+        target: SparsityTarget,
+        config: PruneConfig,
+        names: list[str],
+    ) -> list[Pruned]:
         """One :class:`Pruned` per weight of a group of layers sharing one input."""
         return [Pruned(target_mask(self.scores(w, stats), target, self.scope)) for w in weights]
 
@@ -81,7 +87,7 @@ class SparseGPT(PruningMethod):
         stacked = torch.cat(weights, dim=0)
         new, mask, info = sparsegpt_prune(stacked, stats.hessian, target, config.sparsegpt, name="+".join(names))
         rows = [w.shape[0] for w in weights]
-        return [Pruned(m, nw, info) for nw, m in zip(new.split(rows), mask.split(rows))]
+        return [Pruned(m, nw, info) for nw, m in zip(new.split(rows), mask.split(rows), strict=True)]
 
 
 def get_method(name: str) -> PruningMethod:
@@ -100,8 +106,14 @@ class Refiner:
     def applies(self, local_name: str, config: PruneConfig) -> bool:
         return True
 
-    def refine(self, weight: torch.Tensor, mask: torch.Tensor, stats: InputStatistics, target: SparsityTarget,
-               config: PruneConfig) -> tuple[torch.Tensor, dict]:
+    def refine(
+        self,
+        weight: torch.Tensor,
+        mask: torch.Tensor,
+        stats: InputStatistics,
+        target: SparsityTarget,
+        config: PruneConfig,
+    ) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
 
 
@@ -117,8 +129,9 @@ class DSnoT(Refiner):
 
     def refine(self, weight, mask, stats, target, config):
         importance = Wanda().scores(weight, stats)
-        return dsnot_refine(weight, mask, stats.mean, stats.variance, importance, config.dsnot,
-                            nm_m=target.m if target.is_nm else None)
+        return dsnot_refine(
+            weight, mask, stats.mean, stats.variance, importance, config.dsnot, nm_m=target.m if target.is_nm else None
+        )
 
 
 def get_refiner(name: str) -> Refiner | None:

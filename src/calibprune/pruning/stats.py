@@ -66,3 +66,16 @@ class InputStatistics:
     def hessian(self) -> torch.Tensor:
         """H = 2 X X^T / n, as in SparseGPT."""
         return self._xxt * (2.0 / max(self.n, 1))
+
+
+class StatisticsCollector:
+    """``on_input`` callback for :meth:`BlockStep.observe`: one accumulator per leader."""
+
+    def __init__(self, needs: frozenset[str]):
+        self.needs = frozenset(needs)
+        self.stats: dict[str, InputStatistics] = {}
+
+    def __call__(self, leader: str, x: torch.Tensor) -> None:
+        if leader not in self.stats:
+            self.stats[leader] = InputStatistics(x.shape[-1], self.needs)
+        self.stats[leader].update(x)

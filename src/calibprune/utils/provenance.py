@@ -6,7 +6,7 @@ import hashlib
 import importlib.metadata
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _PACKAGES = ("calibprune", "torch", "transformers", "accelerate", "safetensors", "gguf", "numpy")
 
@@ -29,7 +29,7 @@ def environment() -> dict:
         "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),
         "packages": package_versions(),
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

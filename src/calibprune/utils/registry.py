@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import CalibpruneError
 
@@ -31,7 +31,5 @@ class Registry:
         try:
             factory = self._factories[name]
         except KeyError:
-            raise CalibpruneError(
-                f"unknown {self.kind} {name!r}: known ones are {', '.join(self.names())}"
-            ) from None
+            raise CalibpruneError(f"unknown {self.kind} {name!r}: known ones are {', '.join(self.names())}") from None
         return factory(**kwargs)

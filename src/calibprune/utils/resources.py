@@ -12,8 +12,8 @@ import contextlib
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 GIB = 1024**3
 

@@ -1,0 +1,85 @@
+"""Detection: calibrate on the source texts that look most like training data.
+
+The paper's "detection" strategy: score candidate texts of a source with Min-K%++
+under the model to be pruned (Zhang et al., 2025; high = training-like), keep the
+``keep_top`` highest-scoring fraction, and sample the calibration windows from the kept
+texts with the source's own sampling rule. Candidates are the source's calibration-pool
+documents in a seeded random order (at most ``num_candidates``), each scored on its
+first ``seqlen`` tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..corpora import Corpus
+from ..errors import CalibpruneError
+from ..scoring import score_text
+from ..scoring.membership import check_k
+from .calibset import CalibrationSet, decode_windows, tokenizer_info
+from .filters import check_keep_top, keep_top_fraction
+from .sampling import check_sampling_args, tokenize, windows_from_texts
+
+DETECTORS = ("mink++",)
+
+
+def build_detected(
+    model,
+    tokenizer,
+    corpus: Corpus,
+    nsamples: int,
+    seqlen: int,
+    seed: int,
+    keep_top: float = 0.5,
+    k: float = 0.2,
+    num_candidates: int | None = None,
+    method: str = "mink++",
+    progress: bool = True,
+) -> CalibrationSet:
+    if method not in DETECTORS:
+        raise CalibpruneError(f"unknown detector {method!r}: use one of {', '.join(DETECTORS)}")
+    check_sampling_args(nsamples, seqlen)
+    check_keep_top(keep_top)
+    check_k(k)
+    if num_candidates is not None and num_candidates <= 0:
+        raise CalibpruneError(f"--num-candidates {num_candidates} must be >= 1")
+    docs = list(corpus.documents("calib"))
+    order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed)).tolist()[:num_candidates]
+    candidates = [docs[i] for i in order]
+    ids = [tokenize(tokenizer, d.text)[:seqlen] for d in candidates]
+    scores = score_text(model, ids, ("mink++",), k=k, progress=progress)["mink++"]
+    keep = keep_top_fraction(scores, keep_top)
+    texts = [
+        {"index": i, "source_id": d.id, "text": d.text, "tokens_scored": len(t), "mink++": s, "keep": kept}
+        for i, (d, t, s, kept) in enumerate(zip(candidates, ids, scores, keep, strict=True))
+    ]
+    kept_texts = [t["text"] for t in texts if t["keep"]]
+    windows, pool_tokens = windows_from_texts(
+        kept_texts,
+        tokenizer,
+        nsamples,
+        seqlen,
+        seed,
+        corpus.sampling,
+        what=f"the {len(kept_texts)} kept candidates of {corpus.name!r} (raise --num-candidates or --keep-top)",
+    )
+    kept_scores = [s for s, kept in zip(scores, keep, strict=True) if kept]
+    manifest = {
+        "source": corpus.name,
+        "strategy": "detect",
+        "sampling": corpus.sampling,
+        "seed": seed,
+        "parameters": {"detector": method, "k": k, "keep_top": keep_top, "num_candidates": num_candidates},
+        "model": getattr(model, "name_or_path", None),
+        "tokenizer": tokenizer_info(tokenizer),
+        "pool_tokens": pool_tokens,
+        "filter": {
+            "candidates": len(texts),
+            "kept": sum(keep),
+            "dropped": len(keep) - sum(keep),
+            "score_threshold": min(kept_scores) if kept_scores else None,
+        },
+    }
+    return CalibrationSet(
+        input_ids=windows, manifest=manifest, texts=texts, windows_text=decode_windows(tokenizer, windows)
+    )

@@ -1,0 +1,309 @@
+"""Self-generated calibration data (the paper's main proposal).
+
+1. **Prompts.** Source documents are visited in a seeded random order; each gives a
+   prompt of BOS (when the model has one) + its first ``prefix_tokens`` tokens
+   (``prefix_tokens=0``: BOS only). The paper's default "2 tokens including BOS" is
+   ``prefix_tokens=1``.
+2. **Generation.** Prompts go in batches (left padded) through ``model.generate`` with
+   top-p / top-k / temperature / repetition-penalty sampling, up to the window length,
+   each sequence stopping at EOS. Batch b is sampled under seed ``hash(seed, b)``, so a
+   batch's texts depend only on the arguments, never on what ran before.
+3. **Resume.** Every finished batch is appended to ``generations.jsonl`` in a work
+   folder, next to a ``run.json`` holding the signature of all arguments. A rerun with
+   the same arguments keeps the complete batches and continues after them, and so
+   produces exactly the texts an uninterrupted run would.
+4. **Filter.** Each text's perplexity under the same model; the ``filter_top`` most
+   perplexing fraction is dropped (paper: 20%).
+5. **Windows.** The kept texts are joined and windowed (stream mode, the paper's
+   synthetic loader).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..corpora import Corpus
+from ..errors import CalibpruneError
+from ..scoring import perplexity_of, score_sequences
+from .calibset import CalibrationSet, decode_windows, tokenizer_info
+from .filters import check_filter_top, drop_top_fraction
+from .sampling import check_sampling_args, tokenize, windows_from_texts
+
+LLAMA_FAMILY = ("llama",)
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Sampling settings; ``None`` fields take the paper's defaults (see :meth:`resolve`)."""
+
+    prefix_tokens: int = 1
+    temperature: float | None = None  # 0.6, or 0.8 for Llama-family models (the paper's setting)
+    top_p: float = 0.95
+    top_k: int = 50
+    repetition_penalty: float = 1.2
+    max_new_tokens: int | None = None  # default: fill the window (seqlen - prompt length)
+    batch_size: int = 32
+    num_texts: int | None = None  # default: enough to keep nsamples full windows after filtering
+    filter_top: float = 0.2
+
+    def __post_init__(self):
+        checks = [
+            (self.prefix_tokens >= 0, f"--prefix-tokens {self.prefix_tokens} must be >= 0 (0 = BOS only)"),
+            (self.temperature is None or self.temperature > 0, f"--temperature {self.temperature} must be > 0"),
+            (0 < self.top_p <= 1, f"--top-p {self.top_p} must be in (0, 1]"),
+            (self.top_k >= 0, f"--top-k {self.top_k} must be >= 0 (0 disables top-k)"),
+            (self.repetition_penalty > 0, f"--repetition-penalty {self.repetition_penalty} must be > 0 (1 = none)"),
+            (
+                self.max_new_tokens is None or self.max_new_tokens > 0,
+                f"--max-new-tokens {self.max_new_tokens} must be >= 1",
+            ),
+            (self.batch_size > 0, f"--gen-batch-size {self.batch_size} must be >= 1"),
+            (self.num_texts is None or self.num_texts > 0, f"--num-texts {self.num_texts} must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise CalibpruneError(message)
+        check_filter_top(self.filter_top)
+
+    def resolve(self, model_type: str, nsamples: int, seqlen: int) -> GenerationOptions:
+        """Fill the defaults that depend on the model and the requested set."""
+        temperature = self.temperature
+        if temperature is None:
+            temperature = 0.8 if model_type in LLAMA_FAMILY else 0.6
+        num_texts = self.num_texts or math.ceil(1.25 * nsamples / (1.0 - self.filter_top))
+        max_new = self.max_new_tokens or max(1, seqlen - self.prefix_tokens - 1)
+        return GenerationOptions(
+            **{**asdict(self), "temperature": temperature, "num_texts": num_texts, "max_new_tokens": max_new}
+        )
+
+
+def build_prompts(corpus: Corpus, tokenizer, count: int, prefix_tokens: int, seed: int) -> list[dict]:
+    """``count`` prompts (BOS + first ``prefix_tokens`` tokens) from seeded-random source documents."""
+    bos = tokenizer.bos_token_id
+    if bos is None and prefix_tokens == 0:
+        raise CalibpruneError(
+            "the model's tokenizer has no BOS token, so --prefix-tokens 0 leaves an empty prompt: use >= 1"
+        )
+    docs = list(corpus.documents("calib"))
+    order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed)).tolist()
+    prompts = []
+    for index in order:
+        ids = tokenize(tokenizer, docs[index].text)[:prefix_tokens]
+        if len(ids) < prefix_tokens:
+            continue
+        prompts.append({"source_id": docs[index].id, "prefix_ids": ([bos] if bos is not None else []) + ids})
+        if len(prompts) == count:
+            return prompts
+    raise CalibpruneError(
+        f"corpus {corpus.name!r} has only {len(prompts)} documents with >= {prefix_tokens} tokens, fewer than the "
+        f"{count} texts to generate: lower --num-texts or --prefix-tokens, or use a larger source"
+    )
+
+
+def _batch_seed(seed: int, batch: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{batch}".encode()).digest()[:8], "big") % (2**63)
+
+
+class GenerationLog:
+    """Append-only record of finished batches, tied to one set of arguments."""
+
+    def __init__(self, folder: Path, signature: str, overwrite: bool = False):
+        self.folder = folder
+        self.file = folder / "generations.jsonl"
+        state = folder / "run.json"
+        if state.exists():
+            previous = json.loads(state.read_text()).get("signature")
+            if previous != signature and not overwrite:
+                raise CalibpruneError(
+                    f"{folder} holds an unfinished generation made with other arguments: rerun with the same "
+                    "arguments to resume it, or pass --overwrite to start again"
+                )
+            if previous != signature:
+                self.file.unlink(missing_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps({"signature": signature}))
+
+    def finished(self, batch_size: int, total: int) -> dict[int, list[dict]]:
+        """Complete batches already on disk; a torn tail (interrupted write) is cut off."""
+        if not self.file.exists():
+            return {}
+        batches: dict[int, list[dict]] = {}
+        with open(self.file, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    break
+                batches.setdefault(record["batch"], []).append(record)
+        complete = {b: rs for b, rs in batches.items() if len(rs) == min(batch_size, total - b * batch_size)}
+        with open(self.file, "w", encoding="utf-8") as f:  # rewrite without partial batches
+            for b in sorted(complete):
+                f.writelines(json.dumps(r) + "\n" for r in complete[b])
+        return complete
+
+    def append(self, records: list[dict]) -> None:
+        with open(self.file, "a", encoding="utf-8") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in records))
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(prompts), width, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        mask[row, width - len(prompt) :] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def generate_texts(
+    model,
+    tokenizer,
+    prompts: list[dict],
+    options: GenerationOptions,
+    seed: int,
+    log: GenerationLog | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """One record per prompt: prefix, generated continuation, token ids, EOS flag."""
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    size = options.batch_size
+    batches = [prompts[i : i + size] for i in range(0, len(prompts), size)]
+    done = log.finished(size, len(prompts)) if log else {}
+    records = [r for b in sorted(done) for r in done[b]]
+    bar = tqdm(total=len(prompts), initial=len(records), desc="generating", unit="text", disable=not progress)
+    started, produced = time.perf_counter(), 0
+    device = next(model.parameters()).device
+    for b, batch in enumerate(batches):
+        if b in done:
+            continue
+        torch.manual_seed(_batch_seed(seed, b))
+        ids, mask = _left_pad([p["prefix_ids"] for p in batch], pad)
+        out = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            do_sample=True,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            top_k=options.top_k,
+            repetition_penalty=options.repetition_penalty,
+            max_new_tokens=options.max_new_tokens,
+            eos_token_id=eos,
+            pad_token_id=pad,
+        ).cpu()
+        new_records = []
+        for row, prompt in enumerate(batch):
+            continuation = out[row, ids.shape[1] :].tolist()
+            hit_eos = eos in continuation
+            if hit_eos:
+                continuation = continuation[: continuation.index(eos)]
+            produced += len(continuation)
+            text_ids = prompt["prefix_ids"] + continuation
+            new_records.append(
+                {
+                    "index": b * size + row,
+                    "batch": b,
+                    "source_id": prompt["source_id"],
+                    "prefix_ids": prompt["prefix_ids"],
+                    "prefix": tokenizer.decode(prompt["prefix_ids"], skip_special_tokens=True),
+                    "text": tokenizer.decode(text_ids, skip_special_tokens=True),
+                    "token_ids": text_ids,
+                    "generated_tokens": len(continuation),
+                    "stopped_at_eos": hit_eos,
+                }
+            )
+        if log:
+            log.append(new_records)
+        records.extend(new_records)
+        bar.update(len(batch))
+        bar.set_postfix(tok_s=f"{produced / max(time.perf_counter() - started, 1e-9):.1f}")
+    bar.close()
+    return sorted(records, key=lambda r: r["index"])
+
+
+def signature(model, tokenizer, source: str, prompts: list[dict], options: GenerationOptions, seed: int) -> str:
+    """Everything that decides the generated texts (the filter is applied afterwards)."""
+    parts = {
+        "model": hashlib.sha256(model.config.to_json_string(use_diff=False).encode()).hexdigest(),
+        "weights": float(sum(p.detach().double().sum() for p in list(model.parameters())[:4])),
+        "tokenizer": tokenizer_info(tokenizer)["fingerprint"],
+        "source": source,
+        "seed": seed,
+        "prompts": hashlib.sha256(json.dumps([p["prefix_ids"] for p in prompts]).encode()).hexdigest(),
+        "options": {k: v for k, v in asdict(options).items() if k != "filter_top"},
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def build_synthetic(
+    model,
+    tokenizer,
+    corpus: Corpus,
+    nsamples: int,
+    seqlen: int,
+    seed: int,
+    options: GenerationOptions = GenerationOptions(),
+    work_dir: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> CalibrationSet:
+    """Generate, filter by perplexity, window. ``work_dir`` makes generation resumable."""
+    check_sampling_args(nsamples, seqlen)
+    options = options.resolve(getattr(model.config, "model_type", ""), nsamples, seqlen)
+    prompts = build_prompts(corpus, tokenizer, options.num_texts, options.prefix_tokens, seed)
+    log = None
+    if work_dir is not None:
+        log = GenerationLog(Path(work_dir), signature(model, tokenizer, corpus.name, prompts, options, seed), overwrite)
+    records = generate_texts(model, tokenizer, prompts, options, seed, log, progress)
+    scores = score_sequences(model, [r["token_ids"] for r in records], progress=progress, desc="perplexity filter")
+    perplexities = [perplexity_of(s) for s in scores]
+    keep = drop_top_fraction(perplexities, options.filter_top)
+    texts = []
+    for record, ppl, kept in zip(records, perplexities, keep, strict=True):
+        record = {k: v for k, v in record.items() if k not in ("token_ids", "batch")}
+        texts.append({**record, "perplexity": ppl, "keep": kept})
+    kept_texts = [t["text"] for t in texts if t["keep"]]
+    windows, pool_tokens = windows_from_texts(
+        kept_texts,
+        tokenizer,
+        nsamples,
+        seqlen,
+        seed,
+        "stream",
+        what=f"the {len(kept_texts)} generated texts kept after filtering (raise --num-texts)",
+    )
+    kept_ppl = [p for p, k in zip(perplexities, keep, strict=True) if k]
+    manifest = {
+        "source": corpus.name,
+        "strategy": "synthetic",
+        "sampling": "stream",
+        "seed": seed,
+        "parameters": asdict(options),
+        "model": getattr(model, "name_or_path", None) or model.config.name_or_path,
+        "tokenizer": tokenizer_info(tokenizer),
+        "pool_tokens": pool_tokens,
+        "filter": {
+            "texts": len(texts),
+            "kept": sum(keep),
+            "dropped": len(keep) - sum(keep),
+            "perplexity_threshold": max(kept_ppl) if kept_ppl else None,
+            "generated_tokens": sum(t["generated_tokens"] for t in texts),
+            "stopped_at_eos": sum(t["stopped_at_eos"] for t in texts),
+        },
+    }
+    return CalibrationSet(
+        input_ids=windows, manifest=manifest, texts=texts, windows_text=decode_windows(tokenizer, windows)
+    )

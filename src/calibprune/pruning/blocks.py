@@ -1,0 +1,69 @@
+"""Visit the decoder blocks that have layers to prune, with their input statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..calibration import CalibrationSet
+from ..config import PruneConfig
+from ..errors import CalibpruneError
+from ..models.layers import LayerSelection, block_layers, find_decoder_blocks
+from ..models.runner import SequentialRunner
+from .stats import InputStatistics, StatisticsCollector
+
+
+def _group_by_leader(leader_of: dict[str, str]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for name, leader in leader_of.items():
+        groups.setdefault(leader, []).append(name)
+    return groups
+
+
+@dataclass
+class BlockWork:
+    """One block's selected layers, grouped by shared input, with their statistics."""
+
+    index: int
+    prefix: str
+    layers: dict[str, nn.Module]
+    groups: dict[str, list[str]]  # leader -> layers fed the same input
+    stats: dict[str, InputStatistics] | None  # leader -> statistics (None: nothing needed)
+
+
+def iterate_blocks(
+    model: nn.Module, calibration: CalibrationSet | None, config: PruneConfig, needs: frozenset[str]
+) -> Iterator[BlockWork]:
+    """Yield every block with selected layers, in order, after collecting ``needs``.
+
+    Without statistics the blocks are just visited. Otherwise the sequential runner
+    feeds each block the outputs of the blocks before it *as the caller left them*:
+    the engine prunes a block before asking for the next one (sequential pruning); the
+    OWL pass changes nothing (a dense pass). Blocks after the last one with selected
+    layers are never run.
+    """
+    selection = LayerSelection(config.targets, config.ignore)
+    path, blocks = find_decoder_blocks(model)
+    if not needs:
+        for index, block in enumerate(blocks):
+            layers = block_layers(block, f"{path}.{index}", selection)
+            if layers:
+                yield BlockWork(index, f"{path}.{index}", layers, {n: [n] for n in layers}, None)
+        return
+    if calibration is None:
+        raise CalibpruneError(
+            f"method={config.method}, allocation={config.allocation}, refine={config.refine} looks at activations "
+            "and needs calibration data: pass --calib"
+        )
+    last = max(i for i, block in enumerate(blocks) if block_layers(block, f"{path}.{i}", selection))
+    for step in SequentialRunner(model, calibration.input_ids, config.runner):
+        layers = block_layers(step.block, step.name, selection)
+        if layers:
+            collector = StatisticsCollector(needs)
+            leader_of = step.observe(layers, collector)
+            yield BlockWork(step.index, step.name, layers, _group_by_leader(leader_of), collector.stats)
+        if step.index == last:
+            break
+        step.advance()

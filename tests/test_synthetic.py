@@ -1,0 +1,200 @@
+"""Self-generation, perplexity filter, detection, calibration-set folders."""
+
+import json
+
+import pytest
+import torch
+from conftest import tiny_model
+
+from calibprune.calibration import CalibrationSet, GenerationOptions, build_detected, build_synthetic
+from calibprune.calibration.filters import drop_top_fraction, keep_top_fraction
+from calibprune.calibration.sampling import tokenize
+from calibprune.config import PruneConfig, SparsityTarget
+from calibprune.corpora import get_corpus
+from calibprune.errors import CalibpruneError
+from calibprune.pipeline import CalibJob, CalibrationRequest, run_calib, run_prune
+
+OPTIONS = GenerationOptions(
+    prefix_tokens=3, temperature=0.7, max_new_tokens=12, batch_size=4, num_texts=10, filter_top=0.2
+)
+
+
+def test_filter_drops_exactly_the_top_fraction_ties_and_nan():
+    assert drop_top_fraction([1, 5, 3, 5, 2], 0.4) == [True, False, True, False, True]
+    assert drop_top_fraction([5, 5, 5, 1], 0.5) == [False, False, True, True]  # ties: lower index dropped first
+    assert drop_top_fraction([float("nan"), 9, 1], 0.34) == [False, True, True]  # NaN counts as worst
+    assert drop_top_fraction([3, 1, 2], 0.0) == [True, True, True]
+    assert keep_top_fraction([0.1, 0.9, 0.5, float("nan")], 0.5) == [False, True, True, False]
+    assert keep_top_fraction([1, 2, 3], 1.0) == [True, True, True]
+    with pytest.raises(CalibpruneError, match=r"--filter-top 1.0 must be in \[0, 1\)"):
+        drop_top_fraction([1.0], 1.0)
+    with pytest.raises(CalibpruneError, match=r"--keep-top 0 must be in \(0, 1\]"):
+        keep_top_fraction([1.0], 0)
+
+
+def test_self_generation_keeps_prefixes_respects_length_and_records_parameters(tokenizer, text_corpus):
+    model = tiny_model("llama")
+    corpus = get_corpus(str(text_corpus))
+    calib = build_synthetic(model, tokenizer, corpus, nsamples=2, seqlen=16, seed=0, options=OPTIONS, progress=False)
+    sources = {d.id: d.text for d in corpus.documents("calib")}
+    assert len(calib.texts) == 10
+    for record in calib.texts:
+        expected_prefix = [tokenizer.bos_token_id] + tokenize(tokenizer, sources[record["source_id"]])[:3]
+        assert record["prefix_ids"] == expected_prefix
+        assert record["text"].startswith(sources[record["source_id"]][:3])  # byte tokenizer: 3 tokens = 3 chars
+        assert 0 <= record["generated_tokens"] <= 12
+    params = calib.manifest["parameters"]
+    assert params["temperature"] == 0.7 and params["prefix_tokens"] == 3 and params["max_new_tokens"] == 12
+    assert params["top_p"] == 0.95 and params["top_k"] == 50 and params["repetition_penalty"] == 1.2
+    kept = [t for t in calib.texts if t["keep"]]
+    dropped = [t for t in calib.texts if not t["keep"]]
+    assert len(dropped) == 2 and calib.manifest["filter"]["dropped"] == 2
+    assert min(t["perplexity"] for t in dropped) >= max(t["perplexity"] for t in kept)
+    assert calib.input_ids.shape == (2, 16) and calib.manifest["strategy"] == "synthetic"
+
+
+def test_default_temperature_follows_the_paper_per_family():
+    assert GenerationOptions().resolve("llama", 8, 64).temperature == 0.8
+    assert GenerationOptions().resolve("gemma3_text", 8, 64).temperature == 0.6
+    resolved = GenerationOptions(filter_top=0.2).resolve("llama", 8, 64)
+    assert resolved.num_texts == 13 and resolved.max_new_tokens == 62
+
+
+def test_bos_only_prompts():
+    from conftest import byte_tokenizer
+
+    from calibprune.calibration.synthetic import build_prompts
+
+    tok = byte_tokenizer()
+    corpus = type(
+        "C",
+        (),
+        {"documents": lambda self, split: iter([type("D", (), {"id": "a", "text": "hello"})()] * 3), "name": "c"},
+    )()
+    prompts = build_prompts(corpus, tok, 2, 0, seed=0)
+    assert [p["prefix_ids"] for p in prompts] == [[tok.bos_token_id]] * 2
+
+
+def test_interrupted_generation_resumes_to_the_same_set(tokenizer, text_corpus, tmp_path, monkeypatch):
+    corpus = get_corpus(str(text_corpus))
+    reference = build_synthetic(tiny_model("llama"), tokenizer, corpus, 2, 16, 0, OPTIONS, progress=False)
+
+    model = tiny_model("llama")
+    real_generate, calls = model.generate, []
+
+    def flaky_generate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # dies during the second of three batches
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", flaky_generate)
+    work = tmp_path / "work"
+    with pytest.raises(KeyboardInterrupt):
+        build_synthetic(model, tokenizer, corpus, 2, 16, 0, OPTIONS, work_dir=work, progress=False)
+    logged = [json.loads(line) for line in (work / "generations.jsonl").read_text().splitlines()]
+    assert {r["batch"] for r in logged} == {0} and len(logged) == 4
+    with (work / "generations.jsonl").open("a") as f:
+        f.write('{"index": 4, "batch": 1, "te')  # a torn write from the crash
+
+    resumed = build_synthetic(model, tokenizer, corpus, 2, 16, 0, OPTIONS, work_dir=work, progress=False)
+    assert len(calls) == 4  # batches 1 and 2 only: batch 0 came from the log
+    assert torch.equal(resumed.input_ids, reference.input_ids)
+    assert [t["text"] for t in resumed.texts] == [t["text"] for t in reference.texts]
+    with pytest.raises(CalibpruneError, match="other arguments.*--overwrite"):
+        build_synthetic(model, tokenizer, corpus, 2, 16, 1, OPTIONS, work_dir=work, progress=False)
+
+
+def test_detection_keeps_the_highest_mink_plus_plus(tokenizer, text_corpus):
+    model = tiny_model("llama")
+    corpus = get_corpus(str(text_corpus))
+    calib = build_detected(
+        model, tokenizer, corpus, nsamples=3, seqlen=32, seed=0, keep_top=0.5, k=0.2, num_candidates=40, progress=False
+    )
+    assert len(calib.texts) == 40
+    kept = [t for t in calib.texts if t["keep"]]
+    dropped = [t for t in calib.texts if not t["keep"]]
+    assert len(kept) == 20 and min(t["mink++"] for t in kept) >= max(t["mink++"] for t in dropped)
+    stream = ",".join(map(str, tokenize(tokenizer, "\n\n".join(t["text"] for t in kept))))
+    assert all(",".join(map(str, w)) in stream for w in calib.input_ids.tolist())
+    assert calib.manifest["parameters"] == {"detector": "mink++", "k": 0.2, "keep_top": 0.5, "num_candidates": 40}
+
+
+def test_set_folder_round_trip_and_prune_from_it(model_dir, tokenizer, text_corpus, tmp_path):
+    job = CalibJob(
+        source=str(text_corpus),
+        nsamples=4,
+        seqlen=32,
+        seed=5,
+        strategy="synthetic",
+        generation=GenerationOptions(prefix_tokens=2, max_new_tokens=40, batch_size=8, num_texts=8),
+    )
+    calib = run_calib(str(model_dir), job, tmp_path / "syn", progress=False)
+    assert not (tmp_path / ".syn.generation").exists()  # the work folder goes once the set is saved
+    loaded = CalibrationSet.load(tmp_path / "syn")
+    assert torch.equal(loaded.input_ids, calib.input_ids)
+    assert loaded.texts == json.loads(json.dumps(calib.texts)) and loaded.windows_text == calib.windows_text
+    assert loaded.manifest["strategy"] == "synthetic" and loaded.manifest["seed"] == 5
+    assert loaded.manifest["tokenizer"]["fingerprint"]
+    config = PruneConfig(method="wanda", target=SparsityTarget.unstructured(0.5))
+    report = run_prune(
+        str(model_dir), config, CalibrationRequest(source=str(tmp_path / "syn")), tmp_path / "pruned", progress=False
+    )
+    assert report["calibration"]["fingerprint"] == calib.fingerprint
+    assert report["calibration"]["strategy"] == "synthetic"
+
+
+def test_set_made_with_another_tokenizer_is_refused(model_dir, tokenizer, text_corpus, tmp_path):
+    calib = CalibrationSet(
+        torch.zeros(2, 8, dtype=torch.long),
+        manifest={"source": "x", "tokenizer": {"name": "other", "fingerprint": "0000"}},
+    )
+    calib.save(tmp_path / "foreign")
+    with pytest.raises(CalibpruneError, match="tokenized with 'other'.*--model"):
+        run_prune(
+            str(model_dir),
+            PruneConfig(method="wanda", target=SparsityTarget.unstructured(0.5)),
+            CalibrationRequest(source=str(tmp_path / "foreign")),
+            tmp_path / "pruned",
+            progress=False,
+        )
+
+
+@pytest.mark.parametrize(
+    "job, message",
+    [
+        (CalibJob(source="wikipedia-en"), "unknown corpus 'wikipedia-en': known ones are wiki-en, wiki-fr"),
+        (CalibJob(strategy="detect", mink_k=1.5), r"k=1.5 must be in \(0, 1\]"),
+        (CalibJob(strategy="detect", keep_top=0.0), r"--keep-top 0.0 must be in \(0, 1\]"),
+        (CalibJob(nsamples=500, seqlen=64), "fewer than nsamples x seqlen"),
+        (
+            CalibJob(strategy="synthetic", nsamples=8, seqlen=64, generation=GenerationOptions(num_texts=4)),
+            "raise --num-texts",
+        ),
+        (CalibJob(nsamples=0), "nsamples 0 must be >= 1"),
+    ],
+)
+def test_bad_calib_input(job, message, model_dir, text_corpus, tmp_path, monkeypatch):
+    from calibprune import pipeline
+
+    monkeypatch.setattr(pipeline, "load_model", lambda *a, **k: pytest.fail("model loaded before validation"))
+    if job.source == "wiki-en":
+        job.source = str(text_corpus)
+    with pytest.raises(CalibpruneError, match=message):
+        run_calib(str(model_dir), job, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: GenerationOptions(filter_top=1.0), r"--filter-top 1.0 must be in \[0, 1\)"),
+        (lambda: GenerationOptions(filter_top=-0.1), r"--filter-top -0.1 must be in \[0, 1\)"),
+        (lambda: GenerationOptions(top_p=0), r"--top-p 0 must be in \(0, 1\]"),
+        (lambda: GenerationOptions(temperature=0), "--temperature 0 must be > 0"),
+        (lambda: GenerationOptions(prefix_tokens=-1), "--prefix-tokens -1 must be >= 0"),
+    ],
+)
+def test_bad_generation_options(build, message):
+    with pytest.raises(CalibpruneError, match=message):
+        build()
