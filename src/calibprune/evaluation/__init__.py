@@ -1,5 +1,5 @@
-"""Evaluation of (pruned) models: perplexity protocols."""
+"""Evaluation of (pruned) models: perplexity protocols and lm-eval tasks on the in-memory model."""
 
-from .perplexity import PPL_PROTOCOL, perplexity
+from .perplexity import PPL_PROTOCOL, PROTOCOLS, perplexity
 
-__all__ = ["PPL_PROTOCOL", "perplexity"]
+__all__ = ["PPL_PROTOCOL", "PROTOCOLS", "perplexity"]

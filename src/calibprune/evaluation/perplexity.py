@@ -1,13 +1,16 @@
 """Perplexity on held-out text, with the protocol named in every result.
 
-``concat-windows`` (the Wanda/SparseGPT protocol): the held-out documents are joined
-with ``"\\n\\n"``, tokenized once and cut into consecutive non-overlapping windows of
-``seqlen`` tokens; each window is scored independently (no context carried over) and
+Two protocols, because published numbers use both and they are not comparable:
 
-    ppl = exp( sum of token NLLs / number of predicted tokens ),
+* ``concat-windows`` (Wanda/SparseGPT): the documents are joined with ``"\\n\\n"``,
+  tokenized once and cut into consecutive non-overlapping windows of ``seqlen`` tokens;
+  each window is scored on its own (no carried context) and
+  ppl = exp(sum of token NLLs / number of predicted tokens).
+* ``per-example`` (the paper's Alpaca protocol): every document (its first ``seqlen``
+  tokens) is scored on its own and ppl = mean over documents of exp(mean token NLL).
 
-each window predicting its tokens 2..seqlen. Only the corpus's held-out pool is used,
-so no evaluation document was ever a calibration document.
+Registered corpora are evaluated on their held-out pool only, so no evaluation
+document was ever a calibration document; a local file is evaluated whole (``all``).
 """
 
 from __future__ import annotations
@@ -18,10 +21,20 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..corpora import Corpus, get_corpus
+from ..corpora import Corpus, LocalCorpus, get_corpus
 from ..errors import CalibpruneError
+from ..scoring import perplexity_of, score_sequences
 
 PPL_PROTOCOL = "concat-windows"
+PROTOCOLS = ("concat-windows", "per-example")
+
+
+def _tokenize(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
+
+
+def default_split(corpus: Corpus) -> str:
+    return "all" if isinstance(corpus, LocalCorpus) else "heldout"
 
 
 @torch.no_grad()
@@ -32,42 +45,57 @@ def perplexity(
     seqlen: int = 2048,
     max_windows: int | None = None,
     batch_size: int = 1,
-    split: str = "heldout",
+    split: str | None = None,
+    protocol: str = PPL_PROTOCOL,
     progress: bool = True,
 ) -> dict:
+    """Perplexity of ``model`` on ``corpus``; ``max_windows`` caps windows (or documents)."""
     corpus = get_corpus(corpus) if isinstance(corpus, str) else corpus
+    split = split or default_split(corpus)
+    if protocol not in PROTOCOLS:
+        raise CalibpruneError(f"unknown perplexity protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
     if seqlen < 2:
         raise CalibpruneError(f"perplexity window {seqlen} must be >= 2 tokens")
-    text = "\n\n".join(corpus.texts(split))
-    ids = torch.tensor(
-        tokenizer(text, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"],
-        dtype=torch.long,
-    )
+    texts = corpus.texts(split)
+    run = _concat_windows if protocol == "concat-windows" else _per_example
+    result = run(model, tokenizer, texts, seqlen, max_windows, batch_size, progress, f"ppl {corpus.name}")
+    if result is None:
+        raise CalibpruneError(
+            f"corpus {corpus.name!r} ({split} pool) has no text long enough for one {seqlen}-token window: "
+            "use a shorter --ppl-seqlen"
+        )
+    return {"protocol": protocol, "corpus": corpus.name, "split": split, "seqlen": seqlen, **result}
+
+
+def _concat_windows(model, tokenizer, texts, seqlen, max_windows, batch_size, progress, desc):
+    ids = torch.tensor(_tokenize(tokenizer, "\n\n".join(texts)), dtype=torch.long)
     n_windows = ids.numel() // seqlen
     if max_windows is not None:
         n_windows = min(n_windows, max_windows)
     if n_windows == 0:
-        raise CalibpruneError(
-            f"corpus {corpus.name!r} ({split} pool) has {ids.numel()} tokens, less than one window of {seqlen}: "
-            "use a shorter --ppl-seqlen"
-        )
+        return None
     windows = ids[: n_windows * seqlen].view(n_windows, seqlen)
     device = next(model.parameters()).device
     nll, count = 0.0, 0
-    for start in tqdm(
-        range(0, n_windows, batch_size), desc=f"ppl {corpus.name}", unit="batch", disable=not progress, leave=False
-    ):
+    for start in tqdm(range(0, n_windows, batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
         batch = windows[start : start + batch_size].to(device)
         logits = model(input_ids=batch, use_cache=False).logits
         nll += float(F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch[:, 1:].flatten(), reduction="sum"))
         count += batch[:, 1:].numel()
+    return {"windows": n_windows, "tokens_scored": count, "nll": nll / count, "ppl": math.exp(nll / count)}
+
+
+def _per_example(model, tokenizer, texts, seqlen, max_examples, batch_size, progress, desc):
+    sequences = [ids[:seqlen] for ids in (_tokenize(tokenizer, t) for t in texts) if len(ids) >= 2]
+    if max_examples is not None:
+        sequences = sequences[:max_examples]
+    if not sequences:
+        return None
+    scores = score_sequences(model, sequences, max_batch_size=batch_size, progress=progress, desc=desc)
+    per_example = [perplexity_of(s) for s in scores]
     return {
-        "protocol": PPL_PROTOCOL,
-        "corpus": corpus.name,
-        "split": split,
-        "seqlen": seqlen,
-        "windows": n_windows,
-        "tokens_scored": count,
-        "nll": nll / count,
-        "ppl": math.exp(nll / count),
+        "examples": len(sequences),
+        "tokens_scored": sum(len(s) for s in scores),
+        "ppl": sum(per_example) / len(per_example),
+        "ppl_median": float(torch.tensor(per_example).median()),
     }

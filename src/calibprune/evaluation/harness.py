@@ -1,0 +1,268 @@
+"""lm-evaluation-harness on an in-memory model: an ``LM`` adapter plus the task runner.
+
+:class:`InMemoryLM` implements lm-eval's ``TemplateLM`` over any causal LM object, so a
+pruned model is evaluated without being saved and reloaded. Log-likelihoods come from
+:mod:`calibprune.scoring` (the same batched, padding-aware scorer as everything else):
+
+* continuations of one token (MMLU's " A"...) that share a context are read from one
+  forward pass over that context;
+* longer continuations are scored as ``context + continuation`` sequences, summing the
+  continuation's token log-probabilities.
+
+Inputs longer than the model's window keep their last ``max_length`` tokens, as in
+lm-eval's own HF backend.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import CalibpruneError, MissingAssetError
+from ..models.loading import max_sequence_length
+from ..scoring.tokens import next_token_logprobs, score_sequences
+from .tasks import PAPER_TASKS, describe, task_configs
+
+
+def _template_lm():
+    from lm_eval.api.model import TemplateLM
+
+    return TemplateLM
+
+
+class InMemoryLM(_template_lm()):
+    backend = "causal"
+
+    def __init__(self, model, tokenizer, batch_size: int = 8, max_length: int | None = None, progress: bool = True):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.max_length = max_length or min(max_sequence_length(model.config) or 2048, 4096)
+        self.progress = progress
+        # Gemma models expect BOS at the start of every input (lm-eval's HF backend does the same)
+        self.add_bos = str(getattr(model.config, "model_type", "")).startswith("gemma")
+
+    @property
+    def eot_token_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    @property
+    def prefix_token_id(self) -> int:
+        bos = self.tokenizer.bos_token_id
+        return bos if bos is not None else self.eot_token_id
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
+        ids = self.tokenizer(string, add_special_tokens=False)["input_ids"]
+        if self.add_bos and add_special_tokens is not False and self.tokenizer.bos_token_id is not None:
+            ids = [self.tokenizer.bos_token_id] + ids
+        return ids
+
+    def tok_decode(self, tokens, **kwargs) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
+        results: list[tuple[float, bool] | None] = [None] * len(requests)
+        single: dict[tuple[int, ...], list[tuple[int, int]]] = defaultdict(list)
+        multi: list[tuple[int, list[int], int]] = []
+        for i, (_, context, continuation) in enumerate(requests):
+            full = (context + continuation)[-(self.max_length + 1) :]
+            if len(continuation) == 1:
+                single[tuple(full[:-1])].append((i, continuation[0]))
+            else:
+                multi.append((i, full, len(continuation)))
+        show = self.progress and not disable_tqdm
+        if single:
+            contexts = list(single)
+            logprobs = next_token_logprobs(
+                self.model, [list(c) for c in contexts], max_batch_size=self.batch_size, progress=show
+            )
+            for row, context in enumerate(contexts):
+                best = int(logprobs[row].argmax())
+                for i, token in single[context]:
+                    results[i] = (float(logprobs[row, token]), best == token)
+        if multi:
+            scores = score_sequences(
+                self.model,
+                [full for _, full, _ in multi],
+                greedy=True,
+                max_batch_size=self.batch_size,
+                progress=show,
+                desc="loglikelihood",
+            )
+            for (i, _, n), score in zip(multi, scores, strict=True):
+                results[i] = (float(score.logprob[-n:].sum()), bool(score.greedy[-n:].all()))
+        return results  # type: ignore[return-value]
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+        totals = []
+        for request in requests:
+            windows = [
+                make_disjoint_window(w)
+                for w in get_rolling_token_windows(
+                    self.tok_encode(request.args[0]), self.prefix_token_id, self.max_length, 1
+                )
+            ]
+            scores = self._loglikelihood_tokens([(None, ctx, cont) for ctx, cont in windows], disable_tqdm=True)
+            totals.append(sum(s for s, _ in scores))
+        return totals
+
+    @torch.no_grad()
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        outputs = []
+        for request in tqdm(requests, desc="generate_until", disable=disable_tqdm or not self.progress):
+            context, kwargs = request.args
+            until = kwargs.get("until") or [self.tok_decode([self.eot_token_id])]
+            until = [until] if isinstance(until, str) else until
+            ids = torch.tensor([self.tok_encode(context)[-self.max_length :]])
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=False,
+                max_new_tokens=int(kwargs.get("max_gen_toks", 256)),
+                pad_token_id=self.eot_token_id,
+            )
+            text = self.tok_decode(out[0, ids.shape[1] :].tolist())
+            for stop in until:
+                text = text.split(stop)[0]
+            outputs.append(text)
+        return outputs
+
+
+def _docs_in(config: dict) -> int:
+    """Number of evaluated documents of an offline task (rows of its evaluation split)."""
+    import pyarrow as pa
+
+    split = config.get("test_split") or config.get("validation_split")
+    with pa.memory_map(config["dataset_kwargs"]["data_files"][split]) as source:
+        return pa.ipc.open_stream(source).read_all().num_rows
+
+
+def resolve_tasks(names: list[str], mmlu_shots: int) -> tuple[dict[str, list], list[str]]:
+    """Offline configs for the paper's tasks; other names go to lm-eval's own registry."""
+    if not names:
+        raise CalibpruneError(f"no task given: pass --tasks, e.g. {','.join(PAPER_TASKS)}")
+    if mmlu_shots < 0:
+        raise CalibpruneError(f"--mmlu-shots {mmlu_shots} must be >= 0 (5 as in the paper's text, 0 as in its code)")
+    offline, hub = {}, []
+    for name in names:
+        if name in PAPER_TASKS:
+            offline[name] = task_configs(name, mmlu_shots)  # raises MissingAssetError with the install command
+        else:
+            hub.append(name)
+    if hub:
+        from lm_eval.tasks import TaskManager
+
+        known = set(TaskManager().all_tasks)
+        unknown = [n for n in hub if n not in known]
+        if unknown:
+            raise CalibpruneError(
+                f"unknown task(s) {', '.join(unknown)}: offline tasks are {', '.join(PAPER_TASKS)}; "
+                "other lm-eval task names work with network access"
+            )
+    return offline, hub
+
+
+def _seeded_subset(task: str, n: int, limit: int, seed: int) -> list[int]:
+    return sorted(random.Random(f"{seed}:{task}").sample(range(n), min(limit, n)))
+
+
+def evaluate_tasks(
+    model,
+    tokenizer,
+    names: list[str],
+    limit: int | None = None,
+    seed: int = 0,
+    mmlu_shots: int = 5,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> dict:
+    """Run lm-eval on ``model`` in memory; returns per-task metrics and the paper's average."""
+    from lm_eval import simple_evaluate
+
+    if limit is not None and limit <= 0:
+        raise CalibpruneError(f"--limit {limit} must be >= 1")
+    offline, hub = resolve_tasks(names, mmlu_shots)
+    configs = [c for group in offline.values() for c in group]
+    samples = None
+    if limit is not None:
+        samples = {c["task"]: _seeded_subset(c["task"], _docs_in(c), limit, seed) for c in configs}
+    lm = InMemoryLM(model, tokenizer, batch_size=batch_size, progress=progress)
+    raw = simple_evaluate(
+        model=lm,
+        tasks=configs + hub,
+        samples=samples,
+        limit=limit if hub else None,
+        log_samples=False,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+        fewshot_random_seed=seed,
+        verbosity="ERROR",
+    )
+    tasks = {}
+    for name, group in offline.items():
+        tasks[name] = _summarize([_metrics(raw, c["task"]) for c in group], group, name)
+    for name in hub:
+        tasks[name] = {**_metrics(raw, name), "source": "lm-eval registry (hub data)"}
+    accs = [t["acc"] for t in tasks.values() if t.get("acc") is not None]
+    import lm_eval
+
+    return {
+        "tasks": tasks,
+        "average": {
+            "acc": sum(accs) / len(accs) if accs else None,
+            "over": list(tasks),
+            "note": "mean of per-task acc, as the paper reports",
+        },
+        "limit": limit,
+        "seed": seed,
+        "mmlu_shots": mmlu_shots,
+        "lm_eval_version": lm_eval.__version__,
+    }
+
+
+def _metrics(raw: dict, task: str) -> dict:
+    values = raw["results"][task]
+    n = raw["n-samples"][task]["effective"]
+    out = {"n": n, "num_fewshot": raw["n-shot"].get(task)}
+    for metric in ("acc", "acc_norm"):
+        if f"{metric},none" in values:
+            out[metric] = values[f"{metric},none"]
+            stderr = values.get(f"{metric}_stderr,none")
+            out[f"{metric}_stderr"] = stderr if isinstance(stderr, (int, float)) else None
+    return out
+
+
+def _summarize(parts: list[dict], configs: list[dict], name: str) -> dict:
+    """One task's metrics; MMLU's subjects are pooled, weighted by their sizes (lm-eval's
+    ``weight_by_size``), with stderr sqrt(sum n_i^2 se_i^2) / N."""
+    total = sum(p["n"] for p in parts)
+    out = {"n": total, "num_fewshot": parts[0]["num_fewshot"]}
+    for metric in ("acc", "acc_norm"):
+        if all(metric in p for p in parts):
+            out[metric] = sum(p[metric] * p["n"] for p in parts) / total
+            if all(p.get(f"{metric}_stderr") is not None for p in parts):
+                out[f"{metric}_stderr"] = math.sqrt(sum((p["n"] * p[f"{metric}_stderr"]) ** 2 for p in parts)) / total
+    if len(parts) > 1:
+        out["subtasks"] = {c["task"]: p for c, p in zip(configs, parts, strict=True)}
+    out["definition"] = (
+        describe(configs[0])
+        if len(configs) == 1
+        else {
+            "template": describe(
+                {k: v for k, v in configs[0].items() if k not in ("task", "dataset_kwargs", "description")}
+            ),
+            "subjects": [c["task"] for c in configs],
+        }
+    )
+    return out
+
+
+__all__ = ["InMemoryLM", "MissingAssetError", "evaluate_tasks", "resolve_tasks"]
