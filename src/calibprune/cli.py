@@ -107,10 +107,9 @@ def prune(
         model, config, request, output, overwrite=overwrite, ppl=ppl_request, dtype=dtype, progress=not quiet
     )
     summary = report["summary"]
-    label = " + ".join(x for x in (method, allocation, refine) if x not in ("uniform", "none"))
     out.print(
-        f"[bold]pruned[/bold] {summary['layers_pruned']} layers of {model} with {label} "
-        f"{config.target.describe()}: {summary['sparsity_pruned_layers']:.2%} of their weights "
+        f"[bold]pruned[/bold] {summary['layers_pruned']} layers of {model} with {config.describe()}: "
+        f"{summary['sparsity_pruned_layers']:.2%} of their weights "
         f"({summary['sparsity_all_parameters']:.2%} of all parameters) -> {output}"
     )
     if report.get("perplexity"):

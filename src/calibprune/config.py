@@ -240,3 +240,8 @@ class PruneConfig:
         out = asdict(self)
         out["target"] = self.target.to_dict()
         return out
+
+    def describe(self) -> str:
+        """E.g. ``wanda + owl + dsnot 60% unstructured``."""
+        parts = [self.method] + [x for x in (self.allocation, self.refine) if x not in ("uniform", "none")]
+        return f"{' + '.join(parts)} {self.target.describe()}"

@@ -131,6 +131,8 @@ def run_prune(
     # 1. arguments alone
     calibrated = needs_calibration(config)  # also refuses unknown method / refinement names
     calib.check()
+    if ppl and ppl.corpora:
+        ppl.check()
     check_output_dir(output, overwrite)
     # 2. model config, a weightless copy, the tokenizer, the calibration windows
     with tracker.stage("plan"):
@@ -138,7 +140,7 @@ def run_prune(
         model_config = load_config(resolved)
         if calibrated and not calib.prebuilt:
             check_seqlen(calib.seqlen, model_config)
-        if ppl:
+        if ppl and ppl.corpora:
             check_seqlen(ppl.seqlen, model_config, "--ppl-seqlen")
         validate(meta_model(model_config), config)
         tokenizer = load_tokenizer(resolved)

@@ -114,8 +114,7 @@ def prune_model(
     block_targets, allocation = allocate(model, calibration, config, progress)
     needs = method.needs | (refiner.needs if refiner else frozenset())
     _, blocks = find_decoder_blocks(model)
-    label = " + ".join(x for x in (method.name, config.allocation, config.refine) if x not in ("uniform", "none"))
-    bar = tqdm(total=len(blocks), desc=f"{label} {config.target.describe()}", unit="block", disable=not progress)
+    bar = tqdm(total=len(blocks), desc=config.describe(), unit="block", disable=not progress)
     records: dict[str, dict] = {}
     for work in iterate_blocks(model, calibration, config, needs):
         for names in work.groups.values():
@@ -127,8 +126,8 @@ def prune_model(
 
 
 def summarize(model: nn.Module, records: dict[str, dict]) -> dict:
-    """Global sparsity over the pruned layers, over all block linear layers and over
-    every parameter of the model (embeddings and lm_head included)."""
+    """Global sparsity over the pruned layers and over every parameter of the model
+    (embeddings and lm_head included)."""
     pruned = sum(r["pruned"] for r in records.values())
     in_layers = sum(r["shape"][0] * r["shape"][1] for r in records.values())
     all_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
