@@ -1,0 +1,71 @@
+"""``calibprune analyze similarity|membership``: compute, save JSON/CSV, draw, atomically."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from ..utils.io import atomic_directory, check_output_dir, write_json
+from ..utils.provenance import environment
+from . import plots
+from .membership import KINDS, membership_scores, summarize
+from .sets import load_set, load_sets
+from .similarity import check_params, similarity_report
+
+
+def run_similarity(specs: list[str], reference: str | None, output: str | Path, n: int = 3, unit: str = "word",
+                   num_perm: int = 128, max_texts: int | None = 2000, seed: int = 0, lsh_threshold: float = 0.5,
+                   model: str | None = None, overwrite: bool = False) -> dict:
+    check_params(n, num_perm, unit, lsh_threshold)
+    check_output_dir(output, overwrite)
+    tokenizer = None
+    if model is not None:
+        from ..models.loading import load_tokenizer, resolve_model
+
+        tokenizer = load_tokenizer(resolve_model(model))
+    sets = load_sets(specs, max_texts, seed)
+    ref = load_set(reference, max_texts, seed) if reference else None
+    report = similarity_report(sets, ref, n, unit, num_perm, seed, lsh_threshold, tokenizer)
+    report["environment"] = environment()
+    with atomic_directory(output, overwrite=overwrite) as tmp:
+        write_json(tmp / "similarity.json", report)
+        with open(tmp / "similarity.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["set", *report["names"]])
+            for name, row in zip(report["names"], report["matrix"], strict=True):
+                writer.writerow([name, *row])
+        plots.heatmap(report["names"], report["matrix"], f"{n}-gram ({unit}) Jaccard, MinHash {num_perm} perms",
+                      tmp / "similarity.png")
+    return report
+
+
+def run_membership(model: str, specs: list[str], output: str | Path, k: float = 0.2, max_texts: int | None = 200,
+                   max_tokens: int = 512, seed: int = 0, batch_size: int = 8, overwrite: bool = False,
+                   progress: bool = True) -> dict:
+    from ..models.loading import load_model, load_tokenizer, resolve_model
+    from ..scoring.membership import check_k
+
+    check_k(k)
+    check_output_dir(output, overwrite)
+    sets = load_sets(specs, max_texts, seed)
+    resolved = resolve_model(model)
+    tokenizer = load_tokenizer(resolved)
+    scores = membership_scores(load_model(resolved), tokenizer, sets, k, max_tokens, batch_size, progress)
+    report = {
+        "model": model,
+        "params": {"k": k, "max_texts": max_texts, "max_tokens": max_tokens, "seed": seed},
+        "sets": {s.name: s.origin | {"texts": len(s.texts)} for s in sets},
+        "summary": {name: {kind: summarize(values) for kind, values in per.items()} for name, per in scores.items()},
+        "scores": scores,
+        "environment": environment(),
+    }
+    with atomic_directory(output, overwrite=overwrite) as tmp:
+        write_json(tmp / "membership.json", report)
+        with open(tmp / "summary.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["set", "score", "n", "mean", "median", "q1", "q3", "std"])
+            for name, per in report["summary"].items():
+                for kind, stats in per.items():
+                    writer.writerow([name, kind, *(stats.get(c) for c in ("n", "mean", "median", "q1", "q3", "std"))])
+        plots.violins(scores, KINDS, f"membership scores under {model} (k={k})", tmp / "membership.png")
+    return report

@@ -1,0 +1,66 @@
+"""Pictures of analysis results (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 28 else "..." + name[-25:]
+
+
+def heatmap(names: list[str], matrix: list[list[float]], title: str, path: Path) -> Path:
+    """Off-diagonal similarities; the diagonal (always 1) is greyed out so that the colour
+    scale spans the values that differ."""
+    import numpy as np
+
+    plt = _pyplot()
+    values = np.array(matrix, dtype=float)
+    off = values[~np.eye(len(names), dtype=bool)]
+    top = float(off.max()) if off.size and off.max() > 0 else 1.0
+    shown = np.ma.masked_where(np.eye(len(names), dtype=bool), values)
+    size = max(4.0, 0.9 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("lightgrey")
+    image = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=top)
+    labels = [_short(n) for n in names]
+    ax.set_xticks(range(len(names)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), labels)
+    for i, row in enumerate(values):
+        for j, value in enumerate(row):
+            light = i == j or value > 0.6 * top
+            ax.text(j, i, f"{value:.4f}", ha="center", va="center", color="black" if light else "white", fontsize=8)
+    fig.colorbar(image, ax=ax, label="estimated Jaccard similarity")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def violins(scores: dict[str, dict[str, list[float]]], kinds: tuple[str, ...], title: str, path: Path) -> Path:
+    plt = _pyplot()
+    names = list(scores)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds), 4.5))
+    for ax, kind in zip(axes, kinds, strict=True):
+        data = [[v for v in scores[n][kind] if v == v] for n in names]  # drop NaN
+        ax.violinplot(data, showmedians=True)
+        ax.set_xticks(range(1, len(names) + 1), [_short(n) for n in names], rotation=30, ha="right")
+        ax.set_title(kind + (" (log scale)" if kind == "ppl" else ""))
+        if kind == "ppl":
+            ax.set_yscale("log")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
