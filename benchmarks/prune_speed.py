@@ -2,15 +2,18 @@
 
 Each measurement runs in a fresh process (so peak RSS is its own), on the same
 seeded calibration windows. Times are CPU time (user + system, all threads) and wall
-time; the table's ratios use the fastest of ``--repeats`` interleaved runs. On a
-shared machine CPU time is the steadier of the two (wall time also counts periods
-when other tenants hold the cores). ``dense`` is one plain ``model(input_ids)`` pass over all
-windows in batches of the same size the pruner uses, LM head included: the floor a
-layer-wise method cannot beat by much. Peak RSS is the kernel's high-water mark
+time. With ``--repeats R`` the whole set runs R times, each repeat running every
+method back to back; the ratio to the dense forward is taken within each repeat and
+the table shows the median ratio and its range (these machines are noisy: the same
+run can differ by 30% between repeats, while paired ratios stay steadier).
+
+``dense`` is one plain ``model(input_ids)`` pass over all windows in batches of the
+same size the pruner uses, LM head included: the floor a layer-wise method cannot beat
+by much. Peak RSS is the kernel's high-water mark
 during the measured stage only (reset after the model is loaded), so it covers the
 weights plus whatever the stage allocates.
 
-    python benchmarks/prune_speed.py                       # 32 and 128 samples x 512 tokens
+    python benchmarks/prune_speed.py --repeats 2           # 32 and 128 samples x 512 tokens
     python benchmarks/prune_speed.py --nsamples 16 --methods dense wanda
 
 Prints a table and writes ``benchmarks/results/prune_speed.json``.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -85,12 +89,41 @@ def worker(method: str, nsamples: int, seqlen: int, batch_size: int, model_name:
     }
 
 
+def summarize(runs: list[dict]) -> list[dict]:
+    """One row per (method, nsamples). Each repeat ran every method back to back, so the
+    ratio to the dense forward is taken *within* a repeat (paired), then the median over
+    repeats is reported, with the range; times shown are the medians."""
+    rows = []
+    for method, nsamples in dict.fromkeys((r["method"], r["nsamples"]) for r in runs):
+        same = [r for r in runs if (r["method"], r["nsamples"]) == (method, nsamples)]
+        dense = {r["repeat"]: r for r in runs if r["method"] == "dense" and r["nsamples"] == nsamples}
+        row = {k: v for k, v in same[0].items() if k not in ("wall_s", "cpu_s", "peak_rss_gib", "repeat")}
+        row.update(
+            cpu_s=statistics.median(r["cpu_s"] for r in same),
+            wall_s=statistics.median(r["wall_s"] for r in same),
+            peak_rss_gib=max(r["peak_rss_gib"] for r in same),
+            repeats=len(same),
+        )
+        paired = [
+            (r["cpu_s"] / dense[r["repeat"]]["cpu_s"], r["wall_s"] / dense[r["repeat"]]["wall_s"])
+            for r in same
+            if r["repeat"] in dense
+        ]
+        if paired:
+            row["x_dense_cpu"] = round(statistics.median(p[0] for p in paired), 3)
+            row["x_dense_wall"] = round(statistics.median(p[1] for p in paired), 3)
+            row["x_dense_cpu_range"] = [round(min(p[0] for p in paired), 3), round(max(p[0] for p in paired), 3)]
+        rows.append(row)
+    return rows
+
+
 def print_table(rows: list[dict]) -> None:
     columns = [
         "method",
         "samples x tokens",
         "CPU s",
         "x dense (CPU)",
+        "range over repeats",
         "wall s",
         "x dense (wall)",
         "peak RSS GiB",
@@ -105,6 +138,7 @@ def print_table(rows: list[dict]) -> None:
             f"{r['nsamples']} x {r['seqlen']}",
             f"{r['cpu_s']:.1f}",
             f"{r.get('x_dense_cpu', nan):.2f}",
+            "-".join(f"{v:.2f}" for v in r.get("x_dense_cpu_range", [])),
             f"{r['wall_s']:.1f}",
             f"{r.get('x_dense_wall', nan):.2f}",
             f"{r['peak_rss_gib']:.3f}",
@@ -152,8 +186,9 @@ def main() -> None:
         "--repeats",
         type=int,
         default=1,
-        help="run the whole set this many times, interleaved; the table shows the fastest run",
+        help="run the whole set this many times, interleaved; ratios are taken within each repeat",
     )
+    parser.add_argument("--from-json", help="re-summarize the runs stored in an earlier output file")
     parser.add_argument("--output", default=str(RESULTS / "prune_speed.json"))
     parser.add_argument("--worker", nargs=2, metavar=("METHOD", "NSAMPLES"), help=argparse.SUPPRESS)
     parser.add_argument("--extra", nargs="*", default=[], help="key=value options for the worker (store=memory)")
@@ -164,47 +199,32 @@ def main() -> None:
         print(json.dumps(worker(method, int(nsamples), args.seqlen, args.batch_size, args.model, args.extra)))
         return
 
-    runs = []
-    for nsamples in args.nsamples:
-        for _ in range(args.repeats):
-            for method in args.methods:
-                row = run_worker(method, nsamples, args)
-                runs.append(row)
-                print(
-                    f"  {method:<12} {nsamples:>4} samples: {row['wall_s']:8.1f} s  peak {row['peak_rss_gib']:.3f} GiB",
-                    flush=True,
-                )
-
-    rows = []  # fastest run (by CPU time) of each (method, nsamples); all runs are kept in the JSON
-    for key in dict.fromkeys((r["method"], r["nsamples"]) for r in runs):
-        same = [r for r in runs if (r["method"], r["nsamples"]) == key]
-        best = dict(min(same, key=lambda r: r["cpu_s"]))
-        best["all_wall_s"] = [r["wall_s"] for r in same]
-        best["all_cpu_s"] = [r["cpu_s"] for r in same]
-        rows.append(best)
-
-    dense = {r["nsamples"]: r for r in rows if r["method"] == "dense"}
-    for row in rows:
-        if row["nsamples"] in dense:
-            row["x_dense_cpu"] = round(row["cpu_s"] / dense[row["nsamples"]]["cpu_s"], 3)
-            row["x_dense_wall"] = round(row["wall_s"] / dense[row["nsamples"]]["wall_s"], 3)
+    if args.from_json:
+        runs = json.loads(Path(args.from_json).read_text())["runs"]
+    else:
+        runs = []
+        for nsamples in args.nsamples:
+            for repeat in range(args.repeats):
+                for method in args.methods:
+                    row = {**run_worker(method, nsamples, args), "repeat": repeat}
+                    runs.append(row)
+                    print(
+                        f"  {method:<12} {nsamples:>4} samples, run {repeat}: {row['cpu_s']:8.1f} CPU s "
+                        f"{row['wall_s']:8.1f} wall s  peak {row['peak_rss_gib']:.3f} GiB",
+                        flush=True,
+                    )
+    rows = summarize(runs)
     print()
     print_table(rows)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "model": args.model,
-                "batch_size": args.batch_size,
-                "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "repeats": args.repeats,
-                "rows": rows,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    meta = {
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "repeats": args.repeats,
+    }
+    out.write_text(json.dumps({**meta, "rows": rows, "runs": runs}, indent=2) + "\n")
     print(f"\nwritten to {out}")
 
 

@@ -13,9 +13,19 @@ from .sets import load_set, load_sets
 from .similarity import check_params, similarity_report
 
 
-def run_similarity(specs: list[str], reference: str | None, output: str | Path, n: int = 3, unit: str = "word",
-                   num_perm: int = 128, max_texts: int | None = 2000, seed: int = 0, lsh_threshold: float = 0.5,
-                   model: str | None = None, overwrite: bool = False) -> dict:
+def run_similarity(
+    specs: list[str],
+    reference: str | None,
+    output: str | Path,
+    n: int = 3,
+    unit: str = "word",
+    num_perm: int = 128,
+    max_texts: int | None = 2000,
+    seed: int = 0,
+    lsh_threshold: float = 0.5,
+    model: str | None = None,
+    overwrite: bool = False,
+) -> dict:
     check_params(n, num_perm, unit, lsh_threshold)
     check_output_dir(output, overwrite)
     tokenizer = None
@@ -34,14 +44,27 @@ def run_similarity(specs: list[str], reference: str | None, output: str | Path, 
             writer.writerow(["set", *report["names"]])
             for name, row in zip(report["names"], report["matrix"], strict=True):
                 writer.writerow([name, *row])
-        plots.heatmap(report["names"], report["matrix"], f"{n}-gram ({unit}) Jaccard, MinHash {num_perm} perms",
-                      tmp / "similarity.png")
+        plots.heatmap(
+            report["names"],
+            report["matrix"],
+            f"{n}-gram ({unit}) Jaccard, MinHash {num_perm} perms",
+            tmp / "similarity.png",
+        )
     return report
 
 
-def run_membership(model: str, specs: list[str], output: str | Path, k: float = 0.2, max_texts: int | None = 200,
-                   max_tokens: int = 512, seed: int = 0, batch_size: int = 8, overwrite: bool = False,
-                   progress: bool = True) -> dict:
+def run_membership(
+    model: str,
+    specs: list[str],
+    output: str | Path,
+    k: float = 0.2,
+    max_texts: int | None = 200,
+    max_tokens: int = 512,
+    seed: int = 0,
+    batch_size: int = 8,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     from ..models.loading import load_model, load_tokenizer, resolve_model
     from ..scoring.membership import check_k
 

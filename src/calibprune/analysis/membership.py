@@ -17,8 +17,15 @@ from .sets import TextSet
 KINDS = ("mink++", "mink", "ppl")
 
 
-def membership_scores(model, tokenizer, sets: list[TextSet], k: float = 0.2, max_tokens: int = 512,
-                      batch_size: int = 8, progress: bool = True) -> dict[str, dict[str, list[float]]]:
+def membership_scores(
+    model,
+    tokenizer,
+    sets: list[TextSet],
+    k: float = 0.2,
+    max_tokens: int = 512,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> dict[str, dict[str, list[float]]]:
     if max_tokens < 2:
         raise CalibpruneError(f"--max-tokens {max_tokens} must be >= 2")
     scores = {}
@@ -36,5 +43,13 @@ def summarize(values: list[float]) -> dict:
     if finite.size == 0:
         return {"n": 0}
     q1, median, q3 = np.percentile(finite, [25, 50, 75])
-    return {"n": int(finite.size), "mean": float(finite.mean()), "std": float(finite.std()), "median": float(median),
-            "q1": float(q1), "q3": float(q3), "min": float(finite.min()), "max": float(finite.max())}
+    return {
+        "n": int(finite.size),
+        "mean": float(finite.mean()),
+        "std": float(finite.std()),
+        "median": float(median),
+        "q1": float(q1),
+        "q3": float(q3),
+        "min": float(finite.min()),
+        "max": float(finite.max()),
+    }

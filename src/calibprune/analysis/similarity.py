@@ -62,8 +62,16 @@ def minhash(grams: set[str], num_perm: int, seed: int):
     return signature
 
 
-def similarity_report(sets: list[TextSet], reference: TextSet | None = None, n: int = 3, unit: str = "word",
-                      num_perm: int = 128, seed: int = 0, lsh_threshold: float = 0.5, tokenizer=None) -> dict:
+def similarity_report(
+    sets: list[TextSet],
+    reference: TextSet | None = None,
+    n: int = 3,
+    unit: str = "word",
+    num_perm: int = 128,
+    seed: int = 0,
+    lsh_threshold: float = 0.5,
+    tokenizer=None,
+) -> dict:
     """Matrix of estimated Jaccard similarities between all sets (reference included)."""
     check_params(n, num_perm, unit, lsh_threshold)
     if unit == "token" and tokenizer is None:
@@ -83,8 +91,9 @@ def similarity_report(sets: list[TextSet], reference: TextSet | None = None, n: 
     if reference is not None:
         report["reference"] = reference.name
         report["vs_reference"] = {s.name: float(matrix[names.index(s.name), names.index(reference.name)]) for s in sets}
-        report["lsh_near_duplicate_share"] = _lsh_shares(sets, reference, n, unit, num_perm, seed, lsh_threshold,
-                                                         tokenizer)
+        report["lsh_near_duplicate_share"] = _lsh_shares(
+            sets, reference, n, unit, num_perm, seed, lsh_threshold, tokenizer
+        )
     return report
 
 
