@@ -7,7 +7,6 @@ and corpus runs before the weights are loaded and before anything is written.
 
 from __future__ import annotations
 
-import logging
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -35,8 +34,6 @@ from .scoring.membership import check_k
 from .utils.io import atomic_directory, check_output_dir, write_json
 from .utils.provenance import environment
 from .utils.resources import StageTracker
-
-log = logging.getLogger(__name__)
 
 REPORT_NAME = "prune_report.json"
 

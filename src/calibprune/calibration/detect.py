@@ -16,9 +16,9 @@ from ..corpora import Corpus
 from ..errors import CalibpruneError
 from ..scoring import score_text
 from ..scoring.membership import check_k
-from .calibset import CalibrationSet, decode_windows, tokenizer_info
+from .calibset import CalibrationSet
 from .filters import check_keep_top, keep_top_fraction
-from .sampling import check_sampling_args, tokenize, windows_from_texts
+from .sampling import check_sampling_args, set_from_pool, tokenize
 
 DETECTORS = ("mink++",)
 
@@ -53,26 +53,12 @@ def build_detected(
         {"index": i, "source_id": d.id, "text": d.text, "tokens_scored": len(t), "mink++": s, "keep": kept}
         for i, (d, t, s, kept) in enumerate(zip(candidates, ids, scores, keep, strict=True))
     ]
-    kept_texts = [t["text"] for t in texts if t["keep"]]
-    windows, pool_tokens = windows_from_texts(
-        kept_texts,
-        tokenizer,
-        nsamples,
-        seqlen,
-        seed,
-        corpus.sampling,
-        what=f"the {len(kept_texts)} kept candidates of {corpus.name!r} (raise --num-candidates or --keep-top)",
-    )
     kept_scores = [s for s, kept in zip(scores, keep, strict=True) if kept]
     manifest = {
         "source": corpus.name,
         "strategy": "detect",
-        "sampling": corpus.sampling,
-        "seed": seed,
         "parameters": {"detector": method, "k": k, "keep_top": keep_top, "num_candidates": num_candidates},
         "model": getattr(model, "name_or_path", None),
-        "tokenizer": tokenizer_info(tokenizer),
-        "pool_tokens": pool_tokens,
         "filter": {
             "candidates": len(texts),
             "kept": sum(keep),
@@ -80,6 +66,13 @@ def build_detected(
             "score_threshold": min(kept_scores) if kept_scores else None,
         },
     }
-    return CalibrationSet(
-        input_ids=windows, manifest=manifest, texts=texts, windows_text=decode_windows(tokenizer, windows)
+    return set_from_pool(
+        texts,
+        tokenizer,
+        nsamples,
+        seqlen,
+        seed,
+        corpus.sampling,
+        manifest=manifest,
+        what=f"the {{n}} kept candidates of {corpus.name!r} (raise --num-candidates or --keep-top)",
     )

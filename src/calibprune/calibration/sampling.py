@@ -68,6 +68,30 @@ def sample_windows(
     return CalibrationSet(input_ids=windows, manifest=manifest, windows_text=decode_windows(tokenizer, windows))
 
 
+def set_from_pool(
+    texts: list[dict], tokenizer, nsamples: int, seqlen: int, seed: int, mode: str, what: str, manifest: dict
+) -> CalibrationSet:
+    """A calibration set whose windows come from the pool records marked ``keep``.
+
+    Shared by the strategies that first build and filter a pool of texts (self-generation,
+    detection); ``what`` names the kept pool in errors (``{n}``: how many texts it has).
+    """
+    kept = [t["text"] for t in texts if t["keep"]]
+    windows, pool_tokens = windows_from_texts(
+        kept, tokenizer, nsamples, seqlen, seed, mode, what=what.replace("{n}", str(len(kept)))
+    )
+    manifest = {
+        **manifest,
+        "sampling": mode,
+        "seed": seed,
+        "tokenizer": tokenizer_info(tokenizer),
+        "pool_tokens": pool_tokens,
+    }
+    return CalibrationSet(
+        input_ids=windows, manifest=manifest, texts=texts, windows_text=decode_windows(tokenizer, windows)
+    )
+
+
 def _stream_windows(texts, tokenizer, nsamples, seqlen, generator, what):
     ids = torch.tensor(tokenize(tokenizer, "\n\n".join(texts)), dtype=torch.long)
     needed = nsamples * seqlen

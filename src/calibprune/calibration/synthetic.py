@@ -34,9 +34,9 @@ from tqdm.auto import tqdm
 from ..corpora import Corpus
 from ..errors import CalibpruneError
 from ..scoring import perplexity_of, score_sequences
-from .calibset import CalibrationSet, decode_windows, tokenizer_info
+from .calibset import CalibrationSet, tokenizer_info
 from .filters import check_filter_top, drop_top_fraction
-from .sampling import check_sampling_args, tokenize, windows_from_texts
+from .sampling import check_sampling_args, set_from_pool, tokenize
 
 LLAMA_FAMILY = ("llama",)
 
@@ -275,26 +275,12 @@ def build_synthetic(
     for record, ppl, kept in zip(records, perplexities, keep, strict=True):
         record = {k: v for k, v in record.items() if k not in ("token_ids", "batch")}
         texts.append({**record, "perplexity": ppl, "keep": kept})
-    kept_texts = [t["text"] for t in texts if t["keep"]]
-    windows, pool_tokens = windows_from_texts(
-        kept_texts,
-        tokenizer,
-        nsamples,
-        seqlen,
-        seed,
-        "stream",
-        what=f"the {len(kept_texts)} generated texts kept after filtering (raise --num-texts)",
-    )
     kept_ppl = [p for p, k in zip(perplexities, keep, strict=True) if k]
     manifest = {
         "source": corpus.name,
         "strategy": "synthetic",
-        "sampling": "stream",
-        "seed": seed,
         "parameters": asdict(options),
         "model": getattr(model, "name_or_path", None) or model.config.name_or_path,
-        "tokenizer": tokenizer_info(tokenizer),
-        "pool_tokens": pool_tokens,
         "filter": {
             "texts": len(texts),
             "kept": sum(keep),
@@ -304,6 +290,13 @@ def build_synthetic(
             "stopped_at_eos": sum(t["stopped_at_eos"] for t in texts),
         },
     }
-    return CalibrationSet(
-        input_ids=windows, manifest=manifest, texts=texts, windows_text=decode_windows(tokenizer, windows)
+    return set_from_pool(
+        texts,
+        tokenizer,
+        nsamples,
+        seqlen,
+        seed,
+        "stream",
+        manifest=manifest,
+        what="the {n} generated texts kept after filtering (raise --num-texts)",
     )

@@ -14,8 +14,6 @@ forward passes altogether.
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -34,8 +32,6 @@ from .allocation import allocate
 from .blocks import BlockWork, iterate_blocks
 from .masks import check_nm_width, nm_conformance
 from .methods import PruningMethod, Refiner, get_method, get_refiner
-
-log = logging.getLogger(__name__)
 
 
 def validate(model: nn.Module, config: PruneConfig) -> dict[str, nn.Module]:
