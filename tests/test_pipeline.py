@@ -197,3 +197,19 @@ def test_cli_reports_bad_input_without_traceback(tmp_path):
         text=True,
     )
     assert done.returncode == 2 and "known ones are magnitude, wanda, sparsegpt" in done.stderr
+
+
+def test_concurrent_writers_of_one_folder_never_expose_a_half_written_one(tmp_path):
+    """Two runs converting the same preset: the first rename wins, the second discards its copy."""
+    from calibprune.utils.io import publish_directory
+
+    final = tmp_path / "models" / "preset"
+    final.parent.mkdir()
+    first, second = tmp_path / "models" / ".preset.tmp-a", tmp_path / "models" / ".preset.tmp-b"
+    for folder, tag in ((first, "first"), (second, "second")):
+        folder.mkdir()
+        (folder / "config.json").write_text(tag)
+    assert publish_directory(first, final, overwrite=False) is True
+    assert publish_directory(second, final, overwrite=False) is False
+    assert (final / "config.json").read_text() == "first"
+    assert sorted(p.name for p in final.parent.iterdir()) == ["preset"]
