@@ -141,3 +141,43 @@ def test_layer_selection_patterns(llama):
 def test_model_without_blocks_is_refused():
     with pytest.raises(CalibpruneError, match="could not find the decoder blocks"):
         find_decoder_blocks(nn.Sequential(nn.Linear(2, 2)))
+
+
+@pytest.mark.parametrize("store", ["memory", "disk"])
+def test_read_only_observe_feeds_the_next_block_like_advance(llama, calib_ids, store):
+    """observe(advance=True) runs each block once; inputs seen and outputs passed on
+    must equal observe-then-advance on every block."""
+
+    def run(one_pass: bool):
+        runner = SequentialRunner(llama, calib_ids, RunnerOptions(batch_size=4, activation_store=store))
+        sums, outputs = [], []
+        for step in runner:
+            acc: dict[str, torch.Tensor] = {}
+
+            def on_input(name, x, acc=acc):
+                acc[name] = acc.get(name, 0) + x.float().pow(2).reshape(-1, x.shape[-1]).sum(0)
+
+            step.observe(block_layers(step.block, step.name), on_input, advance=one_pass)
+            if not one_pass:
+                step.advance()
+            assert step.advanced
+            sums.append(acc)
+            if step.index < LAYERS - 1:
+                outputs.append(torch.cat([runner._inputs.read(b) for b in range(len(runner.batches))]))
+        return sums, outputs
+
+    calls = []  # calls of block 0: capture (a pass-through recorder) + observe [+ advance]
+    handle = llama.model.layers[0].register_forward_pre_hook(lambda *a: calls.append(1))
+    one_sums, one_outputs = run(one_pass=True)
+    one_pass_calls = len(calls)
+    two_sums, two_outputs = run(one_pass=False)
+    handle.remove()
+    batches = 2  # 6 samples in batches of 4
+    assert (one_pass_calls, len(calls) - one_pass_calls) == (2 * batches, 3 * batches)
+    assert len(one_outputs) == LAYERS - 1
+    for a, b in zip(one_sums, two_sums, strict=True):
+        assert a.keys() == b.keys()
+        for name in a:
+            torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+    for a, b in zip(one_outputs, two_outputs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -19,7 +19,9 @@ model, and nothing about pruning:
    a callback once (q/k/v share one input; gate/up another). The forward stops as soon
    as every observed layer has seen its input, so the block's last matmul is skipped.
 3. **Advance.** :meth:`BlockStep.advance` recomputes the block's outputs with its
-   current (pruned) weights; they become the next block's inputs.
+   current (pruned) weights; they become the next block's inputs. A caller that will
+   not change the block (a dense pass) asks ``observe(..., advance=True)`` instead:
+   one full forward both observes and produces the outputs.
 
 Hidden states of all samples wait between blocks in an :class:`ActivationStore`; the
 disk store keeps resident memory flat in the number of samples.
@@ -274,8 +276,9 @@ class _InputObserver:
     that grouping is then reused for every later batch.
     """
 
-    def __init__(self, expected: int, on_input: InputCallback):
+    def __init__(self, expected: int, on_input: InputCallback, stop_early: bool):
         self.expected = expected
+        self.stop_early = stop_early
         self.on_input = on_input
         self.leader_of: dict[str, str] = {}
         self.grouping_known = False
@@ -305,7 +308,7 @@ class _InputObserver:
             if self.leader_of[name] == name:
                 self.on_input(name, x)
             self.fired.add(name)
-            if len(self.fired) == self.expected:
+            if self.stop_early and len(self.fired) == self.expected:
                 raise _StopForward  # every observed layer has its input: skip the rest of the block
 
         return pre_hook
@@ -327,31 +330,56 @@ class BlockStep:
             yield b, hidden, self.runner.call_for(self.index, hidden.shape[0])
 
     @torch.no_grad()
-    def observe(self, layers: dict[str, nn.Module], on_input: InputCallback) -> dict[str, str]:
+    def observe(self, layers: dict[str, nn.Module], on_input: InputCallback, advance: bool = False) -> dict[str, str]:
         """Run the block over all batches, passing each distinct linear-layer input to
         ``on_input(leader_name, x)`` once per batch.
 
         Layers fed the very same tensor (q/k/v, gate/up) form a group whose first member
         in execution order is the *leader*; the callback only sees leaders. Returns
         ``{layer_name: leader_name}`` for every observed layer.
+
+        ``advance=True`` promises that the block's weights will not change: the forward
+        then runs to the end and its outputs feed the next block (what :meth:`advance`
+        would compute), saving a second pass over the block.
         """
-        observer = _InputObserver(len(layers), on_input)
+        observer = _InputObserver(len(layers), on_input, stop_early=not advance)
+        outputs = self.runner._new_store(f"in-{self.index + 1}") if advance and not self._is_last else None
         handles = [module.register_forward_pre_hook(observer.hook(name)) for name, module in layers.items()]
         try:
-            for _, hidden, call in self._batches():
+            for b, hidden, call in self._batches():
                 observer.start_batch()
                 try:
-                    call(self.block, hidden)
+                    out = call(self.block, hidden)
+                    if outputs is not None:
+                        outputs.write(b, out)
                 except _StopForward:
                     pass
                 missing = set(layers) - observer.fired
                 if missing:
                     raise CalibpruneError(f"layers {sorted(missing)} of {self.name} were never called in its forward")
                 observer.end_batch()
+        except BaseException:
+            if outputs is not None:
+                outputs.close()
+            raise
         finally:
             for handle in handles:
                 handle.remove()
+        if advance:
+            self._replace_inputs(outputs)
         return observer.leader_of
+
+    @property
+    def _is_last(self) -> bool:
+        return self.index == len(self.runner.blocks) - 1
+
+    def _replace_inputs(self, outputs: ActivationStore | None) -> None:
+        """This block's outputs become the runner's current inputs (the next block's)."""
+        self.advanced = True
+        if outputs is None:  # the last block: nothing consumes its outputs
+            return
+        self.runner._inputs.close()
+        self.runner._inputs = outputs
 
     @torch.no_grad()
     def advance(self) -> None:
@@ -360,15 +388,13 @@ class BlockStep:
         A no-op for the last block: nothing consumes its outputs."""
         if self.advanced:
             return
-        self.advanced = True
-        if self.index == len(self.runner.blocks) - 1:
+        if self._is_last:
+            self._replace_inputs(None)
             return
-        runner = self.runner
-        outputs = runner._new_store(f"in-{self.index + 1}")
+        outputs = self.runner._new_store(f"in-{self.index + 1}")
         for b, hidden, call in self._batches():
             outputs.write(b, call(self.block, hidden))
-        runner._inputs.close()
-        runner._inputs = outputs
+        self._replace_inputs(outputs)
 
     @torch.no_grad()
     def outputs(self) -> Iterator[torch.Tensor]:

@@ -69,7 +69,7 @@ def measure_outlier_ratios(
     _, blocks = find_decoder_blocks(model)
     ratios: dict[int, float] = {}
     bar = tqdm(total=len(blocks), desc="owl outlier ratios", unit="block", disable=not progress, leave=False)
-    for work in iterate_blocks(model, calibration, config, frozenset({"sq"})):
+    for work in iterate_blocks(model, calibration, config, frozenset({"sq"}), read_only=True):
         scores = [
             weight_matrix(layer).abs() * work.stats[leader].col_norm
             for leader, names in work.groups.items()

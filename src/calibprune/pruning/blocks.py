@@ -34,15 +34,20 @@ class BlockWork:
 
 
 def iterate_blocks(
-    model: nn.Module, calibration: CalibrationSet | None, config: PruneConfig, needs: frozenset[str]
+    model: nn.Module,
+    calibration: CalibrationSet | None,
+    config: PruneConfig,
+    needs: frozenset[str],
+    read_only: bool = False,
 ) -> Iterator[BlockWork]:
     """Yield every block with selected layers, in order, after collecting ``needs``.
 
     Without statistics the blocks are just visited. Otherwise the sequential runner
     feeds each block the outputs of the blocks before it *as the caller left them*:
     the engine prunes a block before asking for the next one (sequential pruning); the
-    OWL pass changes nothing (a dense pass). Blocks after the last one with selected
-    layers are never run.
+    OWL pass changes nothing (a dense pass) and says so with ``read_only=True``: each
+    block then runs once, its observed forward doubling as the one that feeds the next
+    block. Blocks after the last one with selected layers are never run.
     """
     selection = LayerSelection(config.targets, config.ignore)
     path, blocks = find_decoder_blocks(model)
@@ -62,7 +67,7 @@ def iterate_blocks(
         layers = block_layers(step.block, step.name, selection)
         if layers:
             collector = StatisticsCollector(needs)
-            leader_of = step.observe(layers, collector)
+            leader_of = step.observe(layers, collector, advance=read_only)
             yield BlockWork(step.index, step.name, layers, _group_by_leader(leader_of), collector.stats)
         if step.index == last:
             break
