@@ -41,7 +41,7 @@ def main() -> None:
     rows = []
     for batch_size in (args.batch_size, 1):
         options = GenerationOptions(batch_size=batch_size, max_new_tokens=args.max_new_tokens).resolve(
-            model.config.model_type, 1, args.max_new_tokens + 2
+            model.config.model_type, args.max_new_tokens + 2
         )
         start = time.perf_counter()
         records = generate_texts(model, tokenizer, prompts, options, args.seed, progress=False)

@@ -54,10 +54,70 @@ def test_self_generation_keeps_prefixes_respects_length_and_records_parameters(t
 
 
 def test_default_temperature_follows_the_paper_per_family():
-    assert GenerationOptions().resolve("llama", 8, 64).temperature == 0.8
-    assert GenerationOptions().resolve("gemma3_text", 8, 64).temperature == 0.6
-    resolved = GenerationOptions(filter_top=0.2).resolve("llama", 8, 64)
-    assert resolved.num_texts == 13 and resolved.max_new_tokens == 62
+    assert GenerationOptions().resolve("llama", 64).temperature == 0.8
+    assert GenerationOptions().resolve("gemma3_text", 64).temperature == 0.6
+    resolved = GenerationOptions(filter_top=0.2).resolve("llama", 64)
+    assert resolved.num_texts is None and resolved.max_new_tokens == 62
+    # first round: 1.25 x 8 / 0.8 = 12.5 window-long texts, in whole batches
+    assert GenerationOptions(filter_top=0.2, batch_size=4).first_round(8) == 16
+    assert GenerationOptions(filter_top=0.2, batch_size=32).first_round(8) == 32
+    assert GenerationOptions(num_texts=5, batch_size=4).first_round(8) == 5
+
+
+def test_next_round_sizes_from_the_tokens_kept_so_far():
+    from calibprune.calibration.synthetic import next_round
+
+    options = GenerationOptions(filter_top=0.2, batch_size=4)
+    # 8 texts, 6 kept holding 60 tokens (10 per kept text) of 200 needed: 140 / 10 / 0.8 x 1.1 = 19.25 -> 20 more
+    assert next_round(8, 6, 60, 200, options) == 28
+    with pytest.raises(CalibpruneError, match="hold no tokens.*--max-new-tokens"):
+        next_round(8, 6, 0, 200, options)
+
+
+AUTO = GenerationOptions(prefix_tokens=3, temperature=0.7, max_new_tokens=6, batch_size=4, filter_top=0.2)
+
+
+def test_default_count_generates_rounds_until_the_kept_texts_fill_the_windows(tokenizer, text_corpus):
+    """Texts of <= 10 tokens cannot fill 4 x 32 tokens in the first round of 8: more
+    rounds follow, and the result equals a run told the final count up front."""
+    from calibprune.calibration.sampling import stream_tokens
+
+    corpus = get_corpus(str(text_corpus))
+    auto = build_synthetic(tiny_model("llama"), tokenizer, corpus, 4, 32, 0, AUTO, progress=False)
+    count = len(auto.texts)
+    assert auto.manifest["filter"]["rounds"] >= 2 and count > 8 and count % 4 == 0
+    assert auto.manifest["parameters"]["num_texts"] == count
+    assert auto.manifest["parameters"]["num_texts_rule"] == "rounds"
+    kept = [t["text"] for t in auto.texts if t["keep"]]
+    assert len(stream_tokens(kept, tokenizer)) >= 4 * 32
+    fixed_options = GenerationOptions(**{**AUTO.__dict__, "num_texts": count})
+    fixed = build_synthetic(tiny_model("llama"), tokenizer, corpus, 4, 32, 0, fixed_options, progress=False)
+    assert [t["text"] for t in auto.texts] == [t["text"] for t in fixed.texts]
+    assert [t["keep"] for t in auto.texts] == [t["keep"] for t in fixed.texts]
+    assert torch.equal(auto.input_ids, fixed.input_ids)
+
+
+def test_rounds_resume_without_regenerating_logged_batches(tokenizer, text_corpus, tmp_path, monkeypatch):
+    corpus = get_corpus(str(text_corpus))
+    reference = build_synthetic(tiny_model("llama"), tokenizer, corpus, 4, 64, 0, AUTO, progress=False)
+    batches = len(reference.texts) // 4
+    assert reference.manifest["filter"]["rounds"] == 2 and batches >= 4  # round 2 has >= 2 batches
+    model = tiny_model("llama")
+    real_generate, calls = model.generate, []
+
+    def flaky_generate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # the second batch of the second round
+            raise KeyboardInterrupt
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", flaky_generate)
+    with pytest.raises(KeyboardInterrupt):
+        build_synthetic(model, tokenizer, corpus, 4, 64, 0, AUTO, work_dir=tmp_path / "w", progress=False)
+    resumed = build_synthetic(model, tokenizer, corpus, 4, 64, 0, AUTO, work_dir=tmp_path / "w", progress=False)
+    assert len(calls) - 4 == batches - 3  # the 3 logged batches (2 of round 1, 1 of round 2) were kept
+    assert [t["text"] for t in resumed.texts] == [t["text"] for t in reference.texts]
+    assert torch.equal(resumed.input_ids, reference.input_ids)
 
 
 def test_bos_only_prompts():

@@ -240,7 +240,9 @@ def calib(
     top_k: int = typer.Option(50, help="Top-k sampling (0 = off)."),
     repetition_penalty: float = typer.Option(1.2, help="Repetition penalty (1 = none)."),
     max_new_tokens: int | None = typer.Option(None, help="Tokens per generated text [default: fill the window]."),
-    num_texts: int | None = typer.Option(None, help="Texts to generate [default: 1.25 x nsamples / (1 - filter-top)]."),
+    num_texts: int | None = typer.Option(
+        None, help="Texts to generate [default: rounds of batches until the kept texts fill nsamples x seqlen]."
+    ),
     gen_batch_size: int = typer.Option(32, help="Prompts generated together."),
     filter_top: float = typer.Option(0.2, help="Drop this fraction of the most perplexing generated texts."),
     detect: str | None = typer.Option(None, help="Detect training-like texts with this score: mink++."),

@@ -92,8 +92,13 @@ def set_from_pool(
     )
 
 
+def stream_tokens(texts: list[str], tokenizer) -> list[int]:
+    """The token stream that stream-mode windows are cut from: texts joined by blank lines."""
+    return tokenize(tokenizer, "\n\n".join(texts))
+
+
 def _stream_windows(texts, tokenizer, nsamples, seqlen, generator, what):
-    ids = torch.tensor(tokenize(tokenizer, "\n\n".join(texts)), dtype=torch.long)
+    ids = torch.tensor(stream_tokens(texts, tokenizer), dtype=torch.long)
     needed = nsamples * seqlen
     if ids.numel() < needed:
         raise CalibpruneError(

@@ -14,7 +14,15 @@
    produces exactly the texts an uninterrupted run would.
 4. **Filter.** Each text's perplexity under the same model; the ``filter_top`` most
    perplexing fraction is dropped (paper: 20%).
-5. **Windows.** The kept texts are joined and windowed (stream mode, the paper's
+5. **How many texts.** ``num_texts`` fixes the count. By default generation goes in
+   rounds of whole batches until the kept texts hold ``nsamples x seqlen`` tokens:
+   texts that stop early at EOS are common, so no count fixed in advance fits every
+   model. The first round is sized as if every text filled a window; each further
+   round from the tokens a kept text has held so far (+10%). Prompts come from one
+   seeded order and batch b is always sampled under the same seed, so adding rounds
+   never changes earlier texts, and the rounds (hence the set) depend only on the
+   arguments.
+6. **Windows.** The kept texts are joined and windowed (stream mode, the paper's
    synthetic loader).
 """
 
@@ -36,7 +44,7 @@ from ..errors import CalibpruneError
 from ..scoring import perplexity_of, score_sequences
 from .calibset import CalibrationSet, tokenizer_info
 from .filters import check_filter_top, drop_top_fraction
-from .sampling import check_sampling_args, set_from_pool, tokenize
+from .sampling import check_sampling_args, set_from_pool, stream_tokens, tokenize
 
 LLAMA_FAMILY = ("llama",)
 
@@ -52,7 +60,7 @@ class GenerationOptions:
     repetition_penalty: float = 1.2
     max_new_tokens: int | None = None  # default: fill the window (seqlen - prompt length)
     batch_size: int = 32
-    num_texts: int | None = None  # default: enough to keep nsamples full windows after filtering
+    num_texts: int | None = None  # default: rounds of batches until the kept texts fill nsamples x seqlen
     filter_top: float = 0.2
 
     def __post_init__(self):
@@ -74,16 +82,38 @@ class GenerationOptions:
                 raise CalibpruneError(message)
         check_filter_top(self.filter_top)
 
-    def resolve(self, model_type: str, nsamples: int, seqlen: int) -> GenerationOptions:
-        """Fill the defaults that depend on the model and the requested set."""
+    def resolve(self, model_type: str, seqlen: int) -> GenerationOptions:
+        """Fill the defaults that depend on the model and the window length
+        (``num_texts`` stays as given: ``None`` means rounds, see the module docstring)."""
         temperature = self.temperature
         if temperature is None:
             temperature = 0.8 if model_type in LLAMA_FAMILY else 0.6
-        num_texts = self.num_texts or math.ceil(1.25 * nsamples / (1.0 - self.filter_top))
         max_new = self.max_new_tokens or max(1, seqlen - self.prefix_tokens - 1)
-        return GenerationOptions(
-            **{**asdict(self), "temperature": temperature, "num_texts": num_texts, "max_new_tokens": max_new}
+        return GenerationOptions(**{**asdict(self), "temperature": temperature, "max_new_tokens": max_new})
+
+    def first_round(self, nsamples: int) -> int:
+        """Texts to generate first: ``num_texts``, or whole batches enough for ``nsamples``
+        window-long texts after the filter (x1.25)."""
+        if self.num_texts is not None:
+            return self.num_texts
+        return _whole_batches(1.25 * nsamples / (1.0 - self.filter_top), self.batch_size)
+
+
+def _whole_batches(texts: float, batch_size: int) -> int:
+    return max(1, math.ceil(texts / batch_size)) * batch_size
+
+
+def next_round(count: int, kept_texts: int, kept_tokens: int, needed: int, options: GenerationOptions) -> int:
+    """Texts to generate in all after a round of ``count`` texts that kept ``kept_texts``
+    texts holding ``kept_tokens`` of the ``needed`` tokens: the missing tokens at the
+    rate seen so far per kept text, divided by the filter's keep rate, +10%."""
+    if kept_tokens == 0:
+        raise CalibpruneError(
+            f"the {count} generated texts kept after filtering hold no tokens (the model stops at once?): "
+            "raise --prefix-tokens or --max-new-tokens, or pass another --temperature"
         )
+    missing_texts = (needed - kept_tokens) / (kept_tokens / kept_texts) / (1.0 - options.filter_top)
+    return count + _whole_batches(1.1 * missing_texts, options.batch_size)
 
 
 def build_prompts(corpus: Corpus, tokenizer, count: int, prefix_tokens: int, seed: int) -> list[dict]:
@@ -133,7 +163,10 @@ class GenerationLog:
         state.write_text(json.dumps({"signature": signature}))
 
     def finished(self, batch_size: int, total: int) -> dict[int, list[dict]]:
-        """Complete batches already on disk; a torn tail (interrupted write) is cut off."""
+        """The batches on disk that are complete for ``total`` texts.
+
+        The file is rewritten without a torn tail (an interrupted write) and without
+        batches cut short; full batches beyond ``total`` stay for a later, larger round."""
         if not self.file.exists():
             return {}
         batches: dict[int, list[dict]] = {}
@@ -144,11 +177,15 @@ class GenerationLog:
                 except json.JSONDecodeError:
                     break
                 batches.setdefault(record["batch"], []).append(record)
-        complete = {b: rs for b, rs in batches.items() if len(rs) == min(batch_size, total - b * batch_size)}
-        with open(self.file, "w", encoding="utf-8") as f:  # rewrite without partial batches
-            for b in sorted(complete):
-                f.writelines(json.dumps(r) + "\n" for r in complete[b])
-        return complete
+
+        def expected(b: int) -> int:
+            return min(batch_size, total - b * batch_size) if b * batch_size < total else batch_size
+
+        kept = {b: rs for b, rs in batches.items() if len(rs) == expected(b)}
+        with open(self.file, "w", encoding="utf-8") as f:
+            for b in sorted(kept):
+                f.writelines(json.dumps(r) + "\n" for r in kept[b])
+        return {b: rs for b, rs in kept.items() if b * batch_size < total}
 
     def append(self, records: list[dict]) -> None:
         with open(self.file, "a", encoding="utf-8") as f:
@@ -176,13 +213,21 @@ def generate_texts(
     seed: int,
     log: GenerationLog | None = None,
     progress: bool = True,
+    previous: list[dict] = (),
 ) -> list[dict]:
-    """One record per prompt: prefix, generated continuation, token ids, EOS flag."""
+    """One record per prompt: prefix, generated continuation, token ids, EOS flag.
+
+    Batches already finished (in ``log``, or the complete batches of ``previous``
+    records from an earlier round over the same prompt order) are not generated again."""
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     size = options.batch_size
     batches = [prompts[i : i + size] for i in range(0, len(prompts), size)]
-    done = log.finished(size, len(prompts)) if log else {}
+    done: dict[int, list[dict]] = {}
+    for record in previous:
+        done.setdefault(record["batch"], []).append(record)
+    if log:
+        done.update(log.finished(size, len(prompts)))
     records = [r for b in sorted(done) for r in done[b]]
     bar = tqdm(total=len(prompts), initial=len(records), desc="generating", unit="text", disable=not progress)
     started, produced = time.perf_counter(), 0
@@ -235,15 +280,19 @@ def generate_texts(
 
 
 def signature(model, tokenizer, source: str, prompts: list[dict], options: GenerationOptions, seed: int) -> str:
-    """Everything that decides the generated texts (the filter is applied afterwards)."""
+    """Everything that decides the generated texts of each batch. Not the number of
+    texts (batch b's texts do not depend on it) nor the filter (applied afterwards);
+    the first batch's prompts stand for the seeded prompt order."""
     parts = {
         "model": hashlib.sha256(model.config.to_json_string(use_diff=False).encode()).hexdigest(),
         "weights": float(sum(p.detach().double().sum() for p in list(model.parameters())[:4])),
         "tokenizer": tokenizer_info(tokenizer)["fingerprint"],
         "source": source,
         "seed": seed,
-        "prompts": hashlib.sha256(json.dumps([p["prefix_ids"] for p in prompts]).encode()).hexdigest(),
-        "options": {k: v for k, v in asdict(options).items() if k != "filter_top"},
+        "prompts": hashlib.sha256(
+            json.dumps([p["prefix_ids"] for p in prompts[: options.batch_size]]).encode()
+        ).hexdigest(),
+        "options": {k: v for k, v in asdict(options).items() if k not in ("filter_top", "num_texts")},
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -262,15 +311,29 @@ def build_synthetic(
 ) -> CalibrationSet:
     """Generate, filter by perplexity, window. ``work_dir`` makes generation resumable."""
     check_sampling_args(nsamples, seqlen)
-    options = options.resolve(getattr(model.config, "model_type", ""), nsamples, seqlen)
-    prompts = build_prompts(corpus, tokenizer, options.num_texts, options.prefix_tokens, seed)
-    log = None
-    if work_dir is not None:
-        log = GenerationLog(Path(work_dir), signature(model, tokenizer, corpus.name, prompts, options, seed), overwrite)
-    records = generate_texts(model, tokenizer, prompts, options, seed, log, progress)
-    scores = score_sequences(model, [r["token_ids"] for r in records], progress=progress, desc="perplexity filter")
-    perplexities = [perplexity_of(s) for s in scores]
-    keep = drop_top_fraction(perplexities, options.filter_top)
+    options = options.resolve(getattr(model.config, "model_type", ""), seqlen)
+    needed = nsamples * seqlen
+    count = options.first_round(nsamples)
+    log, records, perplexities, rounds = None, [], [], 0
+    while True:
+        prompts = build_prompts(corpus, tokenizer, count, options.prefix_tokens, seed)
+        if log is None and work_dir is not None:
+            log = GenerationLog(
+                Path(work_dir), signature(model, tokenizer, corpus.name, prompts, options, seed), overwrite
+            )
+        records = generate_texts(model, tokenizer, prompts, options, seed, log, progress, previous=records)
+        new = [r["token_ids"] for r in records[len(perplexities) :]]
+        scores = score_sequences(model, new, progress=progress, desc="perplexity filter")
+        perplexities += [perplexity_of(s) for s in scores]
+        keep = drop_top_fraction(perplexities, options.filter_top)
+        rounds += 1
+        if options.num_texts is not None:
+            break
+        kept_texts = [r["text"] for r, k in zip(records, keep, strict=True) if k]
+        kept_tokens = len(stream_tokens(kept_texts, tokenizer))
+        if kept_tokens >= needed:
+            break
+        count = next_round(count, len(kept_texts), kept_tokens, needed, options)
     texts = []
     for record, ppl, kept in zip(records, perplexities, keep, strict=True):
         record = {k: v for k, v in record.items() if k not in ("token_ids", "batch")}
@@ -279,9 +342,14 @@ def build_synthetic(
     manifest = {
         "source": corpus.name,
         "strategy": "synthetic",
-        "parameters": asdict(options),
+        "parameters": {
+            **asdict(options),
+            "num_texts": len(records),
+            "num_texts_rule": "fixed" if options.num_texts else "rounds",
+        },
         "model": getattr(model, "name_or_path", None) or model.config.name_or_path,
         "filter": {
+            "rounds": rounds,
             "texts": len(texts),
             "kept": sum(keep),
             "dropped": len(keep) - sum(keep),
