@@ -142,7 +142,7 @@ def eval_(
     ppl_seqlen: int = typer.Option(2048, help="Perplexity window length (per-example: max tokens per document)."),
     ppl_max_windows: int | None = typer.Option(None, help="Score at most this many windows (or documents)."),
     ppl_split: str | None = typer.Option(None, help="calib | heldout | all [default: heldout; all for local files]."),
-    batch_size: int = typer.Option(8, help="Sequences per forward pass."),
+    batch_size: int = typer.Option(8, help="Sequences per forward pass, at most (batches also hold <= 4096 tokens)."),
     output: str | None = typer.Option(None, "--output", "-o", help="Write the results as JSON here."),
     dtype: str | None = typer.Option(None, help="Load dtype; default: the checkpoint's."),
     quiet: bool = typer.Option(False, help="No progress bars."),

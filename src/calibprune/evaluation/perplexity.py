@@ -18,8 +18,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..corpora import Corpus, LocalCorpus, get_corpus
 from ..errors import CalibpruneError
@@ -74,14 +72,13 @@ def _concat_windows(model, tokenizer, texts, seqlen, max_windows, batch_size, pr
         n_windows = min(n_windows, max_windows)
     if n_windows == 0:
         return None
-    windows = ids[: n_windows * seqlen].view(n_windows, seqlen)
-    device = next(model.parameters()).device
-    nll, count = 0.0, 0
-    for start in tqdm(range(0, n_windows, batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
-        batch = windows[start : start + batch_size].to(device)
-        logits = model(input_ids=batch, use_cache=False).logits
-        nll += float(F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch[:, 1:].flatten(), reduction="sum"))
-        count += batch[:, 1:].numel()
+    windows = ids[: n_windows * seqlen].view(n_windows, seqlen).tolist()
+    # the shared scorer bounds memory: batches of <= 4096 tokens, vocabulary-sized
+    # tensors reduced a chunk of positions at a time (full logits of 8 x 2048 tokens
+    # would take 3 GiB for a 49k vocabulary, three copies of them 10 GiB)
+    scores = score_sequences(model, windows, max_batch_size=batch_size, progress=progress, desc=desc)
+    nll = -sum(float(s.logprob.double().sum()) for s in scores)
+    count = sum(len(s) for s in scores)
     return {"windows": n_windows, "tokens_scored": count, "nll": nll / count, "ppl": math.exp(nll / count)}
 
 
