@@ -42,13 +42,17 @@ def test_scores_match_the_definitions_with_padding_and_short_texts(k):
             assert got[kind][i] == pytest.approx(expected[kind], rel=1e-4, abs=1e-5), (kind, i)
 
 
-def test_position_chunking_does_not_change_results():
+def test_chunking_does_not_change_results():
+    """Chunks span all rows of a batch (3 rows, 7 tokens -> 2 positions per chunk)."""
     model = tiny_model("llama")
-    ids = [torch.randint(0, 256, (50,), generator=torch.Generator().manual_seed(1)).tolist()]
-    a = score_sequences(model, ids, distribution=True, position_chunk=7)[0]
-    b = score_sequences(model, ids, distribution=True, position_chunk=1000)[0]
-    torch.testing.assert_close(a.logprob, b.logprob)
-    torch.testing.assert_close(a.std, b.std)
+    g = torch.Generator().manual_seed(1)
+    ids = [torch.randint(0, 256, (n,), generator=g).tolist() for n in (50, 41, 30)]
+    a = score_sequences(model, ids, distribution=True, greedy=True, chunk_tokens=7)
+    b = score_sequences(model, ids, distribution=True, greedy=True, chunk_tokens=100_000)
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x.logprob, y.logprob)
+        torch.testing.assert_close(x.std, y.std)
+        assert torch.equal(x.greedy, y.greedy)
 
 
 def test_own_greedy_continuations_score_higher_than_shuffled_tokens():

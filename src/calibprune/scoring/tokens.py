@@ -10,7 +10,7 @@ the last two only when ``distribution=True`` (Min-K%++ needs them), and whether 
 the most likely token (``greedy=True``, for lm-eval's ``is_greedy``). Sequences are
 sorted by length and packed into batches of at most ``max_batch_tokens`` padded
 tokens (right padding, attention mask), and the vocabulary-sized tensors are reduced
-``position_chunk`` positions at a time, so memory stays bounded for long texts and
+``chunk_tokens`` (batch rows x positions) at a time, so memory stays bounded for long texts and
 large vocabularies.
 """
 
@@ -57,14 +57,14 @@ def score_sequences(
     greedy: bool = False,
     max_batch_tokens: int = 4096,
     max_batch_size: int | None = None,
-    position_chunk: int = 256,
+    chunk_tokens: int = 1024,
     progress: bool = False,
     desc: str = "scoring",
 ) -> list[TokenScores]:
     """Token scores of every sequence (same order as given)."""
     results: list[TokenScores | None] = [None] * len(sequences)
     for batch, ids, logits in _forward_batches(model, sequences, max_batch_tokens, max_batch_size, progress, desc):
-        reduced = _reduce(logits[:, :-1], ids[:, 1:].to(logits.device), distribution, greedy, position_chunk)
+        reduced = _reduce(logits[:, :-1], ids[:, 1:].to(logits.device), distribution, greedy, chunk_tokens)
         for row, index in enumerate(batch):
             n = max(len(sequences[index]) - 1, 0)
             results[index] = TokenScores(**{k: (v[row, :n] if v is not None else None) for k, v in reduced.items()})
@@ -103,8 +103,11 @@ def _forward_batches(model, sequences, max_batch_tokens, max_batch_size, progres
         yield batch, ids, model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
 
 
-def _reduce(logits: torch.Tensor, targets: torch.Tensor, distribution: bool, greedy: bool, chunk: int) -> dict:
+def _reduce(logits: torch.Tensor, targets: torch.Tensor, distribution: bool, greedy: bool, chunk_tokens: int) -> dict:
     batch, positions, _ = logits.shape
+    # a chunk spans every row of the batch, so its width shrinks as the batch grows:
+    # each vocabulary-sized temporary then holds <= chunk_tokens x vocab floats
+    chunk = max(1, chunk_tokens // batch)
     out = {
         "logprob": torch.empty(batch, positions),
         "mean": torch.empty(batch, positions) if distribution else None,
