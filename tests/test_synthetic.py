@@ -8,10 +8,10 @@ from conftest import tiny_model
 
 from calibprune.calibration import CalibrationSet, GenerationOptions, build_detected, build_synthetic
 from calibprune.calibration.filters import drop_top_fraction, keep_top_fraction
-from calibprune.calibration.sampling import tokenize
 from calibprune.config import PruneConfig, SparsityTarget
 from calibprune.corpora import get_corpus
 from calibprune.errors import CalibpruneError
+from calibprune.models.loading import tokenize
 from calibprune.pipeline import CalibJob, CalibrationRequest, run_calib, run_prune
 
 OPTIONS = GenerationOptions(

@@ -16,6 +16,7 @@ import re
 import numpy as np
 
 from ..errors import CalibpruneError
+from ..models.loading import tokenize
 from .sets import TextSet
 
 UNITS = ("word", "token")
@@ -36,7 +37,7 @@ def check_params(n: int, num_perm: int, unit: str, lsh_threshold: float) -> None
 def _units(text: str, unit: str, tokenizer) -> list[str]:
     if unit == "word":
         return _WORD.findall(text.lower())
-    return [str(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
+    return [str(i) for i in tokenize(tokenizer, text)]
 
 
 def ngram_set(texts: list[str], n: int = 3, unit: str = "word", tokenizer=None) -> set[str]:

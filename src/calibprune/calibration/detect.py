@@ -14,11 +14,12 @@ import torch
 
 from ..corpora import Corpus
 from ..errors import CalibpruneError
+from ..models.loading import tokenize
 from ..scoring import score_text
 from ..scoring.membership import check_k
 from .calibset import CalibrationSet
 from .filters import check_keep_top, keep_top_fraction
-from .sampling import check_sampling_args, set_from_pool, tokenize
+from .sampling import check_sampling_args, set_from_pool
 
 DETECTORS = ("mink++",)
 

@@ -16,13 +16,10 @@ import torch
 
 from ..corpora import Corpus
 from ..errors import CalibpruneError
+from ..models.loading import tokenize
 from .calibset import CalibrationSet, decode_windows, tokenizer_info
 
 MODES = ("stream", "document")
-
-
-def tokenize(tokenizer, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
 
 
 def check_sampling_args(nsamples: int, seqlen: int, mode: str | None = None) -> None:

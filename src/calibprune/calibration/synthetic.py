@@ -41,10 +41,11 @@ from tqdm.auto import tqdm
 
 from ..corpora import Corpus
 from ..errors import CalibpruneError
+from ..models.loading import tokenize
 from ..scoring import perplexity_of, score_sequences
 from .calibset import CalibrationSet, tokenizer_info
 from .filters import check_filter_top, drop_top_fraction
-from .sampling import check_sampling_args, set_from_pool, stream_tokens, tokenize
+from .sampling import check_sampling_args, set_from_pool, stream_tokens
 
 LLAMA_FAMILY = ("llama",)
 

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import CalibpruneError, MissingAssetError
-from ..models.loading import max_sequence_length
+from ..models.loading import max_sequence_length, tokenize
 from ..scoring.tokens import next_token_logprobs, score_sequences
 from .tasks import PAPER_TASKS, describe, task_configs
 
@@ -57,7 +57,7 @@ class InMemoryLM(_template_lm()):
         return bos if bos is not None else self.eot_token_id
 
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
-        ids = self.tokenizer(string, add_special_tokens=False)["input_ids"]
+        ids = tokenize(self.tokenizer, string)
         if self.add_bos and add_special_tokens is not False and self.tokenizer.bos_token_id is not None:
             ids = [self.tokenizer.bos_token_id] + ids
         return ids

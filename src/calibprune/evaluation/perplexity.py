@@ -21,14 +21,11 @@ import torch
 
 from ..corpora import Corpus, LocalCorpus, get_corpus
 from ..errors import CalibpruneError
+from ..models.loading import tokenize
 from ..scoring import perplexity_of, score_sequences
 
 PPL_PROTOCOL = "concat-windows"
 PROTOCOLS = ("concat-windows", "per-example")
-
-
-def _tokenize(tokenizer, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
 
 
 def default_split(corpus: Corpus) -> str:
@@ -66,7 +63,7 @@ def perplexity(
 
 
 def _concat_windows(model, tokenizer, texts, seqlen, max_windows, batch_size, progress, desc):
-    ids = torch.tensor(_tokenize(tokenizer, "\n\n".join(texts)), dtype=torch.long)
+    ids = torch.tensor(tokenize(tokenizer, "\n\n".join(texts)), dtype=torch.long)
     n_windows = ids.numel() // seqlen
     if max_windows is not None:
         n_windows = min(n_windows, max_windows)
@@ -83,7 +80,7 @@ def _concat_windows(model, tokenizer, texts, seqlen, max_windows, batch_size, pr
 
 
 def _per_example(model, tokenizer, texts, seqlen, max_examples, batch_size, progress, desc):
-    sequences = [ids[:seqlen] for ids in (_tokenize(tokenizer, t) for t in texts) if len(ids) >= 2]
+    sequences = [ids[:seqlen] for ids in (tokenize(tokenizer, t) for t in texts) if len(ids) >= 2]
     if max_examples is not None:
         sequences = sequences[:max_examples]
     if not sequences:

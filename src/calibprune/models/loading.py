@@ -71,6 +71,11 @@ def load_tokenizer(resolved: str):
     return AutoTokenizer.from_pretrained(resolved)
 
 
+def tokenize(tokenizer, text: str) -> list[int]:
+    """Token ids of ``text`` without special tokens (BOS/EOS are added where needed)."""
+    return tokenizer(text, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
+
+
 def load_model(resolved: str, dtype: str | torch.dtype | None = None):
     """Load a causal LM in eval mode. Its config is left untouched (callers pass
     ``use_cache=False`` per call), so a saved copy generates like the original."""
