@@ -7,6 +7,8 @@ touch the real bundled model.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -95,6 +97,11 @@ def any_arch_model(request):
 @pytest.fixture
 def llama():
     return tiny_model("llama")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """``calibprune ARGS`` in a fresh interpreter, as a user runs it (output captured)."""
+    return subprocess.run([sys.executable, "-m", "calibprune.cli", *args], capture_output=True, text=True)
 
 
 def byte_tokenizer():

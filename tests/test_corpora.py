@@ -1,11 +1,10 @@
 """Corpus sources: offline corpora, Debian unpacking, columnar local files, hub names offline."""
 
 import io
-import subprocess
-import sys
 import tarfile
 
 import pytest
+from conftest import run_cli
 
 from calibprune.corpora import OFFLINE_NAMES, get_corpus
 from calibprune.corpora.debian import extract
@@ -91,7 +90,7 @@ def test_hub_corpus_offline_names_the_offline_ones(monkeypatch):
 
 
 def test_corpora_command_lists_sizes():
-    done = subprocess.run([sys.executable, "-m", "calibprune.cli", "corpora", "--json"], capture_output=True, text=True)
+    done = run_cli("corpora", "--json")
     assert done.returncode == 0, done.stderr
     import json
 

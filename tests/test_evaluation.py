@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_model
+from conftest import run_cli, tiny_model
 
 from calibprune.errors import CalibpruneError, MissingAssetError
 from calibprune.evaluation import perplexity
@@ -139,52 +139,15 @@ def test_per_example_protocol_equals_an_independent_computation(llama, tokenizer
 
 
 def test_eval_command_writes_tasks_and_perplexity(model_dir, tmp_path):
-    import subprocess
-    import sys
-
     out = tmp_path / "results" / "x.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "calibprune.cli",
-            "eval",
-            "--model",
-            str(model_dir),
-            "--tasks",
-            "boolq,piqa",
-            "--limit",
-            "2",
-            "--ppl",
-            "wiki-en",
-            "--ppl-seqlen",
-            "64",
-            "--ppl-max-windows",
-            "2",
-            "--output",
-            str(out),
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    done = run_cli(
+        "eval", "--model", str(model_dir), "--tasks", "boolq,piqa", "--limit", "2",
+        "--ppl", "wiki-en", "--ppl-seqlen", "64", "--ppl-max-windows", "2", "--output", str(out), "--quiet",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     assert set(report["tasks"]["tasks"]) == {"boolq", "piqa"} and report["tasks"]["limit"] == 2
     assert report["tasks"]["tasks"]["piqa"]["n"] == 2
     assert report["perplexity"]["wiki-en"]["protocol"] == "concat-windows"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "calibprune.cli",
-            "eval",
-            "--model",
-            str(model_dir),
-            "--tasks",
-            "boolq,nonexistent_task",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    done = run_cli("eval", "--model", str(model_dir), "--tasks", "boolq,nonexistent_task")
     assert done.returncode == 2 and "unknown task(s) nonexistent_task" in done.stderr

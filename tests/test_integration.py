@@ -1,16 +1,15 @@
 """The real bundled model, kept short: two blocks, two short samples."""
 
 import json
-import subprocess
-import sys
 
 import pytest
+from conftest import run_cli
 
 pytestmark = pytest.mark.integration
 
 
 def _cli(*args):
-    done = subprocess.run([sys.executable, "-m", "calibprune.cli", *args], capture_output=True, text=True)
+    done = run_cli(*args)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from conftest import tiny_model
+from conftest import run_cli, tiny_model
 
 from calibprune.calibration import CalibrationSet
 from calibprune.config import DSnoTOptions, OWLOptions, PruneConfig, SparsityTarget, pruned_count
@@ -256,29 +256,10 @@ def test_bad_hyperparameters(build, message):
 
 def test_bad_owl_input_fails_before_any_work(tmp_path, monkeypatch):
     """Through the CLI: the error comes before the model is even resolved."""
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "calibprune.cli",
-            "prune",
-            "--model",
-            "smollm2-135m",
-            "--sparsity",
-            "0.6",
-            "--allocation",
-            "owl",
-            "--owl-lambda",
-            "0.3",
-            "--output",
-            str(tmp_path / "o"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    done = run_cli(
+        "prune", "--model", "smollm2-135m", "--sparsity", "0.6", "--allocation", "owl", "--owl-lambda", "0.3",
+        "--output", str(tmp_path / "o"),
+    )  # fmt: skip
     assert done.returncode == 2 and "lambda=0.3 is too large for sparsity 0.6" in done.stderr
     assert not (tmp_path / "o").exists()
 

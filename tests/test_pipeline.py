@@ -2,13 +2,11 @@
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_model
+from conftest import run_cli, tiny_model
 
 from calibprune import pipeline
 from calibprune.calibration import build_calibration
@@ -176,26 +174,10 @@ def test_perplexity_equals_an_independent_computation(llama, tokenizer, text_cor
 
 
 def test_cli_reports_bad_input_without_traceback(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "calibprune.cli",
-        "prune",
-        "--model",
-        "smollm2-135m",
-        "--sparsity",
-        "1.2",
-        "--output",
-        str(tmp_path / "x"),
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = run_cli("prune", "--model", "smollm2-135m", "--sparsity", "1.2", "--output", str(tmp_path / "x"))
     assert done.returncode == 2
     assert "sparsity 1.2 is outside [0, 1)" in done.stderr and "Traceback" not in done.stderr
-    done = subprocess.run(
-        cmd[:4] + ["--method", "obs", "--sparsity", "0.5", "--output", str(tmp_path / "x")],
-        capture_output=True,
-        text=True,
-    )
+    done = run_cli("prune", "--method", "obs", "--sparsity", "0.5", "--output", str(tmp_path / "x"))
     assert done.returncode == 2 and "known ones are magnitude, wanda, sparsegpt" in done.stderr
 
 
