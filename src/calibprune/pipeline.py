@@ -85,6 +85,13 @@ class TaskRequest:
     mmlu_shots: int = 5
     batch_size: int = 8
 
+    def check(self) -> None:
+        from .evaluation.harness import resolve_tasks
+
+        if self.limit is not None and self.limit <= 0:
+            raise CalibpruneError(f"--limit {self.limit} must be >= 1")
+        resolve_tasks(self.names, self.mmlu_shots)  # unknown tasks / missing data fail before loading
+
 
 def check_seqlen(seqlen: int, config, what: str = "--seqlen") -> None:
     """Refuse (never silently clamp) a window longer than the model supports."""
@@ -128,7 +135,8 @@ def run_prune(
     # 1. arguments alone
     calibrated = needs_calibration(config)  # also refuses unknown method / refinement names
     calib.check()
-    if ppl and ppl.corpora:
+    ppl = ppl if ppl and ppl.corpora else None  # an empty request is no request
+    if ppl:
         ppl.check()
     check_output_dir(output, overwrite)
     # 2. model config, a weightless copy, the tokenizer, the calibration windows
@@ -137,7 +145,7 @@ def run_prune(
         model_config = load_config(resolved)
         if calibrated and not calib.prebuilt:
             check_seqlen(calib.seqlen, model_config)
-        if ppl and ppl.corpora:
+        if ppl:
             check_seqlen(ppl.seqlen, model_config, "--ppl-seqlen")
         validate(meta_model(model_config), config)
         tokenizer = load_tokenizer(resolved)
@@ -158,12 +166,12 @@ def run_prune(
     with tracker.stage("load"):
         model = load_model(resolved, dtype=dtype)
     result: dict = {}
-    if ppl and ppl.corpora:
+    if ppl:
         with tracker.stage("ppl_dense"):
             result["dense"] = evaluate_perplexities(model, tokenizer, ppl, progress)
     with tracker.stage("prune"):
         pruned = prune_model(model, calibration, config, progress=progress)
-    if ppl and ppl.corpora:
+    if ppl:
         with tracker.stage("ppl_pruned"):
             result["pruned"] = evaluate_perplexities(model, tokenizer, ppl, progress)
     report = {
@@ -200,25 +208,23 @@ def run_eval(
     progress: bool = True,
 ) -> dict:
     """``calibprune eval``: lm-eval tasks and/or perplexity of a model folder, preset or hub id."""
-    if not (ppl and ppl.corpora) and not (tasks and tasks.names):
+    ppl = ppl if ppl and ppl.corpora else None  # an empty request is no request
+    tasks = tasks if tasks and tasks.names else None
+    if not (ppl or tasks):
         raise CalibpruneError("nothing to evaluate: pass --tasks (e.g. boolq,piqa) and/or --ppl (e.g. wiki-en)")
-    if tasks and tasks.names:
-        from .evaluation.harness import resolve_tasks
-
-        if tasks.limit is not None and tasks.limit <= 0:
-            raise CalibpruneError(f"--limit {tasks.limit} must be >= 1")
-        resolve_tasks(tasks.names, tasks.mmlu_shots)  # unknown tasks / missing data fail before loading
-    if ppl and ppl.corpora:
+    if tasks:
+        tasks.check()
+    if ppl:
         ppl.check()
     resolved = resolve_model(model_name)
-    if ppl and ppl.corpora:
+    if ppl:
         check_seqlen(ppl.seqlen, load_config(resolved), "--ppl-seqlen")
     tokenizer = load_tokenizer(resolved)
     tracker = StageTracker()
     with tracker.stage("load"):
         model = load_model(resolved, dtype=dtype)
     report: dict = {"command": "eval", "model": {"source": str(model_name), "resolved": resolved}}
-    if tasks and tasks.names:
+    if tasks:
         from .evaluation.harness import evaluate_tasks
 
         with tracker.stage("tasks"):
@@ -232,7 +238,7 @@ def run_eval(
                 batch_size=tasks.batch_size,
                 progress=progress,
             )
-    if ppl and ppl.corpora:
+    if ppl:
         with tracker.stage("perplexity"):
             report["perplexity"] = evaluate_perplexities(model, tokenizer, ppl, progress)
     report["stages"] = tracker.to_dict()
