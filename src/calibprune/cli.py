@@ -50,6 +50,9 @@ def prune(
     seqlen: int = typer.Option(2048, help="Tokens per calibration window."),
     seed: int = typer.Option(0, help="Seed of the window sampling."),
     sampling: str | None = typer.Option(None, help="stream | document (default: the corpus's own rule)."),
+    windows: str = typer.Option(
+        "disjoint", help="Stream windows: disjoint (no overlaps) | random (independent starts, published loaders)."
+    ),
     text_field: str = typer.Option("text", help="Text field of .jsonl sources."),
     targets: list[str] | None = typer.Option(None, help="Only prune layers matching these globs (comma-separated)."),
     ignore: list[str] | None = typer.Option(None, help="Never prune layers matching these globs."),
@@ -67,7 +70,13 @@ def prune(
     dsnot_skip: list[str] | None = typer.Option(
         None, help="Layers (globs inside a block) DSnoT leaves alone [default: mlp.*]; 'none' for none."
     ),
+    dsnot_accept: str = typer.Option(
+        "reference", help="DSnoT swaps taken: reference (the published rules) | improve (only those lowering |error|)."
+    ),
     blocksize: int = typer.Option(128, help="SparseGPT column block size."),
+    sparsegpt_mask: str = typer.Option(
+        "block", help="SparseGPT unstructured mask: block (one threshold per column block, reference) | row."
+    ),
     percdamp: float = typer.Option(0.01, help="SparseGPT damping, fraction of the mean Hessian diagonal."),
     ppl: list[str] | None = typer.Option(None, help="Also report dense and pruned perplexity on these corpora."),
     ppl_seqlen: int = typer.Option(2048, help="Perplexity window length."),
@@ -94,12 +103,19 @@ def prune(
             threshold=dsnot_threshold,
             var_power=dsnot_var_power,
             skip=() if skip == ("none",) else skip,
+            accept=dsnot_accept,
         ),
-        sparsegpt=SparseGPTOptions(blocksize=blocksize, percdamp=percdamp),
+        sparsegpt=SparseGPTOptions(blocksize=blocksize, percdamp=percdamp, mask_rule=sparsegpt_mask),
         runner=RunnerOptions(batch_size=batch_size, activation_store=activation_store),
     )
     request = CalibrationRequest(
-        source=calib, nsamples=nsamples, seqlen=seqlen, seed=seed, sampling=sampling, text_field=text_field
+        source=calib,
+        nsamples=nsamples,
+        seqlen=seqlen,
+        seed=seed,
+        sampling=sampling,
+        text_field=text_field,
+        windows=windows,
     )
     ppl_request = PerplexityRequest(list(_split(ppl)), seqlen=ppl_seqlen, max_windows=ppl_max_windows)
     _quiet_libraries()
@@ -232,6 +248,9 @@ def calib(
     seqlen: int = typer.Option(2048, help="Tokens per window."),
     seed: int = typer.Option(0, help="Seed of sampling and generation."),
     sampling: str | None = typer.Option(None, help="stream | document (default: the source's own rule)."),
+    windows: str = typer.Option(
+        "disjoint", help="Stream windows: disjoint (no overlaps) | random (independent starts, published loaders)."
+    ),
     text_field: str = typer.Option("text", help="Text field/column of .jsonl/.parquet/.arrow sources."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Self-generate from prefixes of the source's texts."),
     prefix_tokens: int = typer.Option(1, help="Source tokens after BOS in each prompt (0 = BOS only; paper: 1)."),
@@ -265,6 +284,7 @@ def calib(
         seed=seed,
         sampling=sampling,
         text_field=text_field,
+        windows=windows,
         strategy="synthetic" if synthetic else "detect" if detect else "sample",
         generation=GenerationOptions(
             prefix_tokens=prefix_tokens,

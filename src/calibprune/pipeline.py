@@ -48,6 +48,7 @@ class CalibrationRequest:
     seed: int = 0
     sampling: str | None = None
     text_field: str = "text"
+    windows: str = "disjoint"
 
     @property
     def prebuilt(self) -> bool:
@@ -56,7 +57,7 @@ class CalibrationRequest:
 
     def check(self) -> None:
         if not self.prebuilt:
-            check_sampling_args(self.nsamples, self.seqlen, self.sampling)
+            check_sampling_args(self.nsamples, self.seqlen, self.sampling, self.windows)
 
 
 @dataclass
@@ -159,6 +160,7 @@ def run_prune(
                 calib.seqlen,
                 calib.seed,
                 mode=calib.sampling,
+                windows=calib.windows,
                 text_field=calib.text_field,
             )
             check_seqlen(calibration.seqlen, model_config, "the calibration windows' length")
@@ -258,6 +260,7 @@ class CalibJob:
     seed: int = 0
     sampling: str | None = None
     text_field: str = "text"
+    windows: str = "disjoint"
     strategy: str = "sample"  # sample | synthetic | detect
     generation: GenerationOptions = field(default_factory=GenerationOptions)
     detector: str = "mink++"
@@ -266,7 +269,7 @@ class CalibJob:
     num_candidates: int | None = None
 
     def check(self) -> None:
-        check_sampling_args(self.nsamples, self.seqlen, self.sampling)
+        check_sampling_args(self.nsamples, self.seqlen, self.sampling, self.windows)
         if self.strategy == "detect":
             check_keep_top(self.keep_top)
             check_k(self.mink_k)
@@ -302,7 +305,9 @@ def run_calib(
     if job.strategy == "sample":
         from .calibration import sample_windows
 
-        calib = sample_windows(corpus, tokenizer, job.nsamples, job.seqlen, job.seed, mode=job.sampling)
+        calib = sample_windows(
+            corpus, tokenizer, job.nsamples, job.seqlen, job.seed, mode=job.sampling, windows=job.windows
+        )
     else:
         model = load_model(resolved)
         if job.strategy == "synthetic":
@@ -317,6 +322,7 @@ def run_calib(
                 work_dir=generation_work_dir(output),
                 overwrite=overwrite,
                 progress=progress,
+                windows=job.windows,
             )
         elif job.strategy == "detect":
             calib = build_detected(
@@ -331,6 +337,7 @@ def run_calib(
                 job.num_candidates,
                 job.detector,
                 progress=progress,
+                windows=job.windows,
             )
         else:
             raise CalibpruneError(f"unknown calibration strategy {job.strategy!r}: use sample, synthetic or detect")
