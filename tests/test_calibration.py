@@ -66,3 +66,46 @@ def test_jsonl_text_field_and_errors(tmp_path):
         get_corpus(str(empty))
     with pytest.raises(CalibpruneError, match="does not exist"):
         get_corpus(str(tmp_path / "missing.txt"))
+
+
+def _stream_positions(stream: list[int], window: list[int]) -> list[int]:
+    return [i for i in range(len(stream) - len(window) + 1) if stream[i : i + len(window)] == window]
+
+
+def test_stream_windows_do_not_overlap_and_the_manifest_says_so(tokenizer, text_corpus):
+    corpus = get_corpus(str(text_corpus))
+    stream = tokenizer("\n\n".join(corpus.texts("calib")), add_special_tokens=False)["input_ids"]
+    nsamples, seqlen = 40, len(stream) // 45  # the windows cover ~89 % of the stream: overlaps would be likely
+    calib = sample_windows(corpus, tokenizer, nsamples=nsamples, seqlen=seqlen, seed=0, mode="stream")
+    spans = sorted(_stream_positions(stream, w)[0] for w in calib.input_ids.tolist())
+    assert all(b - a >= seqlen for a, b in zip(spans, spans[1:], strict=False))
+    assert calib.manifest["duplicated_token_share"] == 0.0 and calib.manifest["windows"] == "disjoint"
+    # the published loaders' rule (independent starts) overlaps here, and the manifest measures it
+    loose = sample_windows(corpus, tokenizer, nsamples, seqlen, seed=0, mode="stream", windows="random")
+    share = loose.manifest["duplicated_token_share"]
+    covered = set()
+    for window in loose.input_ids.tolist():
+        start = _stream_positions(stream, window)[0]
+        covered.update(range(start, start + seqlen))
+    assert share > 0.2 and share == pytest.approx(1 - len(covered) / (nsamples * seqlen))
+
+
+def test_disjoint_windows_tile_a_stream_that_fits_exactly_and_are_placed_uniformly():
+    from calibprune.calibration.sampling import disjoint_starts, duplicated_share
+
+    starts = disjoint_starts(100, 10, 10, torch.Generator().manual_seed(0))
+    assert sorted(starts) == list(range(0, 100, 10)) and duplicated_share(starts, 10) == 0.0
+    # 2 windows of 3 in 7 tokens: the 3 placements (0,3) (0,4) (1,4) come up equally often
+    counts = {}
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(3000):
+        key = tuple(sorted(disjoint_starts(7, 2, 3, generator)))
+        counts[key] = counts.get(key, 0) + 1
+    assert set(counts) == {(0, 3), (0, 4), (1, 4)}
+    assert all(abs(c - 1000) < 120 for c in counts.values())
+    assert duplicated_share([0, 2], 4) == pytest.approx(0.25)  # [0,4) and [2,6): 2 of 8 tokens repeat
+
+
+def test_unknown_window_rule_is_refused(tokenizer, text_corpus):
+    with pytest.raises(CalibpruneError, match="window rule 'overlap' is unknown: use 'disjoint'"):
+        build_calibration(str(text_corpus), tokenizer, nsamples=2, seqlen=10, windows="overlap")

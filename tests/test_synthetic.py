@@ -265,3 +265,99 @@ def test_bad_calib_input(job, message, model_dir, text_corpus, tmp_path, monkeyp
 def test_bad_generation_options(build, message):
     with pytest.raises(CalibpruneError, match=message):
         build()
+
+
+def _gpt2_style_tokenizer():
+    """GPT-2's convention, offline: byte-level, bos = eos = '<|endoftext|>', no BOS added."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    vocab["<|endoftext|>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    end = "<|endoftext|>"
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=end, eos_token=end, unk_token=end)
+
+
+def _bos_adding_tokenizer():
+    """A byte tokenizer that adds BOS to every text, as Llama's and Gemma's do."""
+    from conftest import byte_tokenizer
+    from tokenizers.processors import TemplateProcessing
+
+    tok = byte_tokenizer()
+    bos = tok.bos_token
+    tok.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, tok.bos_token_id)]
+    )
+    assert tok("ab")["input_ids"][0] == tok.bos_token_id
+    return tok
+
+
+def test_prompt_starts_with_the_document_separator_when_no_bos_is_added():
+    from calibprune.calibration.synthetic import prompt_ids, start_token
+
+    tok = _gpt2_style_tokenizer()
+    start = start_token(tok)
+    end = tok.convert_tokens_to_ids("<|endoftext|>")
+    assert start["tokens"] == ["<|endoftext|>"] and start["rule"].startswith("document separator")
+    assert prompt_ids(tok, "Hello", 2, start) == [end] + tok("He")["input_ids"]
+    assert prompt_ids(tok, "Hello", 0, start) == [end]
+    assert prompt_ids(tok, "Hi", 3, start) is None  # too short for the prefix
+
+
+def test_prompt_is_the_tokenizers_own_encoding_where_it_adds_bos():
+    from calibprune.calibration.synthetic import prompt_ids, start_token
+
+    tok = _bos_adding_tokenizer()
+    start = start_token(tok)
+    assert start["ids"] == [tok.bos_token_id] and start["rule"] == "added by the tokenizer"
+    assert prompt_ids(tok, "Hello", 1, start) == tok("Hello")["input_ids"][:2]  # generate_data.py: [:2]
+
+
+def test_a_chat_marker_is_never_the_start_token():
+    from calibprune.calibration.synthetic import start_token
+
+    tok = _gpt2_style_tokenizer()
+    tok.chat_template = "{% for m in messages %}<|endoftext|>{{ m['content'] }}{% endfor %}"
+    tok.add_special_tokens({"additional_special_tokens": ["</s>"]})
+    assert start_token(tok)["tokens"] == ["</s>"]  # <|endoftext|> is used by the chat template here
+
+
+def test_detection_scores_texts_with_the_tokenizers_bos(text_corpus):
+    tok = _bos_adding_tokenizer()
+    corpus = get_corpus(str(text_corpus))
+    calib = build_detected(tiny_model("llama"), tok, corpus, 2, 16, 0, keep_top=0.5, num_candidates=8, progress=False)
+    lengths = {d.id: len(tokenize(tok, d.text)) for d in corpus.documents("calib")}
+    for record in calib.texts:
+        assert record["tokens_scored"] == min(lengths[record["source_id"]] + 1, 16)  # BOS + the text, cut
+    assert calib.manifest["special_tokens"] == {"prefix": [tok.bos_token], "suffix": []}
+
+
+@pytest.mark.integration
+def test_smollm2_prompts_start_with_endoftext_not_the_chat_bos():
+    from transformers import AutoTokenizer
+
+    from calibprune.calibration.synthetic import prompt_ids, start_token
+    from calibprune.models.presets import ensure_preset
+
+    tok = AutoTokenizer.from_pretrained(ensure_preset("smollm2-135m"))
+    assert tok.bos_token == "<|im_start|>"  # a chat-template marker
+    start = start_token(tok)
+    assert start["tokens"] == ["<|endoftext|>"] and start["ids"] == [0]
+    assert prompt_ids(tok, "The city of Paris", 1, start) == [0, tok("The")["input_ids"][0]]
+
+
+@pytest.mark.integration
+def test_gemma3_prompts_are_its_own_bos_encoding():
+    from transformers import AutoTokenizer
+
+    from calibprune.calibration.synthetic import prompt_ids, start_token
+    from calibprune.models.presets import ensure_preset
+
+    tok = AutoTokenizer.from_pretrained(ensure_preset("gemma3-270m"))
+    start = start_token(tok)
+    assert start["tokens"] == [tok.bos_token] and start["rule"] == "added by the tokenizer"
+    assert prompt_ids(tok, "The city of Paris", 1, start) == tok("The city of Paris")["input_ids"][:2]
