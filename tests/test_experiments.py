@@ -1,0 +1,185 @@
+"""Studies: spec validation, content-hash caching, kill -9 safety, failures, executors,
+aggregation (hand-computed), report and claims, shipped specs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from calibprune.errors import CalibpruneError
+from calibprune.experiments.aggregate import diffs, ranges, rows_of, summarize
+from calibprune.experiments.spec import parse_study
+from calibprune.experiments.sweep import run_sweep, shipped_studies
+
+from conftest import run_cli
+
+
+def tiny_spec(model_dir, corpus, **over) -> dict:
+    spec = {
+        "study": "tiny",
+        "claims": ["C4"],
+        "models": [str(model_dir)],
+        "seeds": [0, 1],
+        "calibration": {"nsamples": 4, "seqlen": 16, "strategies": [{"name": "a", "source": str(corpus)}]},
+        "pruning": [{"method": "wanda", "sparsity": [0.3, 0.5], "runner": {"activation_store": "memory"}}],
+        "evaluation": {"ppl": {"corpora": [str(corpus)], "seqlen": 32, "max_windows": 4}},
+        "report": {"primary_metric": f"ppl/{corpus}"},
+    }
+    spec.update(over)
+    return spec
+
+
+def write_spec(tmp_path, spec, name="spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+# --- 1. validation ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"pruning": [{"method": "wanda", "sparsity": 0.5, "refin": "dsnot"}]}, "pruning[0].refin: unknown key"),
+        ({"pruning": [{"method": "sparsegpt", "sparsity": 0.5, "refine": "dsnot"}]}, "pruning[0] (method=sparsegpt"),
+        ({"pruning": [{"method": "wanda", "pattern": "2:4", "allocation": "owl"}]}, "OWL varies the sparsity"),
+        ({"pruning": [{"method": "wanda", "sparsity": 1.5}]}, "sparsity 1.5 is outside [0, 1)"),
+        ({"seeds": {"range": [0]}}, "seeds.range: expected [start, stop]"),
+        ({"evaluation": {"ppl": {"corpora": ["nope-corpus"]}}}, "evaluation.ppl"),
+        ({"colour": 1}, "spec.colour: unknown key"),
+    ],
+)
+def test_spec_refuses_bad_input_with_key_path(model_dir, text_corpus, change, message):
+    with pytest.raises(CalibpruneError) as error:
+        parse_study(tiny_spec(model_dir, text_corpus, **change))
+    assert message in str(error.value)
+
+
+def test_spec_axes_expand_into_the_product(model_dir, text_corpus):
+    spec = tiny_spec(model_dir, text_corpus, seeds="0..2")
+    spec["pruning"].append({"method": "wanda", "pattern": ["2:4", "4:8"]})
+    study = parse_study(spec)
+    assert study.seeds == [0, 1, 2]
+    assert [s.label for s in study.settings] == [
+        "wanda 30% unstructured", "wanda 50% unstructured", "wanda 2:4", "wanda 4:8"
+    ]  # fmt: skip
+    from calibprune.experiments.plan import make_plan
+
+    plan = make_plan(study)
+    assert len(plan.cells) == 1 * 1 * 4 * 3 and len(plan.calibs) == 3 and len(plan.denses) == 1
+
+
+# --- 2-4. sweeps on a tiny random model ------------------------------------------------
+
+
+def _metrics(rundir) -> dict:
+    out = {}
+    for path in sorted((Path(rundir) / "cells").glob("*.json")):
+        record = json.loads(path.read_text())
+        out[path.stem] = record["metrics"]
+    return out
+
+
+def test_sweep_caches_by_content_and_resumes(tmp_path, model_dir, text_corpus):
+    spec = write_spec(tmp_path, tiny_spec(model_dir, text_corpus))
+    first = run_sweep(spec, tmp_path / "run")
+    # one calibration set per seed, shared by both settings; one dense evaluation
+    assert first.executed == {"pool": 0, "calib": 2, "dense": 1, "cell": 4, "analysis": 0}
+    again = run_sweep(spec, tmp_path / "run")
+    assert again.executed == {"pool": 0, "calib": 0, "dense": 0, "cell": 0, "analysis": 0}
+    # a new axis value computes only the new cells (and no calibration set or dense evaluation)
+    grown = tiny_spec(model_dir, text_corpus)
+    grown["pruning"][0]["sparsity"] = [0.3, 0.5, 0.6]
+    third = run_sweep(write_spec(tmp_path, grown, "grown.yaml"), tmp_path / "run")
+    assert third.executed == {"pool": 0, "calib": 0, "dense": 0, "cell": 2, "analysis": 0}
+    cells = [json.loads(p.read_text()) for p in (tmp_path / "run" / "cells").glob("*.json")]
+    assert len(cells) == 6 and all(c["status"] == "ok" for c in cells)
+    assert not list((tmp_path / "run").rglob("model.safetensors"))  # no weights kept by default
+    dense = json.loads(next((tmp_path / "run" / "dense").glob("*.json")).read_text())
+    # the cell (pruned and evaluated in memory) equals `calibprune prune` on the stored calibration set
+    from calibprune.config import PruneConfig, RunnerOptions, SparsityTarget
+    from calibprune.pipeline import CalibrationRequest, PerplexityRequest, run_prune
+
+    cell = next(c for c in cells if c["attrs"]["sparsity"] == 0.6 and c["attrs"]["seed"] == 1)
+    config = PruneConfig("wanda", SparsityTarget.unstructured(0.6), runner=RunnerOptions(activation_store="memory"))
+    request = CalibrationRequest(source=str(tmp_path / "run" / "calib" / cell["calib_key"]))
+    ppl = PerplexityRequest([str(text_corpus)], seqlen=32, max_windows=4)
+    report = run_prune(str(model_dir), config, request, tmp_path / "direct", ppl=ppl, progress=False)
+    key = f"ppl/{text_corpus}"
+    assert cell["metrics"][key] == pytest.approx(report["perplexity"]["pruned"][str(text_corpus)]["ppl"], rel=1e-9)
+    assert dense["metrics"][key] == pytest.approx(report["perplexity"]["dense"][str(text_corpus)]["ppl"], rel=1e-9)
+
+
+def test_failed_cell_is_recorded_and_retried(tmp_path, model_dir, text_corpus):
+    spec = tiny_spec(model_dir, text_corpus)
+    # windows of 200 tokens exceed the tiny model's 128 positions (the worker refuses them):
+    # that strategy's calibration stages fail, its cells record why, the others go on
+    spec["calibration"]["strategies"].append({"name": "long", "source": str(text_corpus), "seqlen": 200})
+    path = write_spec(tmp_path, spec)
+    result = run_sweep(path, tmp_path / "run")
+    assert result.executed["cell"] == 4 and len(result.failed) == 6  # 2 calib stages + their 4 cells
+    records = [json.loads(p.read_text()) for p in (tmp_path / "run" / "cells").glob("*.json")]
+    failed = [r for r in records if r["status"] == "failed"]
+    assert len(failed) == 4 and all("calib stage failed" in r["error"] for r in failed)
+    proc = run_cli("sweep", str(path), "--output", str(tmp_path / "run"))
+    assert proc.returncode == 1 and "long | wanda" in proc.stderr and "--retry-failed" in proc.stderr
+    again = run_sweep(path, tmp_path / "run", retry_failed=True)
+    assert again.executed["cell"] == 0 and again.executed["calib"] == 2  # rebuilt, failed again, cells marked
+
+
+def test_kill_9_then_resume_recomputes_only_cells_in_flight(tmp_path, model_dir, text_corpus):
+    spec = tiny_spec(model_dir, text_corpus, seeds=[0, 1, 2])
+    spec["pruning"][0]["sparsity"] = [0.2, 0.3, 0.4, 0.5]
+    path = write_spec(tmp_path, spec)
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "calibprune.cli", "sweep", str(path), "--output", str(run)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((run / "cells").glob("*.json"))) < 3:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p.stem: json.loads(p.read_text()) for p in (run / "cells").glob("*.json")}
+    assert 3 <= len(finished) < 12
+    assert all(r["status"] == "ok" and r["metrics"] for r in finished.values())  # nothing partial looks finished
+    result = run_sweep(path, run)
+    assert result.executed["cell"] == 12 - len(finished)
+    after = _metrics(run)
+    assert len(after) == 12 and all(after[k] == r["metrics"] for k, r in finished.items())
+    reference = run_sweep(path, tmp_path / "clean")
+    assert reference.executed["cell"] == 12 and _metrics(tmp_path / "clean") == after
+
+
+def test_local_workers_and_ray_give_the_same_metrics(tmp_path, model_dir, text_corpus):
+    pytest.importorskip("ray")
+    spec = write_spec(tmp_path, tiny_spec(model_dir, text_corpus))
+    run_sweep(spec, tmp_path / "local")
+    run_sweep(spec, tmp_path / "workers", workers=2)
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        result = run_sweep(spec, tmp_path / "ray", executor="ray")
+    finally:
+        ray.shutdown()
+    assert result.executed["cell"] == 4
+    local = _metrics(tmp_path / "local")
+    assert len(local) == 4
+    for other in ("workers", "ray"):
+        theirs = _metrics(tmp_path / other)
+        assert theirs.keys() == local.keys()
+        for key, metrics in local.items():
+            assert theirs[key] == pytest.approx(metrics, rel=1e-6)
