@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_cli
 
 from calibprune.errors import CalibpruneError
 from calibprune.experiments.aggregate import diffs, ranges, rows_of, summarize
 from calibprune.experiments.spec import parse_study
 from calibprune.experiments.sweep import run_sweep, shipped_studies
-
-from conftest import run_cli
 
 
 def tiny_spec(model_dir, corpus, **over) -> dict:
@@ -183,3 +182,105 @@ def test_local_workers_and_ray_give_the_same_metrics(tmp_path, model_dir, text_c
         assert theirs.keys() == local.keys()
         for key, metrics in local.items():
             assert theirs[key] == pytest.approx(metrics, rel=1e-6)
+
+
+# --- 5. aggregation and report on fixed fake cell files ----------------------------------
+
+# ppl/x of two strategies over three seeds at two settings (hand-chosen numbers)
+FAKE = {
+    ("wanda 50% unstructured", 0.5, "unstructured"): {"a": [10.0, 12.0, 14.0], "b": [11.0, 14.0, 16.0]},
+    ("wanda 2:4", 0.5, "2:4"): {"a": [20.0, 22.0, 27.0], "b": [30.0, 31.0, 35.0]},
+}
+
+
+def fake_run(tmp_path) -> Path:
+    from calibprune.experiments.store import RunStore
+    from calibprune.utils.io import write_json
+
+    store = RunStore(tmp_path / "fake")
+    n = 0
+    for (setting, sparsity, pattern), per in FAKE.items():
+        for calib, values in per.items():
+            for seed, value in enumerate(values):
+                attrs = {"model": "m", "calib": calib, "source": calib, "strategy": "sample", "nsamples": 8,
+                         "seqlen": 16, "setting": setting, "method": "wanda", "allocation": "uniform",
+                         "refine": "none", "sparsity": sparsity, "pattern": pattern, "seed": seed}  # fmt: skip
+                store.write_cell(f"k{n}", {"status": "ok", "attrs": attrs, "metrics": {"ppl/x": value}})
+                n += 1
+    store.write_cell("bad", {"status": "failed", "attrs": {}, "error": "boom"})
+    meta = {"study": "fake", "claims": ["C1", "C3"], "seeds": [0, 1, 2],
+            "report": {"baseline": "b", "claims": {"C3": {"better": "a", "worse": ["b"]}}}}  # fmt: skip
+    write_json(store.root / "study.json", meta)
+    return store.root
+
+
+def test_aggregates_are_the_hand_computed_ones(tmp_path):
+    from calibprune.experiments.store import RunStore
+
+    rows = rows_of(RunStore(fake_run(tmp_path)).cells())
+    assert len(rows) == 12  # the failed cell contributes nothing
+    summary = {(r["setting"], r["calib"]): r for r in summarize(rows)}
+    a50 = summary[("wanda 50% unstructured", "a")]
+    assert (a50["mean"], a50["std"], a50["n"]) == (12.0, 2.0, 3)  # (10+12+14)/3; sqrt((4+0+4)/2)
+    b24 = summary[("wanda 2:4", "b")]
+    assert b24["mean"] == 32.0 and b24["std"] == pytest.approx(math.sqrt((4 + 1 + 9) / 2))
+    spread = {r["setting"]: r for r in ranges(summarize(rows))}
+    assert spread["wanda 50% unstructured"]["range"] == pytest.approx(41.0 / 3.0 - 12.0)
+    assert spread["wanda 2:4"]["range"] == pytest.approx(32.0 - 23.0)
+    assert spread["wanda 2:4"]["argmax"] == "b"
+    d = {r["setting"]: r for r in diffs(rows, "b")}
+    # a - b per seed at 50%: -1, -2, -2 -> mean -5/3, std sqrt(1/3), half width t(0.975, 2) * sqrt(1/3) / sqrt(3)
+    half = 4.302652729911275 * math.sqrt(1 / 3) / math.sqrt(3)
+    assert d["wanda 50% unstructured"]["mean"] == pytest.approx(-5 / 3)
+    assert d["wanda 50% unstructured"]["std"] == pytest.approx(math.sqrt(1 / 3))
+    assert d["wanda 50% unstructured"]["ci_low"] == pytest.approx(-5 / 3 - half)
+    assert d["wanda 50% unstructured"]["ci_high"] == pytest.approx(-5 / 3 + half)
+    # at 2:4: -10, -9, -8 -> mean -9, std 1
+    assert d["wanda 2:4"]["mean"] == pytest.approx(-9.0) and d["wanda 2:4"]["n"] == 3
+
+
+def test_report_writes_tables_plots_and_verdicts(tmp_path):
+    from calibprune.experiments.report import write_report
+
+    data = write_report(fake_run(tmp_path), tmp_path / "report")
+    out = tmp_path / "report"
+    with open(out / "diffs.csv") as f:
+        header = f.readline().strip().split(",")
+    assert {"mean", "ci_low", "ci_high", "n", "baseline"} <= set(header)
+    assert (out / "range_vs_setting.png").stat().st_size > 1000
+    verdicts = {c["claim"]: c for c in data["claims"]}
+    # lower ppl is better: a beats b at both settings with intervals above 0 -> C3 replicated
+    assert verdicts["C3"]["verdict"] == "replicated"
+    assert [e["mean"] for e in verdicts["C3"]["effects"]] == pytest.approx([5 / 3, 9.0])
+    # C1: no second unstructured sparsity, and only two of the three patterns -> no effect formed
+    assert (
+        verdicts["C1"]["verdict"] == "inconclusive"
+        and "studies/paper/sparsity-pattern.yaml" in verdicts["C1"]["reason"]
+    )
+    assert verdicts["C8"]["verdict"] == "inconclusive" and "does not address" in verdicts["C8"]["reason"]
+    text = (out / "report.md").read_text()
+    assert "### C3:" in text and "**Verdict: replicated**" in text and "![range_vs_setting.png]" in text
+    proc = run_cli("report", str(tmp_path / "fake"), "--output", str(tmp_path / "report2"))
+    assert proc.returncode == 0 and "C3: replicated" in proc.stdout
+
+
+# --- 6. shipped studies --------------------------------------------------------------------
+
+
+def test_shipped_studies_cover_every_experiment_at_both_scales():
+    rows = shipped_studies()
+    by_scale = {scale: {r["spec"].split("/")[-1] for r in rows if r["scale"] == scale} for scale in ("paper", "small")}
+    experiments = {"sparsity-pattern.yaml", "amount.yaml", "sources.yaml", "table2-main.yaml", "settings.yaml",
+                   "prefix.yaml", "filter.yaml", "mink.yaml"}  # fmt: skip
+    assert experiments <= by_scale["paper"] and experiments <= by_scale["small"]
+    claims = {c for r in rows if r["scale"] == "small" for c in r["claims"].split(",")}
+    assert claims == {f"C{i}" for i in range(1, 9)}
+    assert all(r["seeds"] >= 5 for r in rows if r["scale"] == "small")
+    assert all(r["seeds"] == 20 for r in rows if r["scale"] == "paper")
+
+
+def test_dry_run_lists_cells_and_cost_without_running(tmp_path):
+    proc = run_cli("sweep", "studies/small/settings.yaml", "--output", str(tmp_path / "run"), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "pending" in proc.stdout and "estimated" in proc.stdout
+    assert not (tmp_path / "run").exists()

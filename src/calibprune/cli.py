@@ -433,7 +433,7 @@ def studies(as_json: bool = typer.Option(False, "--json", help="Machine-readable
         return
     table = Table(title="shipped studies: calibprune sweep SPEC --output RUNDIR")
     for column in ("spec", "scale", "claims", "models", "cells", "seeds"):
-        table.add_column(column, justify="right" if column in ("cells", "seeds") else "left")
+        table.add_column(column, justify="right" if column in ("cells", "seeds") else "left", overflow="fold")
     for row in rows:
         table.add_row(*(str(row[c]) for c in ("spec", "scale", "claims", "models", "cells", "seeds")))
     out.print(table)

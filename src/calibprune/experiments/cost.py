@@ -57,7 +57,10 @@ def estimate(study, plan, status: dict[str, str], store) -> dict:
     if known:
         scale = sum(w for w, _ in known) / max(1e-9, sum(e for _, e in known))
     pending = [plan.cells[k] for k, s in status.items() if s != "done"]
-    calibs = {c.needs for c in pending if c.needs and not store.has_set("calib", c.needs)}
+    wanted = {c.needs for c in pending if c.needs}
+    if study.analyses:  # analysis steps read one set per strategy and model
+        wanted |= {k for per in plan.sets.values() for k in per.values()}
+    calibs = {k for k in wanted if not store.has_set("calib", k)}
     pools = {
         plan.calibs[k].needs for k in calibs if plan.calibs[k].needs and not store.has_set("pool", plan.calibs[k].needs)
     }
