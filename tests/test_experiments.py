@@ -284,3 +284,29 @@ def test_dry_run_lists_cells_and_cost_without_running(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "pending" in proc.stdout and "estimated" in proc.stdout
     assert not (tmp_path / "run").exists()
+
+
+def test_claim_verdicts_from_hand_made_rows():
+    from calibprune.experiments.claims import evaluate_claims
+
+    rows = []
+    # C7: filtering 20 % lowers ppl by 2 on every seed vs none (interval above 0 after orientation);
+    # 40 % is between them. C6 is not claimed by this study -> inconclusive.
+    for seed, base in enumerate([30.0, 31.0, 33.0]):
+        for filter_top, value in ((0.0, base), (0.2, base - 2.0), (0.4, base - 1.0 + 0.1 * seed)):
+            attrs = {"model": "m", "calib": "syn", "source": "w", "strategy": "synthetic", "prefix_tokens": 1,
+                     "filter_top": filter_top, "setting": "wanda 60%", "seed": seed}  # fmt: skip
+            rows.append({**attrs, "metric": "ppl/x", "value": value})
+    meta = {"claims": ["C7"], "seeds": [0, 1, 2], "report": {"primary_metric": "ppl/x"}}
+    verdicts = {c["claim"]: c for c in evaluate_claims(meta, rows, None)}
+    c7 = verdicts["C7"]
+    assert [e["what"] for e in c7["effects"]] == ["filter 20% - no filter", "filter 20% - filter 40%"]
+    assert c7["effects"][0]["mean"] == pytest.approx(2.0) and c7["effects"][0]["ci_low"] == pytest.approx(2.0)
+    # 40 % vs 20 %: differences 1.0, 1.1, 1.2 -> mean 1.1 > 0 with a tight interval -> replicated
+    assert c7["effects"][1]["mean"] == pytest.approx(1.1)
+    assert c7["verdict"] == "replicated"
+    assert verdicts["C6"]["verdict"] == "inconclusive"
+    # the same data read as accuracy (higher is better) contradicts the claim
+    flipped = [{**r, "metric": "acc/x"} for r in rows]
+    meta["report"]["primary_metric"] = "acc/x"
+    assert {c["claim"]: c for c in evaluate_claims(meta, flipped, None)}["C7"]["verdict"] == "not replicated"
