@@ -56,6 +56,8 @@ def write_spec(tmp_path, spec, name="spec.yaml") -> Path:
         ({"seeds": {"range": [0]}}, "seeds.range: expected [start, stop]"),
         ({"evaluation": {"ppl": {"corpora": ["nope-corpus"]}}}, "evaluation.ppl"),
         ({"colour": 1}, "spec.colour: unknown key"),
+        ({"calibration": {"seqlen": 200, "strategies": [{"source": "wiki-en"}]}}, "exceeds the model's maximum"),
+        ({"pruning": [{"method": "wanda", "pattern": "2:48"}]}, "pruning setting 'wanda 2:48'"),
     ],
 )
 def test_spec_refuses_bad_input_with_key_path(model_dir, text_corpus, change, message):
@@ -119,17 +121,35 @@ def test_sweep_caches_by_content_and_resumes(tmp_path, model_dir, text_corpus):
     assert dense["metrics"][key] == pytest.approx(report["perplexity"]["dense"][str(text_corpus)]["ppl"], rel=1e-9)
 
 
+def test_keep_models_saves_loadable_pruned_weights(tmp_path, model_dir, text_corpus):
+    from transformers import AutoModelForCausalLM
+
+    spec = tiny_spec(model_dir, text_corpus, seeds=[0], keep_models=True)
+    spec["pruning"][0]["sparsity"] = 0.5
+    result = run_sweep(write_spec(tmp_path, spec), tmp_path / "run")
+    (key,) = result.plan.cells
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "models" / key)
+    weight = model.model.layers[0].mlp.down_proj.weight  # 64 inputs per row, 32 pruned
+    assert int((weight == 0).sum(dim=1).min()) == 32
+    assert (
+        json.loads((tmp_path / "run" / "models" / key / "prune_report.json").read_text())["config"]["method"] == "wanda"
+    )
+
+
 def test_failed_cell_is_recorded_and_retried(tmp_path, model_dir, text_corpus):
     spec = tiny_spec(model_dir, text_corpus)
-    # windows of 200 tokens exceed the tiny model's 128 positions (the worker refuses them):
-    # that strategy's calibration stages fail, its cells record why, the others go on
-    spec["calibration"]["strategies"].append({"name": "long", "source": str(text_corpus), "seqlen": 200})
+    # no ~60-byte paragraph holds a 100-token window: that strategy's calibration stages fail
+    # in the worker, its cells record why, the others go on
+    strategy = {"name": "long", "source": str(text_corpus), "seqlen": 100, "sampling": "document"}
+    spec["calibration"]["strategies"].append(strategy)
     path = write_spec(tmp_path, spec)
     result = run_sweep(path, tmp_path / "run")
     assert result.executed["cell"] == 4 and len(result.failed) == 6  # 2 calib stages + their 4 cells
     records = [json.loads(p.read_text()) for p in (tmp_path / "run" / "cells").glob("*.json")]
     failed = [r for r in records if r["status"] == "failed"]
-    assert len(failed) == 4 and all("calib stage failed" in r["error"] for r in failed)
+    assert len(failed) == 4 and all(
+        "calib stage failed" in r["error"] and "longer than 100" in r["error"] for r in failed
+    )
     proc = run_cli("sweep", str(path), "--output", str(tmp_path / "run"))
     assert proc.returncode == 1 and "long | wanda" in proc.stderr and "--retry-failed" in proc.stderr
     again = run_sweep(path, tmp_path / "run", retry_failed=True)

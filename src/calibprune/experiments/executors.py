@@ -97,7 +97,12 @@ class RayExecutor:
         while pending:
             ready, _ = self.ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                done(pending.pop(ref), self.ray.get(ref))
+                stage = pending.pop(ref)
+                try:
+                    outcome = self.ray.get(ref)
+                except Exception as exc:  # the task's node died more often than Ray retries it
+                    outcome = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": None, "wall_s": 0.0}
+                done(stage, outcome)
 
     def close(self) -> None:
         self.refs.clear()

@@ -85,10 +85,10 @@ def expand(entry: dict, keys: tuple[str, ...]) -> list[dict]:
     ]
 
 
-def _guard(path: str, build):
+def _guard(path: str, build, *args):
     """Run an engine constructor/check; re-raise its error with the spec's key path."""
     try:
-        return build()
+        return build(*args)
     except CalibpruneError as error:
         raise fail(path, str(error)) from None
     except TypeError as error:  # a wrong-typed value reached a dataclass
@@ -235,7 +235,43 @@ def parse_study(raw, path: str = "<spec>") -> Study:
         from ..models.loading import parse_dtype
 
         _guard("dtype", lambda: parse_dtype(study.dtype))
+    check_against_models(study)
     return study
+
+
+def check_against_models(study: Study) -> None:
+    """What only a model's config decides (window lengths, N:M widths), for every model whose
+    config is on this machine (a folder or a converted preset; hub models are checked by
+    their cells): the engine's own ``check_seqlen`` and ``validate`` on a weightless copy."""
+    from ..models.loading import load_config, meta_model
+    from ..models.presets import PRESETS
+    from ..pipeline import check_seqlen
+    from ..pruning.engine import validate
+
+    for i, model in enumerate(study.models):
+        if model in PRESETS:
+            if not PRESETS[model].ready():
+                continue
+            folder = str(PRESETS[model].folder)
+        elif Path(model).expanduser().is_dir():
+            folder = str(Path(model).expanduser())
+        else:
+            continue
+        config = load_config(folder)
+        for variant in study.calibrations:
+            where = f"calibration strategy {variant.label!r} with models[{i}] ({model})"
+            _guard(where, check_seqlen, variant.job.seqlen, config, "seqlen")
+        if study.evaluation.ppl:
+            ppl = study.evaluation.ppl
+            _guard(f"evaluation.ppl with models[{i}] ({model})", check_seqlen, ppl.seqlen, config, "seqlen")
+        skeleton = meta_model(config) if study.settings else None
+        for setting in study.settings:
+            _guard(
+                f"pruning setting {setting.label!r} with models[{i}] ({model})",
+                validate,
+                skeleton,
+                setting.config,
+            )
 
 
 def _string(value, path: str) -> str:

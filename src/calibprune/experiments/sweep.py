@@ -90,17 +90,23 @@ def run_sweep(
         return result
     store.root.mkdir(parents=True, exist_ok=True)
     store.clean_partial()
-    shutil.copyfile(study.path, store.root / "study.yaml")
+    if Path(study.path).resolve() != (store.root / "study.yaml").resolve():
+        shutil.copyfile(study.path, store.root / "study.yaml")
     write_json(store.root / "study.json", study_meta(study))
     todo = [k for k, s in result.status.items() if s == "pending" or (retry_failed and s == "failed")]
     progress = progress or Progress(enabled=False)
     runner = make_executor(executor, workers, address, study.resources, scratch=str(store.root / "work"))
     stage_time = [0.0]
     try:
-        _execute(study, plan, store, todo, runner, result, progress, stage_time)
+        _execute(study, plan, store, todo, runner, result, progress, stage_time, retry_failed)
     finally:
         runner.close()
     result.failed += [plan.cells[k].label for k, s in result.status.items() if s == "failed" and k not in todo]
+    result.failed += [
+        f"{d.label}: dense evaluation failed (see {store.dense_path(k)})"
+        for k, d in plan.denses.items()
+        if failed_dense(store, k) and not any(f.startswith(d.label + ":") for f in result.failed)
+    ]
     result.wall_s = time.perf_counter() - started
     result.stage_s = stage_time[0]
     result.overhead_s = max(0.0, result.wall_s - result.stage_s)
@@ -125,14 +131,14 @@ def study_meta(study: Study) -> dict:
     }
 
 
-def _execute(study, plan: Plan, store: RunStore, todo: list[str], runner, result: SweepResult, progress, stage_time):
+def _execute(study, plan: Plan, store: RunStore, todo, runner, result: SweepResult, progress, stage_time, retry: bool):
     cells = [plan.cells[k] for k in todo]
     set_keys = {c.needs for c in cells if c.needs}
     if study.analyses:
         set_keys |= {k for per in plan.sets.values() for k in per.values()}
     calibs = [plan.calibs[k] for k in sorted(set_keys) if not store.has_set("calib", k)]
     pools = [plan.pools[k] for k in sorted({c.needs for c in calibs if c.needs}) if not store.has_set("pool", k)]
-    denses = [s for k, s in plan.denses.items() if store.read_dense(k) is None or retry_failed_dense(store, k)]
+    denses = [s for k, s in plan.denses.items() if store.read_dense(k) is None or (retry and failed_dense(store, k))]
     progress.start(
         {"pool": len(pools), "calib": len(calibs), "dense": len(denses), "cell": len(cells)}, runner.parallelism
     )
@@ -181,6 +187,8 @@ def _execute(study, plan: Plan, store: RunStore, todo: list[str], runner, result
             _write_cell(store, stage, outcome, result)
             progress.update("cell", False, 0.0, stage.label)
         else:
+            if study.keep_models:  # weights need a filesystem the worker shares with the run folder
+                stage.payload["model_dir"] = str(store.root / "models" / stage.key)
             jobs.append((stage, given(stage, "calib")))
     runner.run(jobs, done)
     progress.finish()
@@ -190,7 +198,7 @@ def _execute(study, plan: Plan, store: RunStore, todo: list[str], runner, result
         result.executed["analysis"] += run_analyses(study, plan, store)
 
 
-def retry_failed_dense(store: RunStore, key: str) -> bool:
+def failed_dense(store: RunStore, key: str) -> bool:
     record = store.read_dense(key)
     return record is not None and record.get("status") != "ok"
 
