@@ -330,3 +330,38 @@ def test_claim_verdicts_from_hand_made_rows():
     flipped = [{**r, "metric": "acc/x"} for r in rows]
     meta["report"]["primary_metric"] = "acc/x"
     assert {c["claim"]: c for c in evaluate_claims(meta, flipped, None)}["C7"]["verdict"] == "not replicated"
+
+
+def test_shared_pool_analysis_steps_and_membership_verdict(tmp_path, model_dir, text_corpus):
+    from calibprune.calibration import CalibrationSet
+    from calibprune.experiments.report import write_report
+
+    generation = {"num_texts": 8, "max_new_tokens": 24, "batch_size": 8, "filter_top": 0.25, "temperature": 0.6}
+    spec = tiny_spec(model_dir, text_corpus, claims=["C8"], pruning=[], evaluation={})
+    spec["calibration"]["strategies"].append(
+        {"name": "syn", "source": str(text_corpus), "strategy": "synthetic", "pool": "shared", "generation": generation}
+    )
+    spec["analysis"] = [
+        {"kind": "similarity", "reference": str(text_corpus), "max_texts": 50},
+        {"kind": "membership", "max_texts": 8, "max_tokens": 16},
+    ]
+    spec["report"] = {"claims": {"C8": {"strategy": "syn"}}}
+    result = run_sweep(write_spec(tmp_path, spec), tmp_path / "run")
+    # one generated pool for both seeds; 2 seeds x 2 strategies of windows; 2 analysis steps
+    assert result.executed == {"pool": 1, "calib": 4, "dense": 0, "cell": 0, "analysis": 2}
+    syn = [
+        CalibrationSet.load(tmp_path / "run" / "calib" / k) for k in result.plan.sets[(str(model_dir), "syn")].values()
+    ]
+    assert syn[0].texts == syn[1].texts  # the same pool...
+    assert not syn[0].input_ids.equal(syn[1].input_ids)  # ...cut into other windows per seed
+    assert syn[0].manifest["strategy"] == "synthetic" and syn[0].manifest["pool_seed"] == 0
+    again = run_sweep(write_spec(tmp_path, spec), tmp_path / "run")
+    assert again.executed == {"pool": 0, "calib": 0, "dense": 0, "cell": 0, "analysis": 0}
+    data = write_report(tmp_path / "run", tmp_path / "report")
+    assert set(data["membership"]) == {"a", "syn"} and len(data["membership"]["a"]) == 4  # 4 windows of seed 0
+    c8 = {c["claim"]: c for c in data["claims"]}["C8"]
+    assert [e["what"] for e in c8["effects"]] == ["syn - a (mean Min-K%++)"]
+    assert c8["effects"][0]["ci_low"] < c8["effects"][0]["mean"] < c8["effects"][0]["ci_high"]
+    assert (tmp_path / "report" / "mink_distributions.png").exists() and (
+        tmp_path / "report" / "similarity.png"
+    ).exists()
