@@ -98,6 +98,14 @@ def test_sweep_caches_by_content_and_resumes(tmp_path, model_dir, text_corpus):
     assert first.executed == {"pool": 0, "calib": 2, "dense": 1, "cell": 4, "analysis": 0}
     again = run_sweep(spec, tmp_path / "run")
     assert again.executed == {"pool": 0, "calib": 0, "dense": 0, "cell": 0, "analysis": 0}
+    # --dry-run sees them done and nothing left to pay for
+    from calibprune.experiments.store import RunStore
+    from calibprune.experiments.sweep import dry_run_table
+
+    dry = run_sweep(spec, tmp_path / "run", dry_run=True)
+    listing = dry_run_table(dry, RunStore(tmp_path / "run"))
+    assert [status for _, status in listing["cells"]] == ["done"] * 4
+    assert listing["estimate"]["to_run"] == {"pool": 0, "calib": 0, "dense": 0, "cell": 0}
     # a new axis value computes only the new cells (and no calibration set or dense evaluation)
     grown = tiny_spec(model_dir, text_corpus)
     grown["pruning"][0]["sparsity"] = [0.3, 0.5, 0.6]
@@ -134,6 +142,26 @@ def test_keep_models_saves_loadable_pruned_weights(tmp_path, model_dir, text_cor
     assert (
         json.loads((tmp_path / "run" / "models" / key / "prune_report.json").read_text())["config"]["method"] == "wanda"
     )
+
+
+def test_progress_eta_charges_each_kind_its_mean_time():
+    import io
+
+    from calibprune.experiments.progress import Progress
+
+    progress = Progress(stream=io.StringIO())
+    progress.start({"calib": 2, "dense": 0, "cell": 4}, parallelism=1)
+    assert progress.eta_s() is None  # nothing measured yet
+    progress.update("calib", True, 1.0, "c0")
+    # the cells have no time of their own yet: they are charged the mean of all (1 s)
+    assert progress.eta_s() == pytest.approx(1.0 + 4 * 1.0)
+    progress.update("calib", True, 3.0, "c1")
+    progress.update("cell", True, 10.0, "x")
+    progress.update("cell", False, 20.0, "y")
+    assert progress.eta_s() == pytest.approx(2 * 15.0)
+    progress.parallel = 2
+    assert progress.eta_s() == pytest.approx(15.0)
+    assert "cells 1 done / 1 failed / 2 pending" in progress.line()
 
 
 def test_failed_cell_is_recorded_and_retried(tmp_path, model_dir, text_corpus):
