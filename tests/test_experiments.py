@@ -22,6 +22,17 @@ from calibprune.experiments.spec import parse_study
 from calibprune.experiments.sweep import run_sweep, shipped_studies
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine OpenMP spin-waits cost seconds."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny_spec(model_dir, corpus, **over) -> dict:
     spec = {
         "study": "tiny",
@@ -185,29 +196,29 @@ def test_failed_cell_is_recorded_and_retried(tmp_path, model_dir, text_corpus):
 
 
 def test_kill_9_then_resume_recomputes_only_cells_in_flight(tmp_path, model_dir, text_corpus):
-    spec = tiny_spec(model_dir, text_corpus, seeds=[0, 1, 2])
-    spec["pruning"][0]["sparsity"] = [0.2, 0.3, 0.4, 0.5]
+    spec = tiny_spec(model_dir, text_corpus, seeds=[0, 1])
+    spec["pruning"][0]["sparsity"] = [0.2, 0.3, 0.4]
     path = write_spec(tmp_path, spec)
     run = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "calibprune.cli", "sweep", str(path), "--output", str(run)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.time() + 120
-    while time.time() < deadline and len(list((run / "cells").glob("*.json"))) < 3:
+    while time.time() < deadline and len(list((run / "cells").glob("*.json"))) < 2:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     finished = {p.stem: json.loads(p.read_text()) for p in (run / "cells").glob("*.json")}
-    assert 3 <= len(finished) < 12
+    assert 2 <= len(finished) < 6
     assert all(r["status"] == "ok" and r["metrics"] for r in finished.values())  # nothing partial looks finished
     result = run_sweep(path, run)
-    assert result.executed["cell"] == 12 - len(finished)
+    assert result.executed["cell"] == 6 - len(finished)
     after = _metrics(run)
-    assert len(after) == 12 and all(after[k] == r["metrics"] for k, r in finished.items())
+    assert len(after) == 6 and all(after[k] == r["metrics"] for k, r in finished.items())
     reference = run_sweep(path, tmp_path / "clean")
-    assert reference.executed["cell"] == 12 and _metrics(tmp_path / "clean") == after
+    assert reference.executed["cell"] == 6 and _metrics(tmp_path / "clean") == after
 
 
 def test_local_workers_and_ray_give_the_same_metrics(tmp_path, model_dir, text_corpus):
