@@ -222,7 +222,6 @@ def test_kill_9_then_resume_recomputes_only_cells_in_flight(tmp_path, model_dir,
 
 
 def test_local_workers_and_ray_give_the_same_metrics(tmp_path, model_dir, text_corpus):
-    pytest.importorskip("ray")
     spec = write_spec(tmp_path, tiny_spec(model_dir, text_corpus))
     run_sweep(spec, tmp_path / "local")
     run_sweep(spec, tmp_path / "workers", workers=2)
