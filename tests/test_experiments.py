@@ -403,3 +403,27 @@ def test_shared_pool_analysis_steps_and_membership_verdict(tmp_path, model_dir, 
     assert (tmp_path / "report" / "mink_distributions.png").exists() and (
         tmp_path / "report" / "similarity.png"
     ).exists()
+
+
+def test_c1_spread_grows_with_sparsity_and_structure():
+    from calibprune.experiments.claims import evaluate_claims
+
+    # source b is worse than a by a gap that grows: 30 % 1, 50 % 2, 60 % 4; 4:8 3; 2:4 5 (+ small seed noise)
+    gaps = {("u30", 0.3, "unstructured"): 1.0, ("u50", 0.5, "unstructured"): 2.0, ("u60", 0.6, "unstructured"): 4.0,
+            ("48", 0.5, "4:8"): 3.0, ("24", 0.5, "2:4"): 5.0}  # fmt: skip
+    rows = []
+    for (setting, sparsity, pattern), gap in gaps.items():
+        for seed in range(5):
+            common = {"model": "m", "setting": setting, "sparsity": sparsity, "pattern": pattern, "seed": seed}
+            rows.append({**common, "calib": "a", "metric": "ppl/x", "value": 20.0 + 0.1 * seed})
+            rows.append({**common, "calib": "b", "metric": "ppl/x", "value": 20.0 + gap + 0.05 * (seed % 2)})
+    meta = {"claims": ["C1"], "seeds": list(range(5)), "report": {"primary_metric": "ppl/x"}}
+    c1 = {c["claim"]: c for c in evaluate_claims(meta, rows, None)}["C1"]
+    assert [e["what"] for e in c1["effects"]] == [
+        "range at 60% - range at 30% (unstructured)",
+        "range at 4:8 - range at 50% unstructured",
+        "range at 2:4 - range at 4:8",
+    ]
+    # point estimates from the seed means: a = 20.2; b = 20.02 + gap
+    assert [e["mean"] for e in c1["effects"]] == pytest.approx([3.0, 1.0, 2.0])
+    assert c1["verdict"] == "replicated"
