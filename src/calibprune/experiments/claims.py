@@ -288,6 +288,8 @@ def evaluate_claims(meta: dict, rows: list[dict], membership: dict[str, list[flo
                 effects = c8(membership, params)
         elif metric is None:
             missing = "no successful cells with the primary metric"
+        elif claim in ("C3", "C4", "C5") and not params:
+            missing = f"report.claims.{claim} names no strategies to compare"
         else:
             effects = CHECKS[claim](Evidence(rows, metric), params)
         state, reason = verdict(effects, missing)

@@ -180,7 +180,7 @@ def _markdown(data: dict, figures: dict[str, str]) -> str:
         )
         if claim["effects"]:
             out.append(_table(claim["effects"], ["what", "mean", "ci_low", "ci_high", "n"]))
-        if claim["figure"] in figures:
+        if claim["figure"] in figures and "does not address" not in claim["reason"]:
             out.append(f"![{claim['figure']}]({claim['figure']})\n")
     out.append("## Mean ± std over seeds\n")
     columns = ["model", "setting", "nsamples", "calib", "metric", "mean", "std", "n"]
