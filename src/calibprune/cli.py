@@ -442,6 +442,80 @@ def analyze_membership(
     out.print(f"-> {output}/membership.json, summary.csv, membership.png")
 
 
+@app.command()
+def studies(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+    """List the shipped study specs (paper and small scale), one per experiment of the paper."""
+    from .experiments.sweep import shipped_studies
+
+    rows = shipped_studies()
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="shipped studies: calibprune sweep SPEC --output RUNDIR")
+    for column in ("spec", "scale", "claims", "models", "cells", "seeds"):
+        table.add_column(column, justify="right" if column in ("cells", "seeds") else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*(str(row[c]) for c in ("spec", "scale", "claims", "models", "cells", "seeds")))
+    out.print(table)
+
+
+@app.command()
+def sweep(
+    spec: str = typer.Argument(..., help="Study spec (YAML); studies/<scale>/<name>.yaml finds a shipped one."),
+    output: str = typer.Option(..., "--output", "-o", help="Run folder; rerunning the same command resumes."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the cells, which are done, and the estimated cost."),
+    executor: str = typer.Option("local", help="local | ray"),
+    address: str | None = typer.Option(None, help="With --executor ray: a cluster to join (auto); default: local Ray."),
+    workers: int = typer.Option(1, help="With --executor local: parallel processes (CPU threads divided)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun the cells whose last run failed."),
+):
+    """Run a study: every cell of the grid, cached by content, resumable, on one machine or a Ray cluster."""
+    from .experiments.progress import Progress
+    from .experiments.store import RunStore
+    from .experiments.sweep import dry_run_table, run_sweep
+
+    _quiet_libraries()
+    result = run_sweep(
+        spec, output, executor, address, workers, retry_failed, dry_run, progress=Progress(enabled=not dry_run)
+    )
+    if dry_run:
+        listing = dry_run_table(result, RunStore(output))
+        table = Table(title=f"study {result.study.name}: {len(listing['cells'])} cells")
+        table.add_column("cell")
+        table.add_column("status")
+        for label, status in listing["cells"]:
+            table.add_row(label, status)
+        out.print(table)
+        est = listing["estimate"]
+        to_run = ", ".join(f"{v} {k}" for k, v in est["to_run"].items())
+        hours = est["total_s"] / 3600
+        out.print(f"to run: {to_run}; estimated {est['total_s']:,.0f} s ({hours:.2f} h) on one worker")
+        return
+    counts = {s: sum(v == s for v in result.status.values()) for s in ("done", "failed", "pending")}
+    out.print(
+        f"[bold]study {result.study.name}[/bold]: {counts['done']} cells done, {counts['failed']} failed; "
+        f"ran {result.executed} in {result.wall_s:.1f} s -> {output}"
+    )
+    if result.failed:
+        typer.echo("failed:\n  " + "\n  ".join(result.failed), err=True)  # unwrapped: one line per cell
+        typer.echo("rerun them with --retry-failed", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    rundir: str = typer.Argument(..., help="Run folder of `calibprune sweep`."),
+    output: str = typer.Option(..., "--output", "-o", help="Folder for report.md, CSV tables and PNG plots."),
+):
+    """Aggregate a run folder: mean/std/n over seeds, ranges across sources, differences vs a baseline, claims."""
+    from .experiments.report import write_report
+
+    data = write_report(rundir, output)
+    for claim in data["claims"]:
+        out.print(f"{claim['claim']}: {claim['verdict']} ({claim['reason']})")
+    out.print(f"-> {output}/report.md, summary.csv, ranges.csv, diffs.csv, claims.csv, {len(data['figures'])} plots")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -120,26 +120,53 @@ def evaluate_perplexities(model, tokenizer, request: PerplexityRequest, progress
     }
 
 
+def evaluate_task_request(model, tokenizer, request: TaskRequest, progress: bool = True) -> dict:
+    """lm-eval tasks of ``request`` on the in-memory model."""
+    from .evaluation.harness import evaluate_tasks
+
+    return evaluate_tasks(
+        model,
+        tokenizer,
+        request.names,
+        limit=request.limit,
+        seed=request.seed,
+        mmlu_shots=request.mmlu_shots,
+        batch_size=request.batch_size,
+        progress=progress,
+    )
+
+
 def run_prune(
     model_name: str,
     config: PruneConfig,
     calib: CalibrationRequest,
-    output: str | Path,
+    output: str | Path | None,
     overwrite: bool = False,
     ppl: PerplexityRequest | None = None,
     dtype: str | None = None,
     progress: bool = True,
+    tasks: TaskRequest | None = None,
+    evaluate_dense: bool = True,
 ) -> dict:
-    """``calibprune prune``: returns the report that is also written to ``output``."""
+    """``calibprune prune``: returns the report that is also written to ``output``.
+
+    ``output=None`` keeps the pruned model in memory only (a study evaluates it and
+    keeps the report); ``tasks`` evaluates the pruned model on lm-eval tasks;
+    ``evaluate_dense=False`` skips the dense perplexity (a study caches it once per model).
+    """
     started = time.perf_counter()
     tracker = StageTracker()
     # 1. arguments alone
     calibrated = needs_calibration(config)  # also refuses unknown method / refinement names
     calib.check()
     ppl = ppl if ppl and ppl.corpora else None  # an empty request is no request
+    tasks = tasks if tasks and tasks.names else None
     if ppl:
         ppl.check()
-    check_output_dir(output, overwrite)
+    if tasks:
+        tasks.check()
+    if output is not None:
+        check_output_dir(output, overwrite)
     # 2. model config, a weightless copy, the tokenizer, the calibration windows
     with tracker.stage("plan"):
         resolved = resolve_model(model_name)
@@ -168,7 +195,7 @@ def run_prune(
     with tracker.stage("load"):
         model = load_model(resolved, dtype=dtype)
     result: dict = {}
-    if ppl:
+    if ppl and evaluate_dense:
         with tracker.stage("ppl_dense"):
             result["dense"] = evaluate_perplexities(model, tokenizer, ppl, progress)
     with tracker.stage("prune"):
@@ -176,6 +203,10 @@ def run_prune(
     if ppl:
         with tracker.stage("ppl_pruned"):
             result["pruned"] = evaluate_perplexities(model, tokenizer, ppl, progress)
+    task_results = None
+    if tasks:
+        with tracker.stage("tasks_pruned"):
+            task_results = evaluate_task_request(model, tokenizer, tasks, progress)
     report = {
         "command": "prune",
         "model": {
@@ -191,6 +222,12 @@ def run_prune(
         "perplexity": result or None,
         "environment": environment(),
     }
+    if task_results is not None:
+        report["tasks"] = task_results
+    if output is None:
+        report["stages"] = tracker.to_dict()
+        report["wall_s"] = round(time.perf_counter() - started, 3)
+        return report
     with atomic_directory(output, overwrite=overwrite) as tmp:
         with tracker.stage("save"):
             model.save_pretrained(tmp)
@@ -227,19 +264,8 @@ def run_eval(
         model = load_model(resolved, dtype=dtype)
     report: dict = {"command": "eval", "model": {"source": str(model_name), "resolved": resolved}}
     if tasks:
-        from .evaluation.harness import evaluate_tasks
-
         with tracker.stage("tasks"):
-            report["tasks"] = evaluate_tasks(
-                model,
-                tokenizer,
-                tasks.names,
-                limit=tasks.limit,
-                seed=tasks.seed,
-                mmlu_shots=tasks.mmlu_shots,
-                batch_size=tasks.batch_size,
-                progress=progress,
-            )
+            report["tasks"] = evaluate_task_request(model, tokenizer, tasks, progress)
     if ppl:
         with tracker.stage("perplexity"):
             report["perplexity"] = evaluate_perplexities(model, tokenizer, ppl, progress)
@@ -291,11 +317,23 @@ def generation_work_dir(output: str | Path) -> Path:
 
 
 def run_calib(
-    model_name: str, job: CalibJob, output: str | Path, overwrite: bool = False, progress: bool = True
+    model_name: str,
+    job: CalibJob,
+    output: str | Path | None,
+    overwrite: bool = False,
+    progress: bool = True,
+    work_dir: str | Path | None = None,
 ) -> CalibrationSet:
-    """``calibprune calib``: build a calibration set and save it as a folder."""
+    """``calibprune calib``: build a calibration set and save it as a folder.
+
+    ``output=None`` returns the set without saving it; ``work_dir`` is where a
+    self-generation keeps its finished batches (default: beside ``output``).
+    """
     job.check()
-    check_output_dir(output, overwrite)
+    if output is not None:
+        check_output_dir(output, overwrite)
+    if work_dir is None and output is not None:
+        work_dir = generation_work_dir(output)
     corpus = get_corpus(job.source, text_field=job.text_field)  # unknown names fail here, listing the known ones
     if hasattr(corpus, "check_available"):
         corpus.check_available()
@@ -319,7 +357,7 @@ def run_calib(
                 job.seqlen,
                 job.seed,
                 job.generation,
-                work_dir=generation_work_dir(output),
+                work_dir=work_dir,
                 overwrite=overwrite,
                 progress=progress,
                 windows=job.windows,
@@ -343,8 +381,10 @@ def run_calib(
             raise CalibpruneError(f"unknown calibration strategy {job.strategy!r}: use sample, synthetic or detect")
     calib.manifest["model"] = str(model_name)
     calib.manifest["environment"] = environment()
-    calib.save(output, overwrite=overwrite)
-    shutil.rmtree(generation_work_dir(output), ignore_errors=True)
+    if output is not None:
+        calib.save(output, overwrite=overwrite)
+    if work_dir is not None:
+        shutil.rmtree(work_dir, ignore_errors=True)
     return calib
 
 

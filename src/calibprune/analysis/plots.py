@@ -50,8 +50,8 @@ def heatmap(names: list[str], matrix: list[list[float]], title: str, path: Path)
 def violins(scores: dict[str, dict[str, list[float]]], kinds: tuple[str, ...], title: str, path: Path) -> Path:
     plt = _pyplot()
     names = list(scores)
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds), 4.5))
-    for ax, kind in zip(axes, kinds, strict=True):
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds), 4.5), squeeze=False)  # one kind: still a row
+    for ax, kind in zip(axes[0], kinds, strict=True):
         data = [[v for v in scores[n][kind] if v == v] for n in names]  # drop NaN
         ax.violinplot(data, showmedians=True)
         ax.set_xticks(range(1, len(names) + 1), [_short(n) for n in names], rotation=30, ha="right")

@@ -1,0 +1,58 @@
+"""A study's analysis steps over its own calibration sets (one set per strategy: the
+first seed's), with the same jobs as ``calibprune analyze``; outputs under RUNDIR/analysis/."""
+
+from __future__ import annotations
+
+from .plan import Plan, digest
+from .spec import Study
+from .store import RunStore
+
+
+def run_analyses(study: Study, plan: Plan, store: RunStore) -> int:
+    from ..analysis.jobs import run_membership, run_similarity
+
+    executed = 0
+    for model in study.models:
+        sets = {
+            label: str(store.set_path("calib", per[min(per)]))
+            for (m, label), per in plan.sets.items()
+            if m == model and store.has_set("calib", per[min(per)])
+        }
+        for step in study.analyses:
+            params = dict(step.params)
+            extra = list(params.pop("extra", []) or [])
+            key = digest({"analysis": step.kind, "model": model, "sets": sets, "extra": extra, "params": params})
+            folder = store.root / "analysis" / f"{step.kind}-{key}"
+            if folder.exists():
+                continue
+            names = list(sets.values()) + extra
+            if step.kind == "similarity":
+                run_similarity(
+                    names,
+                    params.get("reference"),
+                    folder,
+                    params.get("ngram", 3),
+                    params.get("unit", "word"),
+                    params.get("num_perm", 128),
+                    params.get("max_texts", 2000),
+                    params.get("seed", 0),
+                    params.get("lsh_threshold", 0.5),
+                    model if params.get("unit") == "token" else None,
+                )
+            else:
+                run_membership(
+                    model,
+                    names,
+                    folder,
+                    params.get("k", 0.2),
+                    params.get("max_texts", 200),
+                    params.get("max_tokens", 512),
+                    params.get("seed", 0),
+                    params.get("batch_size", 8),
+                    progress=False,
+                )
+            from ..utils.io import write_json
+
+            write_json(folder.parent / f"{folder.name}.labels.json", {v: k for k, v in sets.items()} | {"model": model})
+            executed += 1
+    return executed

@@ -1,0 +1,114 @@
+"""From a study to stages: every stage keyed by a hash of its fully resolved inputs.
+
+    pool   one generated text pool per (model, synthetic strategy, pool seed)   [pool: shared]
+    calib  one calibration set per (model, strategy, seed)
+    dense  one evaluation of the dense model per (model, evaluation block, dtype)
+    cell   one pruned-and-evaluated model per (model, calib, setting, evaluation, dtype)
+
+Keys hash the inputs together with the calibprune version, so a result is reused
+exactly when it would be recomputed identically, and changing one axis value leaves
+every other cell's key (and file) alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+
+from .. import __version__
+from ..pruning.engine import needs_calibration
+from .spec import CalibVariant, Setting, Study
+
+
+def digest(obj) -> str:
+    text = json.dumps({"calibprune": __version__, "inputs": obj}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Stage:
+    kind: str  # pool | calib | dense | cell
+    key: str
+    payload: dict  # what the worker function needs (picklable)
+    needs: str | None = None  # key of the stage whose result is this stage's input
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        a = self.attrs
+        if self.kind == "cell":
+            return f"{a['model']} | {a['calib']} | {a['setting']} | seed {a['seed']}"
+        return f"{self.kind} {' | '.join(str(v) for v in a.values())}"
+
+
+@dataclass
+class Plan:
+    pools: dict[str, Stage] = field(default_factory=dict)
+    calibs: dict[str, Stage] = field(default_factory=dict)
+    denses: dict[str, Stage] = field(default_factory=dict)
+    cells: dict[str, Stage] = field(default_factory=dict)
+    # (model, calib label) -> calib key per seed, for the analysis steps
+    sets: dict[tuple[str, str], dict[int, str]] = field(default_factory=dict)
+
+
+def calib_stage(study: Study, model: str, variant: CalibVariant, seed: int, plan: Plan) -> Stage:
+    job = replace(variant.job, seed=seed)
+    needs = None
+    if variant.pool == "shared":
+        pool_job = replace(variant.job, seed=variant.pool_seed)
+        needs = digest({"stage": "pool", "model": model, "job": asdict(pool_job)})
+        plan.pools.setdefault(
+            needs,
+            Stage("pool", needs, {"model": model, "job": pool_job}, attrs={"model": model, "calib": variant.label}),
+        )
+    key = digest({"stage": "calib", "model": model, "job": asdict(job), "pool": needs})
+    attrs = {"model": model, "calib": variant.label, "seed": seed}
+    return plan.calibs.setdefault(key, Stage("calib", key, {"model": model, "job": job}, needs, attrs))
+
+
+def make_plan(study: Study) -> Plan:
+    plan = Plan()
+    evaluation = study.evaluation.to_dict()
+    for model in study.models:
+        if study.settings:
+            key = digest({"stage": "dense", "model": model, "evaluation": evaluation, "dtype": study.dtype})
+            payload = {"model": model, "evaluation": study.evaluation, "dtype": study.dtype}
+            plan.denses[key] = Stage("dense", key, payload, attrs={"model": model})
+        for variant in study.calibrations:
+            for seed in study.seeds:
+                calib = calib_stage(study, model, variant, seed, plan) if _needs_sets(study) else None
+                if calib is not None:
+                    plan.sets.setdefault((model, variant.label), {})[seed] = calib.key
+                for setting in study.settings:
+                    add_cell(study, plan, model, variant, setting, seed, evaluation)
+    return plan
+
+
+def _needs_sets(study: Study) -> bool:
+    return bool(study.analyses) or any(needs_calibration(s.config) for s in study.settings)
+
+
+def add_cell(study: Study, plan: Plan, model: str, variant: CalibVariant, setting: Setting, seed: int, evaluation):
+    calibrated = needs_calibration(setting.config)
+    calib = calib_stage(study, model, variant, seed, plan) if calibrated else None
+    key = digest(
+        {
+            "stage": "cell",
+            "model": model,
+            "calib": calib.key if calib else None,
+            "prune": setting.config.to_dict(),
+            "evaluation": evaluation,
+            "dtype": study.dtype,
+        }
+    )
+    attrs = {"model": model, **variant.attrs(), **setting.attrs(), "seed": seed}
+    payload = {
+        "model": model,
+        "config": setting.config,
+        "evaluation": study.evaluation,
+        "dtype": study.dtype,
+        "keep_model": study.keep_models,
+        "dense_key": digest({"stage": "dense", "model": model, "evaluation": evaluation, "dtype": study.dtype}),
+    }
+    plan.cells[key] = Stage("cell", key, payload, calib.key if calib else None, attrs)

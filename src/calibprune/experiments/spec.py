@@ -1,0 +1,466 @@
+"""Study specs: a YAML file whose named axes multiply into cells.
+
+    models x calibration strategies x pruning settings x seeds  ->  cells
+
+A list where a scalar is expected (``sparsity: [0.3, 0.5]``, ``nsamples: [64, 128]``,
+``generation: {filter_top: [0, 0.1]}``) expands that entry into one variant per value.
+Everything is validated before any work: unknown keys and bad values are refused with
+their key path (``pruning[1].refine``) and the fix, and every pruning setting and
+calibration strategy is built into the engine's own objects (:class:`PruneConfig`,
+whose ``check_combination`` refuses impossible combinations; :class:`CalibJob`;
+:class:`PerplexityRequest`; :class:`TaskRequest`), so no rule is restated here.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..calibration import GenerationOptions
+from ..config import DSnoTOptions, OWLOptions, PruneConfig, RunnerOptions, SparseGPTOptions, SparsityTarget
+from ..errors import CalibpruneError
+from ..pipeline import CalibJob, PerplexityRequest, TaskRequest
+
+STRATEGIES = ("sample", "synthetic", "detect")
+ANALYSES = ("similarity", "membership")
+CLAIMS = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8")
+
+TOP_KEYS = {
+    "study", "description", "scale", "stands_in", "claims", "models", "seeds", "calibration", "pruning",
+    "evaluation", "analysis", "report", "resources", "keep_models", "dtype", "cost",
+}  # fmt: skip
+CALIB_KEYS = {"nsamples", "seqlen", "strategies"}
+STRATEGY_KEYS = {
+    "name", "source", "strategy", "nsamples", "seqlen", "sampling", "text_field", "generation", "detect", "pool",
+    "pool_seed",
+}  # fmt: skip
+DETECT_KEYS = {"keep_top", "k", "num_candidates"}
+SETTING_KEYS = {
+    "name", "method", "sparsity", "pattern", "allocation", "refine", "targets", "ignore", "owl", "dsnot",
+    "sparsegpt", "runner",
+}  # fmt: skip
+PPL_KEYS = {"corpora", "seqlen", "max_windows", "batch_size", "protocol", "split"}
+TASK_KEYS = {"names", "limit", "seed", "mmlu_shots", "batch_size"}
+ANALYSIS_KEYS = {
+    "similarity": {"kind", "reference", "ngram", "unit", "num_perm", "max_texts", "seed", "lsh_threshold", "extra"},
+    "membership": {"kind", "k", "max_texts", "max_tokens", "seed", "batch_size", "extra"},
+}
+REPORT_KEYS = {"baseline", "primary_metric", "claims"}
+RESOURCE_KEYS = {"num_cpus", "num_gpus", "memory"}
+# fields that a list expands into variants (everything else that takes a list is a list)
+EXPANDING = {
+    "strategy": ("source", "nsamples", "seqlen"),
+    "generation": ("prefix_tokens", "filter_top", "temperature"),
+    "detect": ("keep_top",),
+    "setting": ("method", "sparsity", "pattern", "allocation", "refine"),
+}
+
+
+def fail(path: str, message: str) -> CalibpruneError:
+    return CalibpruneError(f"{path}: {message}")
+
+
+def check_keys(value, allowed: set[str], path: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise fail(path, f"expected a mapping with keys among {', '.join(sorted(allowed))}, got {value!r}")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise fail(f"{path}.{unknown[0]}", f"unknown key: use one of {', '.join(sorted(allowed))}")
+    return value
+
+
+def expand(entry: dict, keys: tuple[str, ...]) -> list[dict]:
+    """One dict per combination of the list values of ``keys`` (in the order given)."""
+    axes = [(k, entry[k]) for k in keys if isinstance(entry.get(k), list)]
+    if not axes:
+        return [dict(entry)]
+    return [
+        {**entry, **dict(zip([k for k, _ in axes], combo, strict=True))}
+        for combo in itertools.product(*[values for _, values in axes])
+    ]
+
+
+def _guard(path: str, build, *args):
+    """Run an engine constructor/check; re-raise its error with the spec's key path."""
+    try:
+        return build(*args)
+    except CalibpruneError as error:
+        raise fail(path, str(error)) from None
+    except TypeError as error:  # a wrong-typed value reached a dataclass
+        raise fail(path, f"bad value ({error})") from None
+
+
+# --- resolved objects --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CalibVariant:
+    """One calibration strategy with every parameter fixed except the seed."""
+
+    label: str
+    job: CalibJob
+    pool: str = "per-seed"  # synthetic: "shared" = one generated pool per model, windows per seed
+    pool_seed: int = 0
+
+    @property
+    def strategy(self) -> str:
+        return self.job.strategy
+
+    def attrs(self) -> dict:
+        """What the report groups and plots by."""
+        job = self.job
+        out = {"calib": self.label, "source": job.source, "strategy": job.strategy, "nsamples": job.nsamples}
+        out["seqlen"] = job.seqlen
+        if job.strategy == "synthetic":
+            out |= {"prefix_tokens": job.generation.prefix_tokens, "filter_top": job.generation.filter_top}
+        if job.strategy == "detect":
+            out["keep_top"] = job.keep_top
+        return out
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "job": asdict(self.job), "pool": self.pool, "pool_seed": self.pool_seed}
+
+
+@dataclass(frozen=True)
+class Setting:
+    label: str
+    config: PruneConfig
+
+    def attrs(self) -> dict:
+        target = self.config.target
+        return {
+            "setting": self.label,
+            "method": self.config.method,
+            "allocation": self.config.allocation,
+            "refine": self.config.refine,
+            "sparsity": target.ratio,
+            "pattern": f"{target.n}:{target.m}" if target.is_nm else "unstructured",
+        }
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    ppl: PerplexityRequest | None
+    tasks: TaskRequest | None
+
+    def to_dict(self) -> dict:
+        return {"ppl": asdict(self.ppl) if self.ppl else None, "tasks": asdict(self.tasks) if self.tasks else None}
+
+
+@dataclass(frozen=True)
+class Analysis:
+    kind: str
+    params: dict
+
+
+@dataclass
+class Study:
+    name: str
+    path: str
+    raw: dict
+    models: list[str]
+    seeds: list[int]
+    calibrations: list[CalibVariant]
+    settings: list[Setting]
+    evaluation: Evaluation
+    analyses: list[Analysis] = field(default_factory=list)
+    report: dict = field(default_factory=dict)
+    resources: dict = field(default_factory=dict)
+    keep_models: bool = False
+    dtype: str | None = None
+    cost: dict = field(default_factory=dict)
+
+
+# --- parsing -----------------------------------------------------------------------------
+
+
+def load_study(path: str | Path) -> Study:
+    path = Path(path)
+    if not path.is_file():
+        raise CalibpruneError(
+            f"study spec {str(path)!r} does not exist: pass a YAML file (`calibprune studies` lists them)"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise CalibpruneError(f"{path}: not valid YAML ({error})") from None
+    return parse_study(raw, str(path))
+
+
+def parse_study(raw, path: str = "<spec>") -> Study:
+    raw = check_keys(raw, TOP_KEYS, "spec")
+    for key in ("study", "models", "seeds", "calibration", "evaluation"):
+        if key not in raw:
+            raise fail(key, "missing: every study names its models, seeds, calibration strategies and evaluation")
+    models = _models(raw["models"])
+    calib = check_keys(raw["calibration"], CALIB_KEYS, "calibration")
+    strategies = calib.get("strategies")
+    if not isinstance(strategies, list) or not strategies:
+        raise fail("calibration.strategies", "expected a non-empty list of strategies (e.g. - source: wiki-en)")
+    defaults = {k: calib[k] for k in ("nsamples", "seqlen") if k in calib}
+    calibrations = [v for i, s in enumerate(strategies) for v in _strategy(s, defaults, f"calibration.strategies[{i}]")]
+    _unique([c.label + repr(sorted(c.attrs().items())) for c in calibrations], "calibration.strategies")
+    pruning = raw.get("pruning") or []
+    if not isinstance(pruning, list):
+        raise fail("pruning", "expected a list of settings (e.g. - {method: wanda, sparsity: [0.5, 0.6]})")
+    settings = [s for i, entry in enumerate(pruning) for s in _settings(entry, f"pruning[{i}]")]
+    _unique([s.label for s in settings], "pruning")
+    analyses = _analyses(raw.get("analysis") or [])
+    if not settings and not analyses:
+        raise fail("pruning", "a study with no pruning settings must hold analysis steps")
+    study = Study(
+        name=_string(raw["study"], "study"),
+        path=path,
+        raw=raw,
+        models=models,
+        seeds=_seeds(raw["seeds"]),
+        calibrations=calibrations,
+        settings=settings,
+        evaluation=_evaluation(raw["evaluation"]),
+        analyses=analyses,
+        report=_report(raw.get("report"), calibrations),
+        resources=check_keys(raw.get("resources"), RESOURCE_KEYS, "resources"),
+        keep_models=bool(raw.get("keep_models", False)),
+        dtype=raw.get("dtype"),
+        cost=raw.get("cost") or {},
+    )
+    if settings and not (study.evaluation.ppl or study.evaluation.tasks):
+        raise fail("evaluation", "nothing to evaluate: give ppl.corpora and/or tasks.names")
+    if study.dtype is not None:
+        from ..models.loading import parse_dtype
+
+        _guard("dtype", lambda: parse_dtype(study.dtype))
+    check_against_models(study)
+    return study
+
+
+def check_against_models(study: Study) -> None:
+    """What only a model's config decides (window lengths, N:M widths), for every model whose
+    config is on this machine (a folder or a converted preset; hub models are checked by
+    their cells): the engine's own ``check_seqlen`` and ``validate`` on a weightless copy."""
+    from ..models.loading import load_config, meta_model
+    from ..models.presets import PRESETS
+    from ..pipeline import check_seqlen
+    from ..pruning.engine import validate
+
+    for i, model in enumerate(study.models):
+        if model in PRESETS:
+            if not PRESETS[model].ready():
+                continue
+            folder = str(PRESETS[model].folder)
+        elif Path(model).expanduser().is_dir():
+            folder = str(Path(model).expanduser())
+        else:
+            continue
+        config = load_config(folder)
+        for variant in study.calibrations:
+            where = f"calibration strategy {variant.label!r} with models[{i}] ({model})"
+            _guard(where, check_seqlen, variant.job.seqlen, config, "seqlen")
+        if study.evaluation.ppl:
+            ppl = study.evaluation.ppl
+            _guard(f"evaluation.ppl with models[{i}] ({model})", check_seqlen, ppl.seqlen, config, "seqlen")
+        skeleton = meta_model(config) if study.settings else None
+        for setting in study.settings:
+            _guard(
+                f"pruning setting {setting.label!r} with models[{i}] ({model})",
+                validate,
+                skeleton,
+                setting.config,
+            )
+
+
+def _string(value, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise fail(path, f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _unique(labels: list[str], path: str) -> None:
+    seen = set()
+    for label in labels:
+        if label in seen:
+            raise fail(path, f"{label.split('[')[0]!r} appears twice: give the entries distinct `name`s")
+        seen.add(label)
+
+
+def _models(value) -> list[str]:
+    from ..models.loading import resolve_model
+    from ..models.presets import PRESETS
+
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise fail("models", "expected a list of models (presets, folders or hub ids), e.g. [smollm2-135m]")
+    for i, name in enumerate(value):
+        name = _string(name, f"models[{i}]")
+        if name not in PRESETS:  # presets are converted on first use; anything else resolves cheaply
+            _guard(f"models[{i}]", lambda name=name: resolve_model(name))
+    return list(value)
+
+
+def _seeds(value) -> list[int]:
+    """``[0, 3, 7]``, ``{range: [0, 20]}`` (start, stop exclusive) or ``"0..19"`` (inclusive)."""
+    if isinstance(value, dict):
+        check_keys(value, {"range"}, "seeds")
+        bounds = value.get("range")
+        if not (isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, int) for b in bounds)):
+            raise fail("seeds.range", f"expected [start, stop] (stop exclusive), got {bounds!r}")
+        seeds = list(range(*bounds))
+    elif isinstance(value, str) and ".." in value:
+        start, _, stop = value.partition("..")
+        try:
+            seeds = list(range(int(start), int(stop) + 1))
+        except ValueError:
+            raise fail("seeds", f"{value!r} is not a range like '0..19'") from None
+    elif isinstance(value, list):
+        seeds = value
+    elif isinstance(value, int):
+        seeds = [value]
+    else:
+        raise fail("seeds", f"expected a list, {{range: [0, 20]}} or '0..19', got {value!r}")
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise fail("seeds", f"expected non-negative integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise fail("seeds", f"{seeds!r} repeats a seed")
+    return seeds
+
+
+def _strategy(entry, defaults: dict, path: str) -> list[CalibVariant]:
+    entry = check_keys(entry, STRATEGY_KEYS, path)
+    if "source" not in entry:
+        raise fail(f"{path}.source", "missing: name a corpus (calibprune corpora), hub source or local file")
+    strategy = entry.get("strategy", "sample")
+    if strategy not in STRATEGIES:
+        raise fail(f"{path}.strategy", f"{strategy!r} is unknown: use one of {', '.join(STRATEGIES)}")
+    generation = check_keys(entry.get("generation"), set(GenerationOptions.__dataclass_fields__), f"{path}.generation")
+    detect = check_keys(entry.get("detect"), DETECT_KEYS, f"{path}.detect")
+    if generation and strategy != "synthetic":
+        raise fail(f"{path}.generation", "applies to strategy: synthetic only")
+    if detect and strategy != "detect":
+        raise fail(f"{path}.detect", "applies to strategy: detect only")
+    pool = entry.get("pool", "per-seed")
+    if pool not in ("shared", "per-seed"):
+        raise fail(f"{path}.pool", f"{pool!r} is unknown: use shared (one generated pool per model) or per-seed")
+    if pool == "shared" and strategy != "synthetic":
+        raise fail(f"{path}.pool", "a shared pool applies to strategy: synthetic only")
+    from ..corpora import get_corpus
+
+    variants = []
+    for base in expand({**defaults, **entry}, EXPANDING["strategy"]):
+        for gen in expand(generation, EXPANDING["generation"]):
+            for det in expand(detect, EXPANDING["detect"]):
+                where = f"{path} (source={base['source']})"
+                _guard(f"{path}.source", lambda base=base: get_corpus(base["source"], base.get("text_field", "text")))
+                job = _guard(
+                    where,
+                    lambda base=base, gen=gen, det=det: CalibJob(
+                        source=base["source"],
+                        nsamples=base.get("nsamples", 128),
+                        seqlen=base.get("seqlen", 2048),
+                        sampling=base.get("sampling"),
+                        text_field=base.get("text_field", "text"),
+                        strategy=strategy,
+                        generation=GenerationOptions(**gen),
+                        keep_top=det.get("keep_top", 0.5),
+                        mink_k=det.get("k", 0.2),
+                        num_candidates=det.get("num_candidates"),
+                    ),
+                )
+                _guard(where, job.check)
+                label = entry.get("name") or (
+                    base["source"] if strategy == "sample" else f"{strategy}:{base['source']}"
+                )
+                variants.append(CalibVariant(label, job, pool, int(entry.get("pool_seed", 0))))
+    return variants
+
+
+def _settings(entry, path: str) -> list[Setting]:
+    entry = check_keys(entry, SETTING_KEYS, path)
+    if "method" not in entry:
+        raise fail(f"{path}.method", "missing: magnitude | wanda | sparsegpt")
+    out = []
+    for one in expand(entry, EXPANDING["setting"]):
+        where = f"{path} ({', '.join(f'{k}={one[k]}' for k in EXPANDING['setting'] if k in one)})"
+
+        def build(one=one):
+            from ..pruning.engine import needs_calibration
+
+            config = PruneConfig(
+                method=one["method"],
+                target=SparsityTarget.parse(one.get("sparsity"), one.get("pattern")),
+                targets=tuple(one.get("targets") or ()),
+                ignore=tuple(one.get("ignore") or ()),
+                allocation=one.get("allocation", "uniform"),
+                refine=one.get("refine", "none"),
+                owl=OWLOptions(**check_keys(one.get("owl"), set(OWLOptions.__dataclass_fields__), f"{path}.owl")),
+                dsnot=DSnoTOptions(
+                    **_tuples(check_keys(one.get("dsnot"), set(DSnoTOptions.__dataclass_fields__), f"{path}.dsnot"))
+                ),
+                sparsegpt=SparseGPTOptions(
+                    **check_keys(one.get("sparsegpt"), set(SparseGPTOptions.__dataclass_fields__), f"{path}.sparsegpt")
+                ),
+                runner=RunnerOptions(
+                    **check_keys(one.get("runner"), set(RunnerOptions.__dataclass_fields__), f"{path}.runner")
+                ),
+            )
+            needs_calibration(config)  # refuses unknown method / refinement names
+            return config
+
+        config = _guard(where, build)
+        out.append(Setting(one.get("name") or config.describe(), config))
+    return out
+
+
+def _tuples(options: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+
+
+def _evaluation(value) -> Evaluation:
+    value = check_keys(value, {"ppl", "tasks"}, "evaluation")
+    ppl = tasks = None
+    if value.get("ppl"):
+        options = check_keys(value["ppl"], PPL_KEYS, "evaluation.ppl")
+        ppl = _guard("evaluation.ppl", lambda: PerplexityRequest(**{**options, "corpora": list(options["corpora"])}))
+        _guard("evaluation.ppl", ppl.check)
+    if value.get("tasks"):
+        options = check_keys(value["tasks"], TASK_KEYS, "evaluation.tasks")
+        tasks = _guard("evaluation.tasks", lambda: TaskRequest(**{**options, "names": list(options["names"])}))
+        _guard("evaluation.tasks", tasks.check)
+    return Evaluation(ppl, tasks)
+
+
+def _analyses(value) -> list[Analysis]:
+    if not isinstance(value, list):
+        raise fail("analysis", "expected a list of steps (- kind: similarity | membership)")
+    out = []
+    for i, step in enumerate(value):
+        kind = step.get("kind") if isinstance(step, dict) else None
+        if kind not in ANALYSES:
+            raise fail(f"analysis[{i}].kind", f"{kind!r} is unknown: use one of {', '.join(ANALYSES)}")
+        params = check_keys(step, ANALYSIS_KEYS[kind], f"analysis[{i}]")
+        out.append(Analysis(kind, {k: v for k, v in params.items() if k != "kind"}))
+    return out
+
+
+def _report(value, calibrations: list[CalibVariant]) -> dict:
+    value = check_keys(value, REPORT_KEYS, "report")
+    labels = {c.label for c in calibrations}
+    if value.get("baseline") is not None and value["baseline"] not in labels:
+        raise fail(
+            "report.baseline", f"{value['baseline']!r} is not a strategy of this study: use one of {sorted(labels)}"
+        )
+    claims = check_keys(value.get("claims"), set(CLAIMS), "report.claims")
+    for claim, params in claims.items():
+        for key in ("better", "worse", "strategy", "over"):
+            names = params.get(key) if isinstance(params, dict) else None
+            for name in [names] if isinstance(names, str) else names or []:
+                if name not in labels:
+                    raise fail(
+                        f"report.claims.{claim}.{key}", f"{name!r} is not a strategy: use one of {sorted(labels)}"
+                    )
+    return value

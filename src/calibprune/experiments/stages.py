@@ -1,0 +1,120 @@
+"""What a worker does for one stage: the same pipeline jobs the CLI runs, in memory.
+
+:func:`execute` never raises: an error becomes a result with ``ok: False``, its message
+and traceback, so one failing cell does not stop a sweep and (under Ray) an application
+error is not mistaken for a lost node and retried. Results travel back to the driver,
+which alone writes the run folder.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from dataclasses import replace
+
+
+def metrics_of(report: dict, which: str = "pruned") -> dict[str, float]:
+    """Flat metric names: ``ppl/<corpus>``, ``acc/<task>``, ``acc_norm/<task>``, ``acc/average``."""
+    out: dict[str, float] = {}
+    ppl = report.get("perplexity") or {}
+    ppl = ppl.get(which, ppl) if which in ppl else ppl
+    for corpus, result in ppl.items():
+        if isinstance(result, dict) and "ppl" in result:
+            out[f"ppl/{corpus}"] = result["ppl"]
+    tasks = report.get("tasks") or {}
+    for name, row in (tasks.get("tasks") or {}).items():
+        for metric in ("acc", "acc_norm"):
+            if row.get(metric) is not None:
+                out[f"{metric}/{name}"] = row[metric]
+    if (tasks.get("average") or {}).get("acc") is not None:
+        out["acc/average"] = tasks["average"]["acc"]
+    return out
+
+
+def _pool(payload: dict, given, scratch):
+    from ..pipeline import run_calib
+
+    return run_calib(payload["model"], payload["job"], None, progress=False, work_dir=scratch)
+
+
+def _calib(payload: dict, pool, scratch):
+    from ..pipeline import run_calib
+
+    if pool is None:
+        return run_calib(payload["model"], payload["job"], None, progress=False, work_dir=scratch)
+    # windows for this seed from the shared generated pool (the paper's one pool per model)
+    from ..calibration.sampling import set_from_pool
+    from ..models.loading import load_tokenizer, resolve_model
+
+    job = payload["job"]
+    tokenizer = load_tokenizer(resolve_model(payload["model"]))
+    manifest = {k: v for k, v in pool.manifest.items() if k not in ("seed", "sampling", "pool_tokens", "tokenizer")}
+    manifest["pool_seed"] = pool.manifest.get("seed")
+    calib = set_from_pool(
+        pool.texts, tokenizer, job.nsamples, job.seqlen, job.seed, "stream", "the {n} kept texts of the pool", manifest
+    )
+    return calib
+
+
+def _dense(payload: dict, given, scratch):
+    from ..pipeline import run_eval
+
+    evaluation = payload["evaluation"]
+    report = run_eval(payload["model"], evaluation.ppl, evaluation.tasks, dtype=payload["dtype"], progress=False)
+    return {"metrics": metrics_of(report), "stages": report["stages"]}
+
+
+def _cell(payload: dict, calibration, scratch):
+    from ..pipeline import CalibrationRequest, run_prune
+
+    evaluation = payload["evaluation"]
+    request = CalibrationRequest(source=calibration) if calibration is not None else CalibrationRequest()
+    report = run_prune(
+        payload["model"],
+        payload["config"],
+        request,
+        payload.get("model_dir") if payload["keep_model"] else None,
+        overwrite=True,
+        ppl=replace(evaluation.ppl) if evaluation.ppl else None,
+        tasks=evaluation.tasks,
+        evaluate_dense=False,
+        dtype=payload["dtype"],
+        progress=False,
+    )
+    return {
+        "metrics": metrics_of(report),
+        "summary": report["summary"],
+        "allocation": report.get("allocation"),
+        "calibration": {k: v for k, v in (report.get("calibration") or {}).items() if k != "environment"},
+        "stages": report["stages"],
+        "prune_wall_s": report["wall_s"],
+    }
+
+
+RUNNERS = {"pool": _pool, "calib": _calib, "dense": _dense, "cell": _cell}
+
+
+def execute(kind: str, payload: dict, given=None, scratch: str | None = None, threads: int | None = None) -> dict:
+    """Run one stage; ``given`` is the result of the stage it needs (a pool or calibration set)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    started = time.perf_counter()
+    try:
+        value = RUNNERS[kind](payload, given, scratch)
+        ok, error, trace = True, None, None
+    except Exception as exc:  # recorded in the stage's own result; the sweep goes on
+        value, ok, error, trace = None, False, f"{type(exc).__name__}: {exc}", traceback.format_exc()
+    return {
+        "ok": ok,
+        "value": value,
+        "error": error,
+        "traceback": trace,
+        "wall_s": round(time.perf_counter() - started, 3),
+        "host": socket.gethostname(),
+        "threads": torch.get_num_threads(),
+    }

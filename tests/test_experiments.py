@@ -1,0 +1,429 @@
+"""Studies: spec validation, content-hash caching, kill -9 safety, failures, executors,
+aggregation (hand-computed), report and claims, shipped specs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import run_cli
+
+from calibprune.errors import CalibpruneError
+from calibprune.experiments.aggregate import diffs, ranges, rows_of, summarize
+from calibprune.experiments.spec import parse_study
+from calibprune.experiments.sweep import run_sweep, shipped_studies
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine OpenMP spin-waits cost seconds."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_spec(model_dir, corpus, **over) -> dict:
+    spec = {
+        "study": "tiny",
+        "claims": ["C4"],
+        "models": [str(model_dir)],
+        "seeds": [0, 1],
+        "calibration": {"nsamples": 4, "seqlen": 16, "strategies": [{"name": "a", "source": str(corpus)}]},
+        "pruning": [{"method": "wanda", "sparsity": [0.3, 0.5], "runner": {"activation_store": "memory"}}],
+        "evaluation": {"ppl": {"corpora": [str(corpus)], "seqlen": 32, "max_windows": 4}},
+        "report": {"primary_metric": f"ppl/{corpus}"},
+    }
+    spec.update(over)
+    return spec
+
+
+def write_spec(tmp_path, spec, name="spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+# --- 1. validation ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"pruning": [{"method": "wanda", "sparsity": 0.5, "refin": "dsnot"}]}, "pruning[0].refin: unknown key"),
+        ({"pruning": [{"method": "sparsegpt", "sparsity": 0.5, "refine": "dsnot"}]}, "pruning[0] (method=sparsegpt"),
+        ({"pruning": [{"method": "wanda", "pattern": "2:4", "allocation": "owl"}]}, "OWL varies the sparsity"),
+        ({"pruning": [{"method": "wanda", "sparsity": 1.5}]}, "sparsity 1.5 is outside [0, 1)"),
+        ({"seeds": {"range": [0]}}, "seeds.range: expected [start, stop]"),
+        ({"evaluation": {"ppl": {"corpora": ["nope-corpus"]}}}, "evaluation.ppl"),
+        ({"colour": 1}, "spec.colour: unknown key"),
+        ({"calibration": {"seqlen": 200, "strategies": [{"source": "wiki-en"}]}}, "exceeds the model's maximum"),
+        ({"pruning": [{"method": "wanda", "pattern": "2:48"}]}, "pruning setting 'wanda 2:48'"),
+    ],
+)
+def test_spec_refuses_bad_input_with_key_path(model_dir, text_corpus, change, message):
+    with pytest.raises(CalibpruneError) as error:
+        parse_study(tiny_spec(model_dir, text_corpus, **change))
+    assert message in str(error.value)
+
+
+def test_spec_axes_expand_into_the_product(model_dir, text_corpus):
+    spec = tiny_spec(model_dir, text_corpus, seeds="0..2")
+    spec["pruning"].append({"method": "wanda", "pattern": ["2:4", "4:8"]})
+    study = parse_study(spec)
+    assert study.seeds == [0, 1, 2]
+    assert [s.label for s in study.settings] == [
+        "wanda 30% unstructured", "wanda 50% unstructured", "wanda 2:4", "wanda 4:8"
+    ]  # fmt: skip
+    from calibprune.experiments.plan import make_plan
+
+    plan = make_plan(study)
+    assert len(plan.cells) == 1 * 1 * 4 * 3 and len(plan.calibs) == 3 and len(plan.denses) == 1
+
+
+# --- 2-4. sweeps on a tiny random model ------------------------------------------------
+
+
+def _metrics(rundir) -> dict:
+    out = {}
+    for path in sorted((Path(rundir) / "cells").glob("*.json")):
+        record = json.loads(path.read_text())
+        out[path.stem] = record["metrics"]
+    return out
+
+
+def test_sweep_caches_by_content_and_resumes(tmp_path, model_dir, text_corpus):
+    spec = write_spec(tmp_path, tiny_spec(model_dir, text_corpus))
+    first = run_sweep(spec, tmp_path / "run")
+    # one calibration set per seed, shared by both settings; one dense evaluation
+    assert first.executed == {"pool": 0, "calib": 2, "dense": 1, "cell": 4, "analysis": 0}
+    again = run_sweep(spec, tmp_path / "run")
+    assert again.executed == {"pool": 0, "calib": 0, "dense": 0, "cell": 0, "analysis": 0}
+    # --dry-run sees them done and nothing left to pay for
+    from calibprune.experiments.store import RunStore
+    from calibprune.experiments.sweep import dry_run_table
+
+    dry = run_sweep(spec, tmp_path / "run", dry_run=True)
+    listing = dry_run_table(dry, RunStore(tmp_path / "run"))
+    assert [status for _, status in listing["cells"]] == ["done"] * 4
+    assert listing["estimate"]["to_run"] == {"pool": 0, "calib": 0, "dense": 0, "cell": 0}
+    # a new axis value computes only the new cells (and no calibration set or dense evaluation)
+    grown = tiny_spec(model_dir, text_corpus)
+    grown["pruning"][0]["sparsity"] = [0.3, 0.5, 0.6]
+    third = run_sweep(write_spec(tmp_path, grown, "grown.yaml"), tmp_path / "run")
+    assert third.executed == {"pool": 0, "calib": 0, "dense": 0, "cell": 2, "analysis": 0}
+    cells = [json.loads(p.read_text()) for p in (tmp_path / "run" / "cells").glob("*.json")]
+    assert len(cells) == 6 and all(c["status"] == "ok" for c in cells)
+    assert not list((tmp_path / "run").rglob("model.safetensors"))  # no weights kept by default
+    dense = json.loads(next((tmp_path / "run" / "dense").glob("*.json")).read_text())
+    # the cell (pruned and evaluated in memory) equals `calibprune prune` on the stored calibration set
+    from calibprune.config import PruneConfig, RunnerOptions, SparsityTarget
+    from calibprune.pipeline import CalibrationRequest, PerplexityRequest, run_prune
+
+    cell = next(c for c in cells if c["attrs"]["sparsity"] == 0.6 and c["attrs"]["seed"] == 1)
+    config = PruneConfig("wanda", SparsityTarget.unstructured(0.6), runner=RunnerOptions(activation_store="memory"))
+    request = CalibrationRequest(source=str(tmp_path / "run" / "calib" / cell["calib_key"]))
+    ppl = PerplexityRequest([str(text_corpus)], seqlen=32, max_windows=4)
+    report = run_prune(str(model_dir), config, request, tmp_path / "direct", ppl=ppl, progress=False)
+    key = f"ppl/{text_corpus}"
+    assert cell["metrics"][key] == pytest.approx(report["perplexity"]["pruned"][str(text_corpus)]["ppl"], rel=1e-9)
+    assert dense["metrics"][key] == pytest.approx(report["perplexity"]["dense"][str(text_corpus)]["ppl"], rel=1e-9)
+
+
+def test_keep_models_saves_loadable_pruned_weights(tmp_path, model_dir, text_corpus):
+    from transformers import AutoModelForCausalLM
+
+    spec = tiny_spec(model_dir, text_corpus, seeds=[0], keep_models=True)
+    spec["pruning"][0]["sparsity"] = 0.5
+    result = run_sweep(write_spec(tmp_path, spec), tmp_path / "run")
+    (key,) = result.plan.cells
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "models" / key)
+    weight = model.model.layers[0].mlp.down_proj.weight  # 64 inputs per row, 32 pruned
+    assert int((weight == 0).sum(dim=1).min()) == 32
+    assert (
+        json.loads((tmp_path / "run" / "models" / key / "prune_report.json").read_text())["config"]["method"] == "wanda"
+    )
+
+
+def test_progress_eta_charges_each_kind_its_mean_time():
+    import io
+
+    from calibprune.experiments.progress import Progress
+
+    progress = Progress(stream=io.StringIO())
+    progress.start({"calib": 2, "dense": 0, "cell": 4}, parallelism=1)
+    assert progress.eta_s() is None  # nothing measured yet
+    progress.update("calib", True, 1.0, "c0")
+    # the cells have no time of their own yet: they are charged the mean of all (1 s)
+    assert progress.eta_s() == pytest.approx(1.0 + 4 * 1.0)
+    progress.update("calib", True, 3.0, "c1")
+    progress.update("cell", True, 10.0, "x")
+    progress.update("cell", False, 20.0, "y")
+    assert progress.eta_s() == pytest.approx(2 * 15.0)
+    progress.parallel = 2
+    assert progress.eta_s() == pytest.approx(15.0)
+    assert "cells 1 done / 1 failed / 2 pending" in progress.line()
+
+
+def test_failed_cell_is_recorded_and_retried(tmp_path, model_dir, text_corpus):
+    spec = tiny_spec(model_dir, text_corpus)
+    # no ~60-byte paragraph holds a 100-token window: that strategy's calibration stages fail
+    # in the worker, its cells record why, the others go on
+    strategy = {"name": "long", "source": str(text_corpus), "seqlen": 100, "sampling": "document"}
+    spec["calibration"]["strategies"].append(strategy)
+    path = write_spec(tmp_path, spec)
+    result = run_sweep(path, tmp_path / "run")
+    assert result.executed["cell"] == 4 and len(result.failed) == 6  # 2 calib stages + their 4 cells
+    records = [json.loads(p.read_text()) for p in (tmp_path / "run" / "cells").glob("*.json")]
+    failed = [r for r in records if r["status"] == "failed"]
+    assert len(failed) == 4 and all(
+        "calib stage failed" in r["error"] and "longer than 100" in r["error"] for r in failed
+    )
+    proc = run_cli("sweep", str(path), "--output", str(tmp_path / "run"))
+    assert proc.returncode == 1 and "long | wanda" in proc.stderr and "--retry-failed" in proc.stderr
+    again = run_sweep(path, tmp_path / "run", retry_failed=True)
+    assert again.executed["cell"] == 0 and again.executed["calib"] == 2  # rebuilt, failed again, cells marked
+
+
+def test_kill_9_then_resume_recomputes_only_cells_in_flight(tmp_path, model_dir, text_corpus):
+    spec = tiny_spec(model_dir, text_corpus, seeds=[0, 1])
+    spec["pruning"][0]["sparsity"] = [0.2, 0.3, 0.4]
+    path = write_spec(tmp_path, spec)
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "calibprune.cli", "sweep", str(path), "--output", str(run)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((run / "cells").glob("*.json"))) < 2:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p.stem: json.loads(p.read_text()) for p in (run / "cells").glob("*.json")}
+    assert 2 <= len(finished) < 6
+    assert all(r["status"] == "ok" and r["metrics"] for r in finished.values())  # nothing partial looks finished
+    result = run_sweep(path, run)
+    assert result.executed["cell"] == 6 - len(finished)
+    after = _metrics(run)
+    assert len(after) == 6 and all(after[k] == r["metrics"] for k, r in finished.items())
+    reference = run_sweep(path, tmp_path / "clean")
+    assert reference.executed["cell"] == 6 and _metrics(tmp_path / "clean") == after
+
+
+def test_local_workers_and_ray_give_the_same_metrics(tmp_path, model_dir, text_corpus):
+    spec = write_spec(tmp_path, tiny_spec(model_dir, text_corpus))
+    run_sweep(spec, tmp_path / "local")
+    run_sweep(spec, tmp_path / "workers", workers=2)
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        result = run_sweep(spec, tmp_path / "ray", executor="ray")
+    finally:
+        ray.shutdown()
+    assert result.executed["cell"] == 4
+    local = _metrics(tmp_path / "local")
+    assert len(local) == 4
+    for other in ("workers", "ray"):
+        theirs = _metrics(tmp_path / other)
+        assert theirs.keys() == local.keys()
+        for key, metrics in local.items():
+            assert theirs[key] == pytest.approx(metrics, rel=1e-6)
+
+
+# --- 5. aggregation and report on fixed fake cell files ----------------------------------
+
+# ppl/x of two strategies over three seeds at two settings (hand-chosen numbers)
+FAKE = {
+    ("wanda 50% unstructured", 0.5, "unstructured"): {"a": [10.0, 12.0, 14.0], "b": [11.0, 14.0, 16.0]},
+    ("wanda 2:4", 0.5, "2:4"): {"a": [20.0, 22.0, 27.0], "b": [30.0, 31.0, 35.0]},
+}
+
+
+def fake_run(tmp_path) -> Path:
+    from calibprune.experiments.store import RunStore
+    from calibprune.utils.io import write_json
+
+    store = RunStore(tmp_path / "fake")
+    n = 0
+    for (setting, sparsity, pattern), per in FAKE.items():
+        for calib, values in per.items():
+            for seed, value in enumerate(values):
+                attrs = {"model": "m", "calib": calib, "source": calib, "strategy": "sample", "nsamples": 8,
+                         "seqlen": 16, "setting": setting, "method": "wanda", "allocation": "uniform",
+                         "refine": "none", "sparsity": sparsity, "pattern": pattern, "seed": seed}  # fmt: skip
+                store.write_cell(f"k{n}", {"status": "ok", "attrs": attrs, "metrics": {"ppl/x": value}})
+                n += 1
+    store.write_cell("bad", {"status": "failed", "attrs": {}, "error": "boom"})
+    meta = {"study": "fake", "claims": ["C1", "C3"], "seeds": [0, 1, 2],
+            "report": {"baseline": "b", "claims": {"C3": {"better": "a", "worse": ["b"]}}}}  # fmt: skip
+    write_json(store.root / "study.json", meta)
+    return store.root
+
+
+def test_aggregates_are_the_hand_computed_ones(tmp_path):
+    from calibprune.experiments.store import RunStore
+
+    rows = rows_of(RunStore(fake_run(tmp_path)).cells())
+    assert len(rows) == 12  # the failed cell contributes nothing
+    summary = {(r["setting"], r["calib"]): r for r in summarize(rows)}
+    a50 = summary[("wanda 50% unstructured", "a")]
+    assert (a50["mean"], a50["std"], a50["n"]) == (12.0, 2.0, 3)  # (10+12+14)/3; sqrt((4+0+4)/2)
+    b24 = summary[("wanda 2:4", "b")]
+    assert b24["mean"] == 32.0 and b24["std"] == pytest.approx(math.sqrt((4 + 1 + 9) / 2))
+    spread = {r["setting"]: r for r in ranges(summarize(rows))}
+    assert spread["wanda 50% unstructured"]["range"] == pytest.approx(41.0 / 3.0 - 12.0)
+    assert spread["wanda 2:4"]["range"] == pytest.approx(32.0 - 23.0)
+    assert spread["wanda 2:4"]["argmax"] == "b"
+    d = {r["setting"]: r for r in diffs(rows, "b")}
+    # a - b per seed at 50%: -1, -2, -2 -> mean -5/3, std sqrt(1/3), half width t(0.975, 2) * sqrt(1/3) / sqrt(3)
+    half = 4.302652729911275 * math.sqrt(1 / 3) / math.sqrt(3)
+    assert d["wanda 50% unstructured"]["mean"] == pytest.approx(-5 / 3)
+    assert d["wanda 50% unstructured"]["std"] == pytest.approx(math.sqrt(1 / 3))
+    assert d["wanda 50% unstructured"]["ci_low"] == pytest.approx(-5 / 3 - half)
+    assert d["wanda 50% unstructured"]["ci_high"] == pytest.approx(-5 / 3 + half)
+    # at 2:4: -10, -9, -8 -> mean -9, std 1
+    assert d["wanda 2:4"]["mean"] == pytest.approx(-9.0) and d["wanda 2:4"]["n"] == 3
+
+
+def test_report_writes_tables_plots_and_verdicts(tmp_path):
+    from calibprune.experiments.report import write_report
+
+    data = write_report(fake_run(tmp_path), tmp_path / "report")
+    out = tmp_path / "report"
+    with open(out / "diffs.csv") as f:
+        header = f.readline().strip().split(",")
+    assert {"mean", "ci_low", "ci_high", "n", "baseline"} <= set(header)
+    assert (out / "range_vs_setting.png").stat().st_size > 1000
+    verdicts = {c["claim"]: c for c in data["claims"]}
+    # lower ppl is better: a beats b at both settings with intervals above 0 -> C3 replicated
+    assert verdicts["C3"]["verdict"] == "replicated"
+    assert [e["mean"] for e in verdicts["C3"]["effects"]] == pytest.approx([5 / 3, 9.0])
+    # C1: no second unstructured sparsity, and only two of the three patterns -> no effect formed
+    assert (
+        verdicts["C1"]["verdict"] == "inconclusive"
+        and "studies/paper/sparsity-pattern.yaml" in verdicts["C1"]["reason"]
+    )
+    assert verdicts["C8"]["verdict"] == "inconclusive" and "does not address" in verdicts["C8"]["reason"]
+    text = (out / "report.md").read_text()
+    assert "### C3:" in text and "**Verdict: replicated**" in text and "![range_vs_setting.png]" in text
+    proc = run_cli("report", str(tmp_path / "fake"), "--output", str(tmp_path / "report2"))
+    assert proc.returncode == 0 and "C3: replicated" in proc.stdout
+
+
+# --- 6. shipped studies --------------------------------------------------------------------
+
+
+def test_shipped_studies_cover_every_experiment_at_both_scales():
+    rows = shipped_studies()
+    by_scale = {scale: {r["spec"].split("/")[-1] for r in rows if r["scale"] == scale} for scale in ("paper", "small")}
+    experiments = {"sparsity-pattern.yaml", "amount.yaml", "sources.yaml", "table2-main.yaml", "settings.yaml",
+                   "prefix.yaml", "filter.yaml", "mink.yaml"}  # fmt: skip
+    assert experiments <= by_scale["paper"] and experiments <= by_scale["small"]
+    claims = {c for r in rows if r["scale"] == "small" for c in r["claims"].split(",")}
+    assert claims == {f"C{i}" for i in range(1, 9)}
+    assert all(r["seeds"] >= 5 for r in rows if r["scale"] == "small")
+    assert all(r["seeds"] == 20 for r in rows if r["scale"] == "paper")
+
+
+def test_dry_run_lists_cells_and_cost_without_running(tmp_path):
+    proc = run_cli("sweep", "studies/small/settings.yaml", "--output", str(tmp_path / "run"), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "pending" in proc.stdout and "estimated" in proc.stdout
+    assert not (tmp_path / "run").exists()
+
+
+def test_claim_verdicts_from_hand_made_rows():
+    from calibprune.experiments.claims import evaluate_claims
+
+    rows = []
+    # C7: filtering 20 % lowers ppl by 2 on every seed vs none (interval above 0 after orientation);
+    # 40 % is between them. C6 is not claimed by this study -> inconclusive.
+    for seed, base in enumerate([30.0, 31.0, 33.0]):
+        for filter_top, value in ((0.0, base), (0.2, base - 2.0), (0.4, base - 1.0 + 0.1 * seed)):
+            attrs = {"model": "m", "calib": "syn", "source": "w", "strategy": "synthetic", "prefix_tokens": 1,
+                     "filter_top": filter_top, "setting": "wanda 60%", "seed": seed}  # fmt: skip
+            rows.append({**attrs, "metric": "ppl/x", "value": value})
+    meta = {"claims": ["C7"], "seeds": [0, 1, 2], "report": {"primary_metric": "ppl/x"}}
+    verdicts = {c["claim"]: c for c in evaluate_claims(meta, rows, None)}
+    c7 = verdicts["C7"]
+    assert [e["what"] for e in c7["effects"]] == ["filter 20% - no filter", "filter 20% - filter 40%"]
+    assert c7["effects"][0]["mean"] == pytest.approx(2.0) and c7["effects"][0]["ci_low"] == pytest.approx(2.0)
+    # 40 % vs 20 %: differences 1.0, 1.1, 1.2 -> mean 1.1 > 0 with a tight interval -> replicated
+    assert c7["effects"][1]["mean"] == pytest.approx(1.1)
+    assert c7["verdict"] == "replicated"
+    assert verdicts["C6"]["verdict"] == "inconclusive"
+    # the same data read as accuracy (higher is better) contradicts the claim
+    flipped = [{**r, "metric": "acc/x"} for r in rows]
+    meta["report"]["primary_metric"] = "acc/x"
+    assert {c["claim"]: c for c in evaluate_claims(meta, flipped, None)}["C7"]["verdict"] == "not replicated"
+
+
+def test_shared_pool_analysis_steps_and_membership_verdict(tmp_path, model_dir, text_corpus):
+    from calibprune.calibration import CalibrationSet
+    from calibprune.experiments.report import write_report
+
+    generation = {"num_texts": 8, "max_new_tokens": 24, "batch_size": 8, "filter_top": 0.25, "temperature": 0.6}
+    spec = tiny_spec(model_dir, text_corpus, claims=["C8"], pruning=[], evaluation={})
+    spec["calibration"]["strategies"].append(
+        {"name": "syn", "source": str(text_corpus), "strategy": "synthetic", "pool": "shared", "generation": generation}
+    )
+    spec["analysis"] = [
+        {"kind": "similarity", "reference": str(text_corpus), "max_texts": 50},
+        {"kind": "membership", "max_texts": 8, "max_tokens": 16},
+    ]
+    spec["report"] = {"claims": {"C8": {"strategy": "syn"}}}
+    result = run_sweep(write_spec(tmp_path, spec), tmp_path / "run")
+    # one generated pool for both seeds; 2 seeds x 2 strategies of windows; 2 analysis steps
+    assert result.executed == {"pool": 1, "calib": 4, "dense": 0, "cell": 0, "analysis": 2}
+    syn = [
+        CalibrationSet.load(tmp_path / "run" / "calib" / k) for k in result.plan.sets[(str(model_dir), "syn")].values()
+    ]
+    assert syn[0].texts == syn[1].texts  # the same pool...
+    assert not syn[0].input_ids.equal(syn[1].input_ids)  # ...cut into other windows per seed
+    assert syn[0].manifest["strategy"] == "synthetic" and syn[0].manifest["pool_seed"] == 0
+    again = run_sweep(write_spec(tmp_path, spec), tmp_path / "run")
+    assert again.executed == {"pool": 0, "calib": 0, "dense": 0, "cell": 0, "analysis": 0}
+    data = write_report(tmp_path / "run", tmp_path / "report")
+    assert set(data["membership"]) == {"a", "syn"} and len(data["membership"]["a"]) == 4  # 4 windows of seed 0
+    c8 = {c["claim"]: c for c in data["claims"]}["C8"]
+    assert [e["what"] for e in c8["effects"]] == ["syn - a (mean Min-K%++)"]
+    assert c8["effects"][0]["ci_low"] < c8["effects"][0]["mean"] < c8["effects"][0]["ci_high"]
+    assert (tmp_path / "report" / "mink_distributions.png").exists() and (
+        tmp_path / "report" / "similarity.png"
+    ).exists()
+
+
+def test_c1_spread_grows_with_sparsity_and_structure():
+    from calibprune.experiments.claims import evaluate_claims
+
+    # source b is worse than a by a gap that grows: 30 % 1, 50 % 2, 60 % 4; 4:8 3; 2:4 5 (+ small seed noise)
+    gaps = {("u30", 0.3, "unstructured"): 1.0, ("u50", 0.5, "unstructured"): 2.0, ("u60", 0.6, "unstructured"): 4.0,
+            ("48", 0.5, "4:8"): 3.0, ("24", 0.5, "2:4"): 5.0}  # fmt: skip
+    rows = []
+    for (setting, sparsity, pattern), gap in gaps.items():
+        for seed in range(5):
+            common = {"model": "m", "setting": setting, "sparsity": sparsity, "pattern": pattern, "seed": seed}
+            rows.append({**common, "calib": "a", "metric": "ppl/x", "value": 20.0 + 0.1 * seed})
+            rows.append({**common, "calib": "b", "metric": "ppl/x", "value": 20.0 + gap + 0.05 * (seed % 2)})
+    meta = {"claims": ["C1"], "seeds": list(range(5)), "report": {"primary_metric": "ppl/x"}}
+    c1 = {c["claim"]: c for c in evaluate_claims(meta, rows, None)}["C1"]
+    assert [e["what"] for e in c1["effects"]] == [
+        "range at 60% - range at 30% (unstructured)",
+        "range at 4:8 - range at 50% unstructured",
+        "range at 2:4 - range at 4:8",
+    ]
+    # point estimates from the seed means: a = 20.2; b = 20.02 + gap
+    assert [e["mean"] for e in c1["effects"]] == pytest.approx([3.0, 1.0, 2.0])
+    assert c1["verdict"] == "replicated"
