@@ -15,8 +15,11 @@ lm-eval's own HF backend.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import random
+import subprocess
 from collections import defaultdict
 
 import torch
@@ -194,18 +197,19 @@ def evaluate_tasks(
     if limit is not None:
         samples = {c["task"]: _seeded_subset(c["task"], _docs_in(c), limit, seed) for c in configs}
     lm = InMemoryLM(model, tokenizer, batch_size=batch_size, progress=progress)
-    raw = simple_evaluate(
-        model=lm,
-        tasks=configs + hub,
-        samples=samples,
-        limit=limit if hub else None,
-        log_samples=False,
-        random_seed=seed,
-        numpy_random_seed=seed,
-        torch_random_seed=seed,
-        fewshot_random_seed=seed,
-        verbosity="ERROR",
-    )
+    with _lm_eval_quietly(progress):
+        raw = simple_evaluate(
+            model=lm,
+            tasks=configs + hub,
+            samples=samples,
+            limit=limit if hub else None,
+            log_samples=False,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+            verbosity="ERROR",
+        )
     tasks = {}
     for name, group in offline.items():
         tasks[name] = _summarize([_metrics(raw, c["task"]) for c in group], group, name)
@@ -226,6 +230,38 @@ def evaluate_tasks(
         "mmlu_shots": mmlu_shots,
         "lm_eval_version": lm_eval.__version__,
     }
+
+
+def _git_hash_quietly() -> str | None:
+    """lm-eval's ``get_git_commit_hash`` without git's stderr ('fatal: not a git repository'
+    when run outside a repository, which is where users evaluate)."""
+    try:
+        done = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+@contextlib.contextmanager
+def _lm_eval_quietly(progress: bool):
+    """Silence what lm-eval prints on its own during ``simple_evaluate``: its git probe,
+    and (``progress=False``) its request-building progress bars. lm-eval offers no switch
+    for either, so its module-level names are swapped for the call and restored after."""
+    import lm_eval.api.model as lm_model
+    import lm_eval.api.task as lm_task
+    import lm_eval.evaluator as lm_evaluator
+
+    patches = [(lm_evaluator, "get_git_commit_hash", _git_hash_quietly)]
+    if not progress:
+        patches += [(module, "tqdm", functools.partial(tqdm, disable=True)) for module in (lm_task, lm_model)]
+    saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
+    for module, name, value in patches:
+        setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for module, name, value in saved:
+            setattr(module, name, value)
 
 
 def _metrics(raw: dict, task: str) -> dict:
