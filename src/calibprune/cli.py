@@ -173,7 +173,8 @@ def prune(
     _audit_prune(ctx, config, request, bool(ppl))
     ppl_request = PerplexityRequest(list(_split(ppl)), seqlen=ppl_seqlen, max_windows=ppl_max_windows)
     say = _notice(quiet)
-    say(config.target.explain())
+    if config.target.is_nm:
+        say(config.target.explain())
     _quiet_libraries()
     _on_interrupt(f"prune -> {output}: nothing written (the output appears only when complete)", quiet)
     report = run_prune(

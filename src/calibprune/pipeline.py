@@ -496,4 +496,4 @@ def prune(
     config = PruneConfig(method=method, target=SparsityTarget.parse(sparsity, pattern), **options)
     if isinstance(calibration, torch.Tensor):
         calibration = CalibrationSet(calibration, manifest={"source": "tensor"})
-    return prune_model(model, calibration, config, progress=progress)
+    return annotate_report(prune_model(model, calibration, config, progress=progress))

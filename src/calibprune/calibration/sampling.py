@@ -37,7 +37,7 @@ def windows_from_texts(
     """``[nsamples, seqlen]`` windows and the number of tokens they were drawn from."""
     check_sampling_args(nsamples, seqlen, mode)
     if not texts:
-        raise CalibpruneError(f"{what} hold no text to sample calibration windows from")
+        raise CalibpruneError(f"there is no text in {what} to sample calibration windows from")
     generator = torch.Generator().manual_seed(seed)
     if mode == "stream":
         return _stream_windows(texts, tokenizer, nsamples, seqlen, generator, what)
@@ -99,7 +99,8 @@ def _stream_windows(texts, tokenizer, nsamples, seqlen, generator, what):
     needed = nsamples * seqlen
     if ids.numel() < needed:
         raise CalibpruneError(
-            f"{what} hold {ids.numel():,} tokens, fewer than nsamples x seqlen = {nsamples} x {seqlen} = {needed:,}: "
+            f"there are only {ids.numel():,} tokens in {what}, fewer than nsamples x seqlen = "
+            f"{nsamples} x {seqlen} = {needed:,}: "
             "lower --nsamples or --seqlen, or use a larger source"
         )
     starts = torch.randint(0, ids.numel() - seqlen + 1, (nsamples,), generator=generator)
