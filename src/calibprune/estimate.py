@@ -8,7 +8,9 @@ measured on this machine, on this model, a moment before the work starts:
   Wanda 1.6, SparseGPT 2.4, + 0.8 for OWL's dense pass; magnitude reads no data), at
   the rate of one timed forward pass over a calibration window;
 * self-generation: texts of the first round x new tokens per text (an upper bound:
-  texts stop early at EOS), at the rate of a few timed decoding steps of one batch.
+  texts stop early at EOS), at the rate of a few timed decoding steps of one batch
+  (later steps attend over longer texts: the rate is optimistic there, pessimistic for
+  the fixed cost of each call).
 
 Estimates are rough (+-50 %: attention grows with the window, machines are shared);
 the progress bars then show the measured ETA.
@@ -67,33 +69,30 @@ def prune_passes(config) -> float:
     return passes
 
 
-def forward_rate(model, input_ids) -> float:
-    """Tokens/s of one forward pass over ``input_ids`` ([1, L]), after a short warm-up."""
+def forward_rate(model, input_ids, tries: int = 2) -> float:
+    """Tokens/s of a forward pass over ``input_ids`` ([1, L]): the fastest of ``tries``
+    after a short warm-up (on a shared machine, noise only ever adds time)."""
     import torch
 
     device = next(model.parameters()).device
     ids = input_ids.to(device)
-    with torch.no_grad():
-        model(input_ids=ids[:, :8], use_cache=False)  # first-call allocations
+
+    def timed(batch) -> float:
         started = time.perf_counter()
-        model(input_ids=ids, use_cache=False)
-    return ids.numel() / max(time.perf_counter() - started, 1e-6)
+        with torch.no_grad():
+            model(input_ids=batch, use_cache=False)
+        return time.perf_counter() - started
+
+    timed(ids[:, :8])  # first-call allocations
+    return ids.numel() / max(min(timed(ids) for _ in range(tries)), 1e-6)
 
 
 def generation_rate(
-    model,
-    batch_size: int,
-    start_id: int,
-    new_tokens: int,
-    sampling: dict | None = None,
-    steps: tuple[int, int] = (2, 10),
+    model, batch_size: int, start_id: int, sampling: dict | None = None, steps: int = 8, tries: int = 2
 ) -> float:
-    """New tokens/s when generating ``new_tokens`` per prompt for batches of ``batch_size``
-    with the run's ``sampling`` settings (``generate`` keyword arguments).
-
-    A ``generate`` call costs a fixed setup a plus b per step; both are measured from
-    short calls of ``steps`` tokens after a warm-up, and the rate is that of one batch:
-    batch_size * new_tokens / (a + b * new_tokens)."""
+    """New tokens/s of ``generate`` for a batch of ``batch_size`` one-token prompts with the
+    run's ``sampling`` settings: ``steps`` tokens, the fastest of ``tries``, after a warm-up.
+    The call's fixed setup is counted in, so this errs on the slow side."""
     import torch
 
     device = next(model.parameters()).device
@@ -113,8 +112,4 @@ def generation_rate(
         return time.perf_counter() - started
 
     timed(1)  # first-call allocations
-    # the fastest of three tries: on a shared machine noise only ever adds time
-    short, long = (min(timed(count) for _ in range(3)) for count in steps)
-    per_step = max((long - short) / (steps[1] - steps[0]), 1e-6)
-    setup = max(short - per_step * steps[0], 0.0)
-    return batch_size * new_tokens / (setup + per_step * new_tokens)
+    return batch_size * steps / max(min(timed(steps) for _ in range(tries)), 1e-6)

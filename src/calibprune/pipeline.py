@@ -398,7 +398,7 @@ def _announce_generation(model, tokenizer, job: CalibJob, output, overwrite: boo
         top_k=options.top_k,
         repetition_penalty=options.repetition_penalty,
     )
-    rate = generation_rate(model, options.batch_size, start, options.max_new_tokens, sampling)
+    rate = generation_rate(model, options.batch_size, start, sampling)
     rounds = "" if job.generation.num_texts else "; more rounds if texts stop early"
     what = (
         f"self-generation of {texts} texts x up to {options.max_new_tokens} new tokens "
