@@ -60,6 +60,12 @@ def test_messages_are_printed_literally(tmp_path):
         (["eval", "--tasks", "piqa", "--mmlu-shots", "0"], "--mmlu-shots has no effect unless --tasks includes mmlu"),
         (["calib", "--temperature", "0.7"], "--temperature has no effect without --synthetic"),
         (["calib", "--synthetic", "--keep-top", "0.3"], "--keep-top has no effect without --detect"),
+        (["calib", "--synthetic", "--sampling", "document"], "--sampling has no effect with --synthetic or --detect"),
+        (["calib", "--source", "kjv", "--text-field", "body"], "--text-field has no effect with the corpus 'kjv'"),
+        (
+            ["prune", "--sparsity", "0.5", "--text-field", "body"],
+            "--text-field has no effect with the corpus 'wiki-en'",
+        ),
         (
             ["analyze", "similarity", "--sets", "corpus:kjv", "--lsh-threshold", "0.3"],
             "--lsh-threshold has no effect without --reference",

@@ -196,6 +196,19 @@ def prune(
         _print_ppl_table(report["perplexity"])
 
 
+def _refuse_text_field(ctx: typer.Context, source) -> None:
+    """--text-field names a field of local .jsonl/.parquet/.arrow files; a registered corpus has none."""
+    from .corpora import CORPORA
+
+    if isinstance(source, str) and source in CORPORA:
+        _refuse_unused(
+            ctx,
+            ("text_field",),
+            False,
+            f"with the corpus {source!r}: it names the text field of local .jsonl/.parquet/.arrow files; drop it",
+        )
+
+
 def _audit_prune(ctx: typer.Context, config, request, with_ppl: bool) -> None:
     """prune: refuse options this run would not use (see the option-audit section)."""
     from .pruning.engine import needs_calibration
@@ -215,6 +228,7 @@ def _audit_prune(ctx: typer.Context, config, request, with_ppl: bool) -> None:
         f"when --calib is a calibration-set folder ({request.source} was sampled when it was built; its "
         "manifest.json records how): drop them, or pass the source itself to --calib",
     )
+    _refuse_text_field(ctx, request.source)
     owl = config.allocation == "owl"
     _refuse_unused(ctx, ("owl_m",), owl, "without --allocation owl: drop it or pass --allocation owl")
     _refuse_unused(
@@ -424,6 +438,14 @@ def calib(
         "filter_top",
     )
     _refuse_unused(ctx, generation_options, synthetic, "without --synthetic: drop them or pass --synthetic")
+    _refuse_unused(
+        ctx,
+        ("sampling",),
+        not (synthetic or detect),
+        "with --synthetic or --detect: their windows are cut by a fixed rule (self-generated texts: stream; "
+        "detected texts: the source's own rule); drop it",
+    )
+    _refuse_text_field(ctx, source)
     detect_options = ("keep_top", "mink_k", "num_candidates")
     _refuse_unused(ctx, detect_options, bool(detect), "without --detect: drop them or pass --detect mink++")
     job = CalibJob(

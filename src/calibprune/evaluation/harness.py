@@ -16,7 +16,6 @@ lm-eval's own HF backend.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import random
 import subprocess
@@ -67,6 +66,10 @@ class InMemoryLM(_template_lm()):
 
     def tok_decode(self, tokens, **kwargs) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        # lm-eval's tokenizing bar follows this flag only
+        return super().loglikelihood(requests, disable_tqdm=disable_tqdm or not self.progress)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
         results: list[tuple[float, bool] | None] = [None] * len(requests)
@@ -242,6 +245,11 @@ def _git_hash_quietly() -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
+def _silent_tqdm(*args, **kwargs):
+    """A disabled bar, whatever ``disable=`` the caller passes."""
+    return tqdm(*args, **{**kwargs, "disable": True})
+
+
 @contextlib.contextmanager
 def _lm_eval_quietly(progress: bool):
     """Silence what lm-eval prints on its own during ``simple_evaluate``: its git probe,
@@ -253,15 +261,22 @@ def _lm_eval_quietly(progress: bool):
 
     patches = [(lm_evaluator, "get_git_commit_hash", _git_hash_quietly)]
     if not progress:
-        patches += [(module, "tqdm", functools.partial(tqdm, disable=True)) for module in (lm_task, lm_model)]
+        patches += [(module, "tqdm", _silent_tqdm) for module in (lm_task, lm_model)]
     saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
     for module, name, value in patches:
         setattr(module, name, value)
+    import datasets
+
+    bars_were_on = datasets.is_progress_bar_enabled()
+    if not progress:
+        datasets.disable_progress_bars()  # lm-eval's dataset loading ("Generating test split")
     try:
         yield
     finally:
         for module, name, value in saved:
             setattr(module, name, value)
+        if not progress and bars_were_on:
+            datasets.enable_progress_bars()
 
 
 def _metrics(raw: dict, task: str) -> dict:
