@@ -53,7 +53,10 @@ def test_unstructured_row_scope_is_exact_per_row(ratio):
 def test_unstructured_matrix_scope_is_one_threshold():
     scores = torch.tensor([[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]])
     mask = unstructured_mask(scores, 0.5, "matrix")
-    assert mask.tolist() == [[True, True, True], [False, False, False]]  # not 50% per row
+    # Wanda's prune_magnitude: W_metric <= sort(flat)[int(6 * 0.5)] = 10, so 4 of 6, not 50% per row
+    assert mask.tolist() == [[True, True, True], [True, False, False]]
+    # and every tie at the threshold goes too: sort([1, 2, 2, 2])[int(4 * 0.25)] = 2
+    assert unstructured_mask(torch.tensor([[1.0, 2.0, 2.0, 2.0]]), 0.25, "matrix").all()
 
 
 def test_pruned_count_survives_float_rounding():
@@ -73,7 +76,8 @@ def test_wanda_and_magnitude_differ_when_activations_reverse_the_order():
     assert torch.allclose(wanda.scores(weight, stats), torch.tensor([[4.0, 6.0, 8.0, 8.0]]))
     wanda_mask = target_mask(wanda.scores(weight, stats), target, wanda.scope)
     magnitude_mask = target_mask(magnitude.scores(weight, None), target, magnitude.scope)
-    assert magnitude_mask.tolist() == [[False, False, True, True]]  # smallest |w|: 2 and 1
+    # the reference threshold: every |w| <= sorted(|w|)[int(4 * 0.5)] = 3 is pruned
+    assert magnitude_mask.tolist() == [[False, True, True, True]]
     assert wanda_mask.tolist() == [[True, True, False, False]]  # smallest |w|*||x||: 4 and 6
 
 

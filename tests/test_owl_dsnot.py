@@ -15,7 +15,7 @@ from calibprune.pipeline import prune
 from calibprune.pruning.allocation import measure_outlier_ratios, outlier_ratio, owl_nm, owl_sparsities
 from calibprune.pruning.dsnot import dsnot_refine
 from calibprune.pruning.masks import target_mask
-from calibprune.pruning.stats import StatisticsCollector
+from calibprune.pruning.stats import InputStatistics, StatisticsCollector
 
 # ----------------------------------------------------------------------------- OWL
 
@@ -36,9 +36,12 @@ def test_owl_block_sparsities_follow_the_formula_and_average_to_the_target():
 
 
 def test_owl_mixed_nm_gives_each_block_its_own_n():
-    # r' = [0, .2, .4, 1]; minus mean .4 -> [-.4, -.2, 0, .6] -> round -> [0, 0, 0, 1]
-    assert owl_nm([1.0, 2.0, 3.0, 6.0], 2, 4, 1.0) == [2, 2, 2, 1]
-    assert owl_nm([1.0, 6.0], 4, 8, 2.0) == [5, 3]  # [-1, 1] around N=4
+    # r' = [0, .2, .4, 1]; minus mean .4 -> [-.4, -.2, 0, .6] -> round -> [0, 0, 0, 1];
+    # the reference (prune_wanda_outlier_structure_special) turns a shift of exactly 1 into 2
+    assert owl_nm([1.0, 2.0, 3.0, 6.0], 4, 8, 1.0) == [4, 4, 4, 2]
+    assert owl_nm([1.0, 6.0], 4, 8, 2.0) == [5, 2]  # shifts [-1, 1 -> 2] around N=4
+    with pytest.raises(CalibpruneError, match="outside 1..3"):
+        owl_nm([1.0, 2.0, 3.0, 6.0], 2, 4, 1.0)  # N = 2 - 2 = 0
 
 
 def _inputs_of(model, layer, ids):
@@ -80,11 +83,11 @@ def test_owl_prunes_each_block_at_its_allocated_sparsity(method, calib_ids):
         index = int(name.split(".")[2])
         assert record["target_sparsity"] == pytest.approx(block_sparsity[index])
         rows, cols = record["shape"]
-        expected = (
-            pruned_count(rows * cols, block_sparsity[index])
-            if method == "magnitude"
-            else rows * pruned_count(cols, block_sparsity[index])
-        )
+        if method == "wanda":
+            expected = rows * pruned_count(cols, block_sparsity[index])
+        else:  # one threshold over the matrix (one 128-column SparseGPT block here): <= the int(n*s)-th smallest
+            assert cols <= 128
+            expected = int(rows * cols * block_sparsity[index]) + 1
         assert record["pruned"] == expected
 
 
@@ -114,25 +117,66 @@ def test_owl_mixed_nm_reports_and_respects_block_n(calib_ids):
 # ----------------------------------------------------------------------------- DSnoT
 
 
-def test_dsnot_hand_computed_swap():
+def test_dsnot_reference_unstructured_swaps_while_error_above_threshold_overshoot_included():
+    # row 0: D = W (u = 1), e = 2 + 1 = 3. Cycle 1: e > 0 regrows the largest priority (col 0),
+    # prunes the lowest-Wanda kept weight with D < 0 (col 2): e = 3 - 0.5 - 2 = 0.5.
+    # Cycle 2: |e| > 0.1, regrow col 1; the next prune candidate from the same end is col 3
+    # (D = 3 > 0): the reference takes it anyway (no sign rule), e = 0.5 + 3 - 1 = 2.5.
+    # row 1: |e| = 0.07 <= 0.1 from the start: frozen, untouched.
+    weight = torch.tensor([[2.0, 1.0, -0.5, 3.0], [0.05, 0.02, 1.0, 2.0]])
+    mask = torch.tensor([[True, True, False, False], [True, True, False, False]])
+    ones = torch.ones(4)
+    new, info = dsnot_refine(weight, mask, ones, ones, weight.abs(), weight.abs(), DSnoTOptions(cycles=2))
+    assert new.tolist() == [[False, False, True, True], [True, True, False, False]]
+    assert info["dsnot_swaps"] == 2 and info["dsnot_cycles"] == 2
+    assert info["dsnot_proxy_before"] == pytest.approx(3.07) and info["dsnot_proxy_after"] == pytest.approx(2.57)
+
+
+def test_dsnot_improve_takes_only_swaps_that_lower_the_error():
     weight = torch.tensor([[2.0, 1.0, -0.5, 3.0]])
-    mask = torch.tensor([[True, True, False, False]])  # e = 2 + 1 = 3
+    mask = torch.tensor([[True, True, False, False]])
     ones = torch.ones(4)
-    new, info = dsnot_refine(weight, mask, ones, ones, weight.abs())
-    # regrow col 0 (largest D/var > 0), prune col 2 (the only kept D < 0): e = 3 - 2 - 0.5 = 0.5;
-    # next: regrow col 1 would need another kept D < 0: none left, so the row stops.
+    new, info = dsnot_refine(weight, mask, ones, ones, weight.abs(), weight.abs(), DSnoTOptions(accept="improve"))
+    # cycle 1 as above (e = 0.5); cycle 2's prune candidate has D > 0: not a real candidate, the row stops
     assert new.tolist() == [[False, True, True, False]]
-    assert info["dsnot_swaps"] == 1
-    assert info["dsnot_proxy_before"] == pytest.approx(3.0) and info["dsnot_proxy_after"] == pytest.approx(0.5)
+    assert info["dsnot_swaps"] == 1 and info["dsnot_proxy_after"] == pytest.approx(0.5)
+    weight = torch.tensor([[5.0, 0.1, -9.0, 1.0]])  # swapping 0 for 2 gives 5.1 - 5 - 9 = -8.9: refused
+    new, info = dsnot_refine(weight, mask, ones, ones, weight.abs(), weight.abs(), DSnoTOptions(accept="improve"))
+    assert new.tolist() == mask.tolist() and info["dsnot_swaps"] == 0
 
 
-def test_dsnot_never_accepts_a_swap_that_grows_the_error():
-    weight = torch.tensor([[5.0, 0.1, -9.0, 1.0]])
-    mask = torch.tensor([[True, True, False, False]])  # e = 5.1; swapping 0 for 2 gives 5.1 - 5 - 9 = -8.9
-    ones = torch.ones(4)
-    new, info = dsnot_refine(weight, mask, ones, ones, weight.abs())
-    assert info["dsnot_proxy_after"] <= info["dsnot_proxy_before"]
-    assert new.sum() == 2
+def test_dsnot_reference_nm_sign_rule_freezes_the_row_and_marks_rejected_candidates():
+    # 2:4 on one row; initial score |W|: group 0 prunes cols 3, 0; group 1 prunes cols 5, 4.
+    # e = 1 + 0.5 + 2 - 0.2 = 3.3 (> 0). Regrow order (priority ascending): [5, 1, 2, 6, 7, 3, 0, 4].
+    # 1: regrow 4, prune 7 (lowest |W| kept in its group): e = 3.3 + 4 - 2 = 5.3, sign kept: swap
+    # 2: regrow 0, prune 2: e = 6.3. 3: regrow 3, prune 1: e = 2.8.
+    # 4: regrow 7 (priority 0, pruned by cycle 1), prune 6: e = 3.8. 5: regrow 6, group used up ->
+    #    lowest index, col 4: e = 0.8. 6: regrow 2, prune 0: e would be -0.2, the sign flips:
+    #    rejected and the row frozen. Every group still holds exactly 2 pruned.
+    weight = torch.tensor([[1.0, -3.0, 2.0, 0.5, 2.0, -0.2, 5.0, 4.0]])
+    ones = torch.ones(8)
+    initial = target_mask(weight.abs(), SparsityTarget.nm(2, 4))
+    assert initial.tolist() == [[True, False, False, True, True, True, False, False]]
+    new, info = dsnot_refine(weight, initial, ones, ones, weight.abs(), weight.abs(), nm_m=4)
+    assert new.tolist() == [[False, True, True, False, True, True, False, False]]
+    assert info["dsnot_swaps"] == 5 and info["dsnot_cycles"] == 6
+    assert info["dsnot_proxy_before"] == pytest.approx(3.3) and info["dsnot_proxy_after"] == pytest.approx(0.8)
+    improved, info = dsnot_refine(
+        weight, initial, ones, ones, weight.abs(), weight.abs(), DSnoTOptions(accept="improve"), nm_m=4
+    )
+    assert torch.equal(improved, initial) and info["dsnot_swaps"] == 0  # every swap would raise |e|
+
+
+def test_statistics_are_in_the_reference_per_sample_units():
+    x = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(0))  # 3 samples x 5 tokens
+    stats = InputStatistics(4, frozenset({"sq", "sum", "svar"}))
+    stats.update(x[:2])
+    stats.update(x[2:])
+    assert stats.samples == 3 and stats.n == 15
+    assert torch.allclose(stats.sum_per_sample, x.sum((0, 1)) / 3)  # layerwrapper's sum_metric_row
+    per_sample_var = x.var(dim=1, unbiased=False).mean(0)  # layerwrapper's running var, one sample per call
+    assert torch.allclose(stats.sample_variance, per_sample_var, atol=1e-6)
+    assert not torch.allclose(stats.sample_variance, x.reshape(-1, 4).var(0, unbiased=False), atol=1e-3)
 
 
 def _block_statistics(model, ids, index=0):
@@ -140,14 +184,14 @@ def _block_statistics(model, ids, index=0):
     for step in runner:
         if step.index == index:
             layers = block_layers(step.block, step.name)
-            collector = StatisticsCollector(frozenset({"sq", "sum"}))
+            collector = StatisticsCollector(frozenset({"sq", "sum", "svar"}))
             leader_of = step.observe(layers, collector)
             return layers, {name: collector.stats[leader_of[name]] for name in layers}
         step.advance()
 
 
 @pytest.mark.parametrize("target", [SparsityTarget.unstructured(0.6), SparsityTarget.nm(2, 4), SparsityTarget.nm(3, 8)])
-def test_dsnot_keeps_counts_and_nm_and_lowers_the_proxy_on_a_real_block(target):
+def test_dsnot_improve_keeps_counts_and_nm_and_lowers_the_proxy_on_a_real_block(target):
     model = tiny_model("llama")
     ids = torch.randint(0, 256, (8, 32), generator=torch.Generator().manual_seed(3))
     layers, stats = _block_statistics(model, ids)
@@ -159,18 +203,19 @@ def test_dsnot_keeps_counts_and_nm_and_lowers_the_proxy_on_a_real_block(target):
         mask, info = dsnot_refine(
             w,
             initial,
-            stats[name].mean,
-            stats[name].variance,
+            stats[name].sum_per_sample,
+            stats[name].sample_variance,
             importance,
-            DSnoTOptions(threshold=0.0),
+            importance,
+            DSnoTOptions(threshold=0.0, accept="improve"),
             nm_m=target.m if target.is_nm else None,
         )
         assert torch.equal(mask.sum(1), initial.sum(1)), name
         if target.is_nm:
             assert (mask.view(w.shape[0], -1, target.m).sum(-1) == target.n).all(), name
 
-        def proxy(m, w=w, mean=stats[name].mean):  # |sum of pruned w * mean x| per row
-            return float((w * mean * m).sum(1).abs().sum())
+        def proxy(m, w=w, u=stats[name].sum_per_sample):  # |sum of pruned w * u| per row
+            return float((w * u * m).sum(1).abs().sum())
 
         assert proxy(mask) == pytest.approx(info["dsnot_proxy_after"], rel=1e-4)
         assert proxy(mask) <= proxy(initial) + 1e-6
@@ -181,11 +226,12 @@ def test_dsnot_keeps_counts_and_nm_and_lowers_the_proxy_on_a_real_block(target):
 @pytest.mark.parametrize(
     "method, sparsity, pattern", [("wanda", 0.6, None), ("magnitude", None, "2:4"), ("wanda", None, "4:8")]
 )
-def test_dsnot_through_the_engine_skips_mlp_and_keeps_counts(method, sparsity, pattern, calib_ids):
+def test_dsnot_improve_through_the_engine_skips_mlp_and_keeps_counts(method, sparsity, pattern, calib_ids):
     model = tiny_model("llama")
     baseline = copy.deepcopy(model)
-    report = prune(model, calib_ids, method=method, sparsity=sparsity, pattern=pattern, refine="dsnot", progress=False)
-    prune(baseline, calib_ids, method=method, sparsity=sparsity, pattern=pattern, progress=False)
+    options = dict(method=method, sparsity=sparsity, pattern=pattern, progress=False)
+    report = prune(model, calib_ids, refine="dsnot", dsnot=DSnoTOptions(accept="improve"), **options)
+    prune(baseline, calib_ids, **options)
     changed = 0
     for name, record in report["layers"].items():
         refined, plain = (
@@ -203,6 +249,23 @@ def test_dsnot_through_the_engine_skips_mlp_and_keeps_counts(method, sparsity, p
         if pattern:
             assert record["nm_conformance"] == 1.0
     assert changed > 0
+
+
+def test_dsnot_makes_the_magnitude_mask_per_row_as_the_reference(calib_ids):
+    # prune_DSnoT sorts the initial method's score per output row, magnitude included (plain
+    # magnitude thresholds the whole matrix); with 0 cycles that initial mask is the result
+    model, plain = tiny_model("llama"), tiny_model("llama")
+    dense = {n: weight_matrix(m).clone() for n, m in all_block_layers(model).items()}
+    prune(
+        model, calib_ids, method="magnitude", sparsity=0.5, refine="dsnot", dsnot=DSnoTOptions(cycles=0), progress=False
+    )
+    prune(plain, calib_ids, method="magnitude", sparsity=0.5, progress=False)
+    for name, layer in all_block_layers(model).items():
+        expected = target_mask(dense[name].abs(), SparsityTarget.unstructured(0.5), "row")
+        assert torch.equal(weight_matrix(layer) == 0, expected), name
+    name = "model.layers.0.self_attn.q_proj"
+    per_matrix = weight_matrix(dict(plain.named_modules())[name]) == 0
+    assert not torch.equal(per_matrix.sum(1), per_matrix.sum(1)[:1].expand_as(per_matrix.sum(1)))
 
 
 # ----------------------------------------------------------------------------- refusals
@@ -268,7 +331,10 @@ def test_magnitude_with_dsnot_samples_calibration_through_the_pipeline(model_dir
     from calibprune.pipeline import CalibrationRequest, run_prune
 
     config = PruneConfig(
-        method="magnitude", target=SparsityTarget.nm(2, 4), refine="dsnot", dsnot=DSnoTOptions(skip=())
+        method="magnitude",
+        target=SparsityTarget.nm(2, 4),
+        refine="dsnot",
+        dsnot=DSnoTOptions(skip=(), accept="improve"),  # 32-wide layers: the reference rules need longer rows
     )
     report = run_prune(
         str(model_dir),

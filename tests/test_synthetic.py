@@ -7,7 +7,7 @@ import torch
 from conftest import tiny_model
 
 from calibprune.calibration import CalibrationSet, GenerationOptions, build_detected, build_synthetic
-from calibprune.calibration.filters import drop_top_fraction, keep_top_fraction
+from calibprune.calibration.filters import drop_above_percentile, keep_top_fraction
 from calibprune.config import PruneConfig, SparsityTarget
 from calibprune.corpora import get_corpus
 from calibprune.errors import CalibpruneError
@@ -19,15 +19,20 @@ OPTIONS = GenerationOptions(
 )
 
 
-def test_filter_drops_exactly_the_top_fraction_ties_and_nan():
-    assert drop_top_fraction([1, 5, 3, 5, 2], 0.4) == [True, False, True, False, True]
-    assert drop_top_fraction([5, 5, 5, 1], 0.5) == [False, False, True, True]  # ties: lower index dropped first
-    assert drop_top_fraction([float("nan"), 9, 1], 0.34) == [False, True, True]  # NaN counts as worst
-    assert drop_top_fraction([3, 1, 2], 0.0) == [True, True, True]
+def test_perplexity_filter_is_the_papers_percentile_rule():
+    # sample_ppl.py: keep ppl < np.percentile(ppl, 80) (linear interpolation)
+    # 13 texts: the 80th percentile lies between the 10th and 11th smallest -> 10 kept (not 13 - floor(2.6) = 11)
+    scores = [float(v) for v in [7, 3, 11, 1, 9, 13, 2, 5, 12, 4, 8, 6, 10]]
+    keep = drop_above_percentile(scores, 0.2)
+    assert sum(keep) == 10 and all(s <= 10 for s, k in zip(scores, keep, strict=True) if k)
+    assert drop_above_percentile([1, 2, 3, 4, 5], 0.2) == [True, True, True, True, False]  # t = 4.2
+    assert drop_above_percentile([5, 5, 5, 1], 0.5) == [False, False, False, True]  # t = 5: ties at t are dropped
+    assert drop_above_percentile([float("nan"), 9, 1, 3], 0.34) == [False, False, True, True]  # NaN always dropped
+    assert drop_above_percentile([3, 1, 2], 0.0) == [True, True, True]
     assert keep_top_fraction([0.1, 0.9, 0.5, float("nan")], 0.5) == [False, True, True, False]
     assert keep_top_fraction([1, 2, 3], 1.0) == [True, True, True]
     with pytest.raises(CalibpruneError, match=r"--filter-top 1.0 must be in \[0, 1\)"):
-        drop_top_fraction([1.0], 1.0)
+        drop_above_percentile([1.0], 1.0)
     with pytest.raises(CalibpruneError, match=r"--keep-top 0 must be in \(0, 1\]"):
         keep_top_fraction([1.0], 0)
 
@@ -39,7 +44,8 @@ def test_self_generation_keeps_prefixes_respects_length_and_records_parameters(t
     sources = {d.id: d.text for d in corpus.documents("calib")}
     assert len(calib.texts) == 10
     for record in calib.texts:
-        expected_prefix = [tokenizer.bos_token_id] + tokenize(tokenizer, sources[record["source_id"]])[:3]
+        # the byte tokenizer adds no BOS: prompts start with its document separator (EOS)
+        expected_prefix = [tokenizer.eos_token_id] + tokenize(tokenizer, sources[record["source_id"]])[:3]
         assert record["prefix_ids"] == expected_prefix
         assert record["text"].startswith(sources[record["source_id"]][:3])  # byte tokenizer: 3 tokens = 3 chars
         assert 0 <= record["generated_tokens"] <= 12
@@ -48,15 +54,16 @@ def test_self_generation_keeps_prefixes_respects_length_and_records_parameters(t
     assert params["top_p"] == 0.95 and params["top_k"] == 50 and params["repetition_penalty"] == 1.2
     kept = [t for t in calib.texts if t["keep"]]
     dropped = [t for t in calib.texts if not t["keep"]]
+    # 10 texts: the 80th percentile lies between the 8th and 9th smallest -> 2 dropped
     assert len(dropped) == 2 and calib.manifest["filter"]["dropped"] == 2
     assert min(t["perplexity"] for t in dropped) >= max(t["perplexity"] for t in kept)
     assert calib.input_ids.shape == (2, 16) and calib.manifest["strategy"] == "synthetic"
 
 
-def test_default_temperature_follows_the_paper_per_family():
-    assert GenerationOptions().resolve("llama", 64).temperature == 0.8
-    assert GenerationOptions().resolve("gemma3_text", 64).temperature == 0.6
-    resolved = GenerationOptions(filter_top=0.2).resolve("llama", 64)
+def test_default_temperature_is_the_official_codes_for_every_model():
+    assert GenerationOptions().temperature == 0.6  # generate_data.py; the paper's 0.8 is a study setting
+    resolved = GenerationOptions(filter_top=0.2).resolve(64)
+    assert resolved.temperature == 0.6
     assert resolved.num_texts is None and resolved.max_new_tokens == 62
     # first round: 1.25 x 8 / 0.8 = 12.5 window-long texts, in whole batches
     assert GenerationOptions(filter_top=0.2, batch_size=4).first_round(8) == 16
@@ -120,7 +127,7 @@ def test_rounds_resume_without_regenerating_logged_batches(tokenizer, text_corpu
     assert torch.equal(resumed.input_ids, reference.input_ids)
 
 
-def test_bos_only_prompts():
+def test_start_token_only_prompts():
     from conftest import byte_tokenizer
 
     from calibprune.calibration.synthetic import build_prompts
@@ -132,7 +139,7 @@ def test_bos_only_prompts():
         {"documents": lambda self, split: iter([type("D", (), {"id": "a", "text": "hello"})()] * 3), "name": "c"},
     )()
     prompts = build_prompts(corpus, tok, 2, 0, seed=0)
-    assert [p["prefix_ids"] for p in prompts] == [[tok.bos_token_id]] * 2
+    assert [p["prefix_ids"] for p in prompts] == [[tok.eos_token_id]] * 2  # no BOS added: the separator
 
 
 def test_interrupted_generation_resumes_to_the_same_set(tokenizer, text_corpus, tmp_path, monkeypatch):

@@ -117,6 +117,10 @@ def prune(
     sampling: str | None = typer.Option(
         None, help="stream | document (sources only).", show_default="the corpus's own rule"
     ),
+    windows: str = typer.Option(
+        "disjoint",
+        help="Stream windows: disjoint (no overlaps) | random (independent starts, published loaders); sources only.",
+    ),
     text_field: str = typer.Option("text", help="Text field/column of .jsonl/.parquet/.arrow sources."),
     targets: list[str] | None = typer.Option(None, help="Only prune layers matching these globs (comma-separated)."),
     ignore: list[str] | None = typer.Option(None, help="Never prune layers matching these globs."),
@@ -134,7 +138,13 @@ def prune(
     dsnot_skip: list[str] | None = typer.Option(
         None, help="Layers (globs inside a block) DSnoT leaves alone; 'none' for none.", show_default="mlp.*"
     ),
+    dsnot_accept: str = typer.Option(
+        "reference", help="DSnoT swaps taken: reference (the published rules) | improve (only those lowering |error|)."
+    ),
     blocksize: int = typer.Option(128, help="SparseGPT column block size."),
+    sparsegpt_mask: str = typer.Option(
+        "block", help="SparseGPT unstructured mask: block (one threshold per column block, reference) | row."
+    ),
     percdamp: float = typer.Option(0.01, help="SparseGPT damping, fraction of the mean Hessian diagonal."),
     ppl: list[str] | None = typer.Option(None, help="Also report dense and pruned perplexity on these corpora."),
     ppl_seqlen: int = typer.Option(2048, help="Perplexity window length."),
@@ -163,12 +173,19 @@ def prune(
             threshold=dsnot_threshold,
             var_power=dsnot_var_power,
             skip=() if skip == ("none",) else skip,
+            accept=dsnot_accept,
         ),
-        sparsegpt=SparseGPTOptions(blocksize=blocksize, percdamp=percdamp),
+        sparsegpt=SparseGPTOptions(blocksize=blocksize, percdamp=percdamp, mask_rule=sparsegpt_mask),
         runner=RunnerOptions(batch_size=batch_size, activation_store=activation_store),
     )
     request = CalibrationRequest(
-        source=calib, nsamples=nsamples, seqlen=seqlen, seed=seed, sampling=sampling, text_field=text_field
+        source=calib,
+        nsamples=nsamples,
+        seqlen=seqlen,
+        seed=seed,
+        sampling=sampling,
+        text_field=text_field,
+        windows=windows,
     )
     _audit_prune(ctx, config, request, bool(ppl))
     ppl_request = PerplexityRequest(list(_split(ppl)), seqlen=ppl_seqlen, max_windows=ppl_max_windows)
@@ -213,7 +230,7 @@ def _audit_prune(ctx: typer.Context, config, request, with_ppl: bool) -> None:
     """prune: refuse options this run would not use (see the option-audit section)."""
     from .pruning.engine import needs_calibration
 
-    calibration_options = ("calib", "nsamples", "seqlen", "seed", "sampling", "text_field", "batch_size")
+    calibration_options = ("calib", "nsamples", "seqlen", "seed", "sampling", "windows", "text_field", "batch_size")
     _refuse_unused(
         ctx,
         calibration_options + ("activation_store",),
@@ -223,7 +240,7 @@ def _audit_prune(ctx: typer.Context, config, request, with_ppl: bool) -> None:
     )
     _refuse_unused(
         ctx,
-        ("seed", "sampling", "text_field"),
+        ("seed", "sampling", "windows", "text_field"),
         not request.prebuilt,
         f"when --calib is a calibration-set folder ({request.source} was sampled when it was built; its "
         "manifest.json records how): drop them, or pass the source itself to --calib",
@@ -239,13 +256,13 @@ def _audit_prune(ctx: typer.Context, config, request, with_ppl: bool) -> None:
     )
     _refuse_unused(
         ctx,
-        ("dsnot_cycles", "dsnot_threshold", "dsnot_var_power", "dsnot_skip"),
+        ("dsnot_cycles", "dsnot_threshold", "dsnot_var_power", "dsnot_skip", "dsnot_accept"),
         config.refine == "dsnot",
         "without --refine dsnot: drop them or pass --refine dsnot",
     )
     _refuse_unused(
         ctx,
-        ("blocksize", "percdamp"),
+        ("blocksize", "percdamp", "sparsegpt_mask"),
         config.method == "sparsegpt",
         f"with --method {config.method}: they are SparseGPT's; drop them or pass --method sparsegpt",
     )
@@ -392,6 +409,9 @@ def calib(
     seqlen: int = typer.Option(2048, help="Tokens per window."),
     seed: int = typer.Option(0, help="Seed of sampling and generation."),
     sampling: str | None = typer.Option(None, help="stream | document (default: the source's own rule)."),
+    windows: str = typer.Option(
+        "disjoint", help="Stream windows: disjoint (no overlaps) | random (independent starts, published loaders)."
+    ),
     text_field: str = typer.Option("text", help="Text field/column of .jsonl/.parquet/.arrow sources."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Self-generate from prefixes of the source's texts."),
     prefix_tokens: int = typer.Option(1, help="Source tokens after BOS in each prompt (0 = BOS only; paper: 1)."),
@@ -455,6 +475,7 @@ def calib(
         seed=seed,
         sampling=sampling,
         text_field=text_field,
+        windows=windows,
         strategy="synthetic" if synthetic else "detect" if detect else "sample",
         generation=GenerationOptions(
             prefix_tokens=prefix_tokens,

@@ -104,13 +104,22 @@ def pruned_count(width: int, ratio: float) -> int:
     return int(math.floor(width * ratio + 1e-9))
 
 
+SPARSEGPT_MASK_RULES = ("block", "row")
+
+
 @dataclass(frozen=True)
 class SparseGPTOptions:
-    """Reference defaults of SparseGPT (Frantar & Alistarh, 2023)."""
+    """Reference defaults of SparseGPT (Frantar & Alistarh, 2023).
+
+    ``mask_rule`` for unstructured sparsity: ``block`` (the reference's adaptive mask:
+    one threshold over each [rows x blocksize] column block, so rows may differ in
+    sparsity) or ``row`` (this project's variant: exactly floor(cols * r) per row).
+    """
 
     blocksize: int = 128
     percdamp: float = 0.01
     max_damping_retries: int = 6
+    mask_rule: str = "block"
 
     def __post_init__(self):
         if self.blocksize <= 0:
@@ -120,6 +129,11 @@ class SparseGPTOptions:
         if not 0.0 < self.percdamp < 10.0:
             raise CalibpruneError(
                 f"SparseGPT damping {self.percdamp} must be a positive fraction of the mean Hessian diagonal, e.g. 0.01"
+            )
+        if self.mask_rule not in SPARSEGPT_MASK_RULES:
+            raise CalibpruneError(
+                f"SparseGPT mask rule {self.mask_rule!r} is unknown: use 'block' (one threshold per column block, "
+                "the reference, default) or 'row' (the same count in every row)"
             )
 
 
@@ -167,20 +181,27 @@ class OWLOptions:
             raise CalibpruneError(f"OWL N:M lambda={self.nm_lambda} must be >= 0 (default 1)")
 
 
+DSNOT_ACCEPT = ("reference", "improve")
+
+
 @dataclass(frozen=True)
 class DSnoTOptions:
     """DSnoT (Zhang et al., 2024) prune-and-regrow; reference defaults.
 
     ``cycles``: swap rounds per layer (50); ``threshold``: a row stops once its
-    reconstruction-error proxy |e| is at most this (0.1); ``var_power``: regrowing
-    priority is E[x]-weighted contribution / Var[x]^power (1); ``skip``: glob patterns
-    on names inside a block whose layers keep their initial mask (MLP sublayers).
+    reconstruction-error proxy |e| is at most this (0.1, in the reference's per-sample
+    units: sums over a sample's tokens); ``var_power``: regrowing priority is the
+    expected contribution / Var[x]^power (1); ``skip``: glob patterns on names inside a
+    block whose layers keep their initial mask (MLP sublayers); ``accept``: which swaps
+    are taken, ``reference`` (the published code's rules) or ``improve`` (this project's
+    variant: only swaps that lower |e|), see :mod:`calibprune.pruning.dsnot`.
     """
 
     cycles: int = 50
     threshold: float = 0.1
     var_power: float = 1.0
     skip: tuple[str, ...] = ("mlp.*",)
+    accept: str = "reference"
 
     def __post_init__(self):
         if self.cycles < 0:
@@ -189,6 +210,11 @@ class DSnoTOptions:
             raise CalibpruneError(f"DSnoT update threshold={self.threshold} must be >= 0 (default 0.1)")
         if not self.var_power >= 0:
             raise CalibpruneError(f"DSnoT variance power={self.var_power} must be >= 0 (default 1)")
+        if self.accept not in DSNOT_ACCEPT:
+            raise CalibpruneError(
+                f"DSnoT accept rule {self.accept!r} is unknown: use 'reference' (the published rules, default) "
+                "or 'improve' (only swaps that lower the error proxy)"
+            )
 
 
 ALLOCATIONS = ("uniform", "owl")
@@ -234,8 +260,9 @@ class PruneConfig:
             if not target.is_nm and owl.mixed_nm:
                 raise CalibpruneError("--owl-mixed-nm applies to N:M patterns only: pass --pattern N:M or drop it")
             if target.is_nm:
-                spread = math.ceil(owl.nm_lambda)
-                if target.n - spread < 1 or target.n + spread > target.m - 1:
+                spread = round(owl.nm_lambda)  # shifts are rounded values in [-lambda, lambda]
+                down = 2 if spread == 1 else spread  # the reference turns a shift of 1 into 2
+                if target.n - down < 1 or target.n + spread > target.m - 1:
                     raise CalibpruneError(
                         f"OWL N:M lambda={owl.nm_lambda} can move N={target.n} by up to {spread}, outside "
                         f"1..{target.m - 1} for {target.n}:{target.m}: lower --owl-nm-lambda or use a wider M"

@@ -65,6 +65,7 @@ class CalibrationRequest:
     seed: int = 0
     sampling: str | None = None
     text_field: str = "text"
+    windows: str = "disjoint"
 
     @property
     def prebuilt(self) -> bool:
@@ -85,7 +86,7 @@ class CalibrationRequest:
                 if value is not None and value < 1:
                     raise CalibpruneError(f"{flag} {value} must be >= 1")
         else:
-            check_sampling_args(self.window_count, self.window_length, self.sampling)
+            check_sampling_args(self.window_count, self.window_length, self.sampling, self.windows)
 
     def build(self, tokenizer) -> CalibrationSet:
         calibration = build_calibration(
@@ -96,6 +97,7 @@ class CalibrationRequest:
             self.seed,
             mode=self.sampling,
             text_field=self.text_field,
+            windows=self.windows,
         )
         if self.prebuilt:
             if not isinstance(self.source, CalibrationSet):
@@ -339,6 +341,7 @@ class CalibJob:
     seed: int = 0
     sampling: str | None = None
     text_field: str = "text"
+    windows: str = "disjoint"
     strategy: str = "sample"  # sample | synthetic | detect
     generation: GenerationOptions = field(default_factory=GenerationOptions)
     detector: str = "mink++"
@@ -347,7 +350,7 @@ class CalibJob:
     num_candidates: int | None = None
 
     def check(self) -> None:
-        check_sampling_args(self.nsamples, self.seqlen, self.sampling)
+        check_sampling_args(self.nsamples, self.seqlen, self.sampling, self.windows)
         if self.strategy == "detect":
             check_keep_top(self.keep_top)
             check_k(self.mink_k)
@@ -435,7 +438,9 @@ def run_calib(
     if job.strategy == "sample":
         from .calibration import sample_windows
 
-        calib = sample_windows(corpus, tokenizer, job.nsamples, job.seqlen, job.seed, mode=job.sampling)
+        calib = sample_windows(
+            corpus, tokenizer, job.nsamples, job.seqlen, job.seed, mode=job.sampling, windows=job.windows
+        )
     else:
         model = load_model(resolved)
         if job.strategy == "synthetic":
@@ -451,6 +456,7 @@ def run_calib(
                 work_dir=generation_work_dir(output),
                 overwrite=overwrite,
                 progress=progress,
+                windows=job.windows,
             )
         elif job.strategy == "detect":
             calib = build_detected(
@@ -465,6 +471,7 @@ def run_calib(
                 job.num_candidates,
                 job.detector,
                 progress=progress,
+                windows=job.windows,
             )
         else:
             raise CalibpruneError(f"unknown calibration strategy {job.strategy!r}: use sample, synthetic or detect")

@@ -79,7 +79,7 @@ def run_membership(
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict:
-    from ..models.loading import load_model, load_tokenizer, resolve_model
+    from ..models.loading import load_model, load_tokenizer, resolve_model, special_tokens_added
     from ..scoring.membership import check_k
 
     check_k(k)
@@ -91,6 +91,7 @@ def run_membership(
     report = {
         "model": model,
         "params": {"k": k, "max_texts": max_texts, "max_tokens": max_tokens, "seed": seed},
+        "special_tokens": special_tokens_added(tokenizer),
         "sets": {s.name: s.origin | {"texts": len(s.texts)} for s in sets},
         "summary": {name: {kind: summarize(values) for kind, values in per.items()} for name, per in scores.items()},
         "scores": scores,

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ..errors import CalibpruneError
-from ..models.loading import tokenize
+from ..models.loading import encode
 from ..scoring import score_text
 from .sets import TextSet
 
@@ -31,7 +31,9 @@ def membership_scores(
         raise CalibpruneError(f"--max-tokens {max_tokens} must be >= 2")
     scores = {}
     for s in sets:
-        ids = s.token_ids or [tokenize(tokenizer, t) for t in s.texts]
+        # whole texts encoded as the tokenizer does by default (BOS where it adds one), as
+        # mink-plus-plus ``run.py`` does; calibration windows are scored as they are
+        ids = s.token_ids or [encode(tokenizer, t) for t in s.texts]
         ids = [row[:max_tokens] for row in ids if len(row) >= 2]
         if not ids:
             raise CalibpruneError(f"set {s.name!r} has no text of at least 2 tokens to score")

@@ -11,8 +11,8 @@ from pathlib import Path
 from ..corpora import get_corpus
 from .calibset import MANIFEST, CalibrationSet
 from .detect import DETECTORS, build_detected
-from .filters import drop_top_fraction, keep_top_fraction
-from .sampling import MODES, check_sampling_args, sample_windows, windows_from_texts
+from .filters import drop_above_percentile, keep_top_fraction
+from .sampling import MODES, WINDOW_RULES, check_sampling_args, sample_windows, windows_from_texts
 from .synthetic import GenerationOptions, build_synthetic
 
 
@@ -28,6 +28,7 @@ def build_calibration(
     seed: int = 0,
     mode: str | None = None,
     text_field: str = "text",
+    windows: str = "disjoint",
 ) -> CalibrationSet:
     """The ``--calib`` interface: an in-memory set or a saved set folder is used as it
     is (after checking its tokenizer); a corpus name or local file is sampled on the
@@ -37,7 +38,8 @@ def build_calibration(
     elif is_calibration_folder(source):
         calib = CalibrationSet.load(source)
     else:
-        return sample_windows(get_corpus(source, text_field=text_field), tokenizer, nsamples, seqlen, seed, mode=mode)
+        corpus = get_corpus(source, text_field=text_field)
+        return sample_windows(corpus, tokenizer, nsamples, seqlen, seed, mode=mode, windows=windows)
     calib.check_tokenizer(tokenizer)
     return calib
 
@@ -45,13 +47,14 @@ def build_calibration(
 __all__ = [
     "DETECTORS",
     "MODES",
+    "WINDOW_RULES",
     "CalibrationSet",
     "GenerationOptions",
     "build_calibration",
     "build_detected",
     "build_synthetic",
     "check_sampling_args",
-    "drop_top_fraction",
+    "drop_above_percentile",
     "is_calibration_folder",
     "keep_top_fraction",
     "sample_windows",

@@ -14,7 +14,7 @@ import torch
 
 from ..corpora import Corpus
 from ..errors import CalibpruneError
-from ..models.loading import tokenize
+from ..models.loading import encode, special_tokens_added
 from ..scoring import score_text
 from ..scoring.membership import check_k
 from .calibset import CalibrationSet
@@ -36,6 +36,7 @@ def build_detected(
     num_candidates: int | None = None,
     method: str = "mink++",
     progress: bool = True,
+    windows: str = "disjoint",
 ) -> CalibrationSet:
     if method not in DETECTORS:
         raise CalibpruneError(f"unknown detector {method!r}: use one of {', '.join(DETECTORS)}")
@@ -47,7 +48,8 @@ def build_detected(
     docs = list(corpus.documents("calib"))
     order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed)).tolist()[:num_candidates]
     candidates = [docs[i] for i in order]
-    ids = [tokenize(tokenizer, d.text)[:seqlen] for d in candidates]
+    # encoded as the tokenizer does by default (BOS where it adds one), as mink-plus-plus ``run.py``
+    ids = [encode(tokenizer, d.text)[:seqlen] for d in candidates]
     scores = score_text(model, ids, ("mink++",), k=k, progress=progress)["mink++"]
     keep = keep_top_fraction(scores, keep_top)
     texts = [
@@ -59,6 +61,7 @@ def build_detected(
         "source": corpus.name,
         "strategy": "detect",
         "parameters": {"detector": method, "k": k, "keep_top": keep_top, "num_candidates": num_candidates},
+        "special_tokens": special_tokens_added(tokenizer),
         "model": getattr(model, "name_or_path", None),
         "filter": {
             "candidates": len(texts),
@@ -76,4 +79,5 @@ def build_detected(
         corpus.sampling,
         manifest=manifest,
         what=f"the {{n}} kept candidates of {corpus.name!r} (raise --num-candidates or --keep-top)",
+        windows=windows,
     )

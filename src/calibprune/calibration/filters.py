@@ -1,10 +1,13 @@
 """Keep/drop decisions on a pool of texts from one score per text.
 
-Both filters drop an exact count, floor(n * fraction), chosen by a deterministic rank:
-highest score first for :func:`drop_top_fraction` (perplexity filter), lowest first for
-:func:`keep_top_fraction` (detection keeps the highest Min-K%++); among equal scores
-the text with the lower index goes first; a NaN score (a text too short to score) is
-always dropped first.
+* :func:`drop_above_percentile` — the paper's perplexity filter (``sample_ppl.py``):
+  t = the (1 - fraction) percentile of the scores (linear interpolation, numpy's
+  default) and a text is kept iff its score < t; ``fraction = 0`` keeps everything.
+* :func:`keep_top_fraction` (detection keeps the highest Min-K%++) drops an exact
+  count, floor(n * (1 - keep)), lowest scores first; among equal scores the text with
+  the lower index goes first.
+
+A NaN score (a text too short to score) is always dropped.
 """
 
 from __future__ import annotations
@@ -30,14 +33,15 @@ def check_keep_top(fraction: float) -> None:
         raise CalibpruneError(f"--keep-top {fraction} must be in (0, 1]: the fraction of highest-scoring texts kept")
 
 
-def drop_top_fraction(scores: list[float], fraction: float) -> list[bool]:
-    """Keep flags: the floor(n * fraction) highest scores (NaN = highest) are dropped."""
+def drop_above_percentile(scores: list[float], fraction: float) -> list[bool]:
+    """Keep flags: score < the (1 - fraction) percentile of the scores (NaN: dropped)."""
     check_filter_top(fraction)
-    values = torch.tensor([math.inf if math.isnan(s) else s for s in scores], dtype=torch.float64)
-    if values.numel() == 0:
-        return []
-    dropped = lowest_mask(-values, pruned_count(values.numel(), fraction))
-    return (~dropped).tolist()
+    values = torch.tensor(scores, dtype=torch.float64)
+    finite = values[~values.isnan()]
+    if fraction == 0 or finite.numel() == 0:
+        return (~values.isnan()).tolist()
+    threshold = torch.quantile(finite, 1.0 - fraction, interpolation="linear")
+    return (values < threshold).tolist()  # NaN < t is False
 
 
 def keep_top_fraction(scores: list[float], keep: float) -> list[bool]:

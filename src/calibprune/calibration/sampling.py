@@ -1,8 +1,14 @@
 """Random token windows from texts, with the published loaders' two rules.
 
 * ``stream`` — join the texts (``"\\n\\n"`` between them), tokenize once and cut
-  ``nsamples`` windows of ``seqlen`` tokens at uniformly random offsets (the Wikipedia
-  loader of Wanda/SparseGPT, and the paper's synthetic-data loader).
+  ``nsamples`` windows of ``seqlen`` tokens from the stream (the Wikipedia loader of
+  Wanda/SparseGPT, and the paper's synthetic-data loader). Where the windows start:
+
+  - ``windows="disjoint"`` (default): a uniformly random placement of ``nsamples``
+    non-overlapping windows, so no calibration token is a repeat;
+  - ``windows="random"``: independent uniform starts, as the published loaders draw
+    them (``random.randint`` per window); windows may overlap when the stream is
+    short, and the manifest says how many tokens are repeats.
 * ``document`` — visit texts in a seeded random order and cut one random window from
   each text longer than ``seqlen`` tokens (the C4 / SlimPajama / DCLM loader); no
   window crosses a document boundary and no document is used twice.
@@ -12,6 +18,8 @@ The same seed always gives the same windows (``torch.Generator`` seeded explicit
 
 from __future__ import annotations
 
+import random
+
 import torch
 
 from ..corpora import Corpus
@@ -20,38 +28,66 @@ from ..models.loading import tokenize
 from .calibset import CalibrationSet, decode_windows, tokenizer_info
 
 MODES = ("stream", "document")
+WINDOW_RULES = ("disjoint", "random")
 
 
-def check_sampling_args(nsamples: int, seqlen: int, mode: str | None = None) -> None:
+def check_sampling_args(nsamples: int, seqlen: int, mode: str | None = None, windows: str = "disjoint") -> None:
     if nsamples <= 0:
         raise CalibpruneError(f"nsamples {nsamples} must be >= 1 (the paper uses 128)")
     if seqlen <= 1:
         raise CalibpruneError(f"seqlen {seqlen} must be >= 2 tokens (the paper uses 2048)")
     if mode is not None and mode not in MODES:
         raise CalibpruneError(f"sampling mode {mode!r} is unknown: use one of {', '.join(MODES)}")
+    if windows not in WINDOW_RULES:
+        raise CalibpruneError(
+            f"window rule {windows!r} is unknown: use 'disjoint' (no overlapping windows, default) or 'random' "
+            "(independent random starts, as the published loaders)"
+        )
 
 
 def windows_from_texts(
-    texts: list[str], tokenizer, nsamples: int, seqlen: int, seed: int, mode: str = "stream", what: str = "the texts"
-) -> tuple[torch.Tensor, int]:
-    """``[nsamples, seqlen]`` windows and the number of tokens they were drawn from."""
-    check_sampling_args(nsamples, seqlen, mode)
+    texts: list[str],
+    tokenizer,
+    nsamples: int,
+    seqlen: int,
+    seed: int,
+    mode: str = "stream",
+    what: str = "the texts",
+    windows: str = "disjoint",
+) -> tuple[torch.Tensor, dict]:
+    """``[nsamples, seqlen]`` windows, and what the manifest should say about them: the
+    tokens they were drawn from and the share of window tokens that repeat another's."""
+    check_sampling_args(nsamples, seqlen, mode, windows)
     if not texts:
         raise CalibpruneError(f"there is no text in {what} to sample calibration windows from")
     generator = torch.Generator().manual_seed(seed)
     if mode == "stream":
-        return _stream_windows(texts, tokenizer, nsamples, seqlen, generator, what)
+        return _stream_windows(texts, tokenizer, nsamples, seqlen, generator, what, windows)
     return _document_windows(texts, tokenizer, nsamples, seqlen, generator, what)
 
 
 def sample_windows(
-    corpus: Corpus, tokenizer, nsamples: int, seqlen: int, seed: int, mode: str | None = None, split: str = "calib"
+    corpus: Corpus,
+    tokenizer,
+    nsamples: int,
+    seqlen: int,
+    seed: int,
+    mode: str | None = None,
+    split: str = "calib",
+    windows: str = "disjoint",
 ) -> CalibrationSet:
     """Windows from a corpus's calibration pool (``split``), with its default sampling rule."""
     mode = mode or corpus.sampling
-    check_sampling_args(nsamples, seqlen, mode)
-    windows, pool_tokens = windows_from_texts(
-        corpus.texts(split), tokenizer, nsamples, seqlen, seed, mode, what=f"corpus {corpus.name!r} ({split} pool)"
+    check_sampling_args(nsamples, seqlen, mode, windows)
+    ids, info = windows_from_texts(
+        corpus.texts(split),
+        tokenizer,
+        nsamples,
+        seqlen,
+        seed,
+        mode,
+        what=f"corpus {corpus.name!r} ({split} pool)",
+        windows=windows,
     )
     manifest = {
         "source": corpus.name,
@@ -60,13 +96,21 @@ def sample_windows(
         "split": split,
         "seed": seed,
         "tokenizer": tokenizer_info(tokenizer),
-        "pool_tokens": pool_tokens,
+        **info,
     }
-    return CalibrationSet(input_ids=windows, manifest=manifest, windows_text=decode_windows(tokenizer, windows))
+    return CalibrationSet(input_ids=ids, manifest=manifest, windows_text=decode_windows(tokenizer, ids))
 
 
 def set_from_pool(
-    texts: list[dict], tokenizer, nsamples: int, seqlen: int, seed: int, mode: str, what: str, manifest: dict
+    texts: list[dict],
+    tokenizer,
+    nsamples: int,
+    seqlen: int,
+    seed: int,
+    mode: str,
+    what: str,
+    manifest: dict,
+    windows: str = "disjoint",
 ) -> CalibrationSet:
     """A calibration set whose windows come from the pool records marked ``keep``.
 
@@ -74,19 +118,17 @@ def set_from_pool(
     detection); ``what`` names the kept pool in errors (``{n}``: how many texts it has).
     """
     kept = [t["text"] for t in texts if t["keep"]]
-    windows, pool_tokens = windows_from_texts(
-        kept, tokenizer, nsamples, seqlen, seed, mode, what=what.replace("{n}", str(len(kept)))
+    ids, info = windows_from_texts(
+        kept, tokenizer, nsamples, seqlen, seed, mode, what=what.replace("{n}", str(len(kept))), windows=windows
     )
     manifest = {
         **manifest,
         "sampling": mode,
         "seed": seed,
         "tokenizer": tokenizer_info(tokenizer),
-        "pool_tokens": pool_tokens,
+        **info,
     }
-    return CalibrationSet(
-        input_ids=windows, manifest=manifest, texts=texts, windows_text=decode_windows(tokenizer, windows)
-    )
+    return CalibrationSet(input_ids=ids, manifest=manifest, texts=texts, windows_text=decode_windows(tokenizer, ids))
 
 
 def stream_tokens(texts: list[str], tokenizer) -> list[int]:
@@ -94,7 +136,31 @@ def stream_tokens(texts: list[str], tokenizer) -> list[int]:
     return tokenize(tokenizer, "\n\n".join(texts))
 
 
-def _stream_windows(texts, tokenizer, nsamples, seqlen, generator, what):
+def disjoint_starts(total: int, nsamples: int, seqlen: int, generator: torch.Generator) -> list[int]:
+    """Starts of ``nsamples`` non-overlapping windows in a stream of ``total`` tokens,
+    every placement equally likely, in random order.
+
+    A placement is fixed by the free tokens before each window, g_0 <= g_1 <= ... in
+    [0, F] with F = total - nsamples * seqlen; choosing nsamples distinct slots
+    s_0 < s_1 < ... among F + nsamples and taking g_i = s_i - i enumerates each exactly
+    once; window i then starts at g_i + i * seqlen."""
+    free = total - nsamples * seqlen
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    slots = sorted(random.Random(seed).sample(range(free + nsamples), nsamples))
+    starts = [slot - i + i * seqlen for i, slot in enumerate(slots)]
+    return [starts[i] for i in torch.randperm(nsamples, generator=generator).tolist()]
+
+
+def duplicated_share(starts: list[int], seqlen: int) -> float:
+    """Share of the window tokens that repeat a stream position another window covers."""
+    covered, reach = 0, 0
+    for start in sorted(starts):
+        covered += max(0, start + seqlen - max(start, reach))
+        reach = max(reach, start + seqlen)
+    return 1.0 - covered / (len(starts) * seqlen)
+
+
+def _stream_windows(texts, tokenizer, nsamples, seqlen, generator, what, windows):
     ids = torch.tensor(stream_tokens(texts, tokenizer), dtype=torch.long)
     needed = nsamples * seqlen
     if ids.numel() < needed:
@@ -103,8 +169,12 @@ def _stream_windows(texts, tokenizer, nsamples, seqlen, generator, what):
             f"{nsamples} x {seqlen} = {needed:,}: "
             "lower --nsamples or --seqlen, or use a larger source"
         )
-    starts = torch.randint(0, ids.numel() - seqlen + 1, (nsamples,), generator=generator)
-    return torch.stack([ids[s : s + seqlen] for s in starts.tolist()]), ids.numel()
+    if windows == "disjoint":
+        starts = disjoint_starts(ids.numel(), nsamples, seqlen, generator)
+    else:
+        starts = torch.randint(0, ids.numel() - seqlen + 1, (nsamples,), generator=generator).tolist()
+    info = {"pool_tokens": ids.numel(), "windows": windows, "duplicated_token_share": duplicated_share(starts, seqlen)}
+    return torch.stack([ids[s : s + seqlen] for s in starts]), info
 
 
 def _document_windows(texts, tokenizer, nsamples, seqlen, generator, what):
@@ -118,8 +188,8 @@ def _document_windows(texts, tokenizer, nsamples, seqlen, generator, what):
         long_enough += 1
         start = int(torch.randint(0, len(ids) - seqlen, (1,), generator=generator))
         windows.append(torch.tensor(ids[start : start + seqlen], dtype=torch.long))
-        if len(windows) == nsamples:
-            return torch.stack(windows), pool_tokens
+        if len(windows) == nsamples:  # one window per document: nothing repeats
+            return torch.stack(windows), {"pool_tokens": pool_tokens, "duplicated_token_share": 0.0}
     raise CalibpruneError(
         f"{what} have only {long_enough} documents longer than {seqlen} tokens, fewer than nsamples={nsamples}: "
         "use a shorter --seqlen, fewer --nsamples, or --sampling stream (join documents, then window)"

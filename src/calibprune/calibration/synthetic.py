@@ -1,19 +1,26 @@
 """Self-generated calibration data (the paper's main proposal).
 
 1. **Prompts.** Source documents are visited in a seeded random order; each gives a
-   prompt of BOS (when the model has one) + its first ``prefix_tokens`` tokens
-   (``prefix_tokens=0``: BOS only). The paper's default "2 tokens including BOS" is
-   ``prefix_tokens=1``.
+   prompt of a start token + its first ``prefix_tokens`` tokens (``prefix_tokens=0``:
+   the start token alone). Where the tokenizer adds a BOS, the prompt is the
+   tokenizer's own encoding of the text cut to 1 + ``prefix_tokens`` tokens, exactly the
+   paper's ``generate_data.py`` (its default "2 tokens including BOS" is
+   ``prefix_tokens=1``). Where it adds none, the start token is the document separator
+   of the model's pretraining (``<|endoftext|>``, else EOS), never a chat-template
+   marker: SmolLM2-Instruct's ``bos_token`` is ``<|im_start|>``, a chat token.
 2. **Generation.** Prompts go in batches (left padded) through ``model.generate`` with
-   top-p / top-k / temperature / repetition-penalty sampling, up to the window length,
-   each sequence stopping at EOS. Batch b is sampled under seed ``hash(seed, b)``, so a
-   batch's texts depend only on the arguments, never on what ran before.
+   top-p / top-k / temperature (0.6, the official code's default) / repetition-penalty
+   sampling, up to the window length, each sequence stopping at the model's EOS (its
+   generation config's, as ``generate`` does by default). Batch b is sampled under seed
+   ``hash(seed, b)``, so a batch's texts depend only on the arguments, never on what
+   ran before.
 3. **Resume.** Every finished batch is appended to ``generations.jsonl`` in a work
    folder, next to a ``run.json`` holding the signature of all arguments. A rerun with
    the same arguments keeps the complete batches and continues after them, and so
    produces exactly the texts an uninterrupted run would.
-4. **Filter.** Each text's perplexity under the same model; the ``filter_top`` most
-   perplexing fraction is dropped (paper: 20%).
+4. **Filter.** Each decoded text's perplexity under the same model, the text encoded
+   as the tokenizer does by default, and the texts at or above the (1 - ``filter_top``)
+   percentile dropped (paper: 20%), as ``sample_ppl.py`` does.
 5. **How many texts.** ``num_texts`` fixes the count. By default generation goes in
    rounds of whole batches until the kept texts hold ``nsamples x seqlen`` tokens:
    texts that stop early at EOS are common, so no count fixed in advance fits every
@@ -23,7 +30,7 @@
    never changes earlier texts, and the rounds (hence the set) depend only on the
    arguments.
 6. **Windows.** The kept texts are joined and windowed (stream mode, the paper's
-   synthetic loader).
+   synthetic loader), without overlapping windows by default (see sampling.py).
 """
 
 from __future__ import annotations
@@ -41,21 +48,23 @@ from tqdm.auto import tqdm
 
 from ..corpora import Corpus
 from ..errors import CalibpruneError
-from ..models.loading import tokenize
+from ..models.loading import encode, special_tokens_added, tokenize
 from ..scoring import perplexity_of, score_sequences
 from .calibset import CalibrationSet, tokenizer_info
-from .filters import check_filter_top, drop_top_fraction
+from .filters import check_filter_top, drop_above_percentile
 from .sampling import check_sampling_args, set_from_pool, stream_tokens
 
-LLAMA_FAMILY = ("llama",)
+SEPARATOR_TOKENS = ("<|endoftext|>", "</s>")
 
 
 @dataclass(frozen=True)
 class GenerationOptions:
-    """Sampling settings; ``None`` fields take the paper's defaults (see :meth:`resolve`)."""
+    """Sampling settings (the official code's defaults); ``None`` fields are resolved
+    from the window length (see :meth:`resolve`). The paper's LLaMA-2/3 runs used
+    temperature 0.8: a study setting, not a default."""
 
     prefix_tokens: int = 1
-    temperature: float | None = None  # 0.6, or 0.8 for Llama-family models (the paper's setting)
+    temperature: float = 0.6
     top_p: float = 0.95
     top_k: int = 50
     repetition_penalty: float = 1.2
@@ -66,8 +75,8 @@ class GenerationOptions:
 
     def __post_init__(self):
         checks = [
-            (self.prefix_tokens >= 0, f"--prefix-tokens {self.prefix_tokens} must be >= 0 (0 = BOS only)"),
-            (self.temperature is None or self.temperature > 0, f"--temperature {self.temperature} must be > 0"),
+            (self.prefix_tokens >= 0, f"--prefix-tokens {self.prefix_tokens} must be >= 0 (0 = start token only)"),
+            (self.temperature > 0, f"--temperature {self.temperature} must be > 0"),
             (0 < self.top_p <= 1, f"--top-p {self.top_p} must be in (0, 1]"),
             (self.top_k >= 0, f"--top-k {self.top_k} must be >= 0 (0 disables top-k)"),
             (self.repetition_penalty > 0, f"--repetition-penalty {self.repetition_penalty} must be > 0 (1 = none)"),
@@ -83,14 +92,11 @@ class GenerationOptions:
                 raise CalibpruneError(message)
         check_filter_top(self.filter_top)
 
-    def resolve(self, model_type: str, seqlen: int) -> GenerationOptions:
-        """Fill the defaults that depend on the model and the window length
-        (``num_texts`` stays as given: ``None`` means rounds, see the module docstring)."""
-        temperature = self.temperature
-        if temperature is None:
-            temperature = 0.8 if model_type in LLAMA_FAMILY else 0.6
+    def resolve(self, seqlen: int) -> GenerationOptions:
+        """Fill the defaults that depend on the window length (``num_texts`` stays as
+        given: ``None`` means rounds, see the module docstring)."""
         max_new = self.max_new_tokens or max(1, seqlen - self.prefix_tokens - 1)
-        return GenerationOptions(**{**asdict(self), "temperature": temperature, "max_new_tokens": max_new})
+        return GenerationOptions(**{**asdict(self), "max_new_tokens": max_new})
 
     def first_round(self, nsamples: int) -> int:
         """Texts to generate first: ``num_texts``, or whole batches enough for ``nsamples``
@@ -117,21 +123,49 @@ def next_round(count: int, kept_texts: int, kept_tokens: int, needed: int, optio
     return count + _whole_batches(1.1 * missing_texts, options.batch_size)
 
 
+def start_token(tokenizer) -> dict:
+    """The token(s) every prompt starts with, and why: what the tokenizer adds before
+    every text (its BOS), or else the pretraining document separator (the first of
+    ``<|endoftext|>``, ``</s>``, EOS, BOS that the vocabulary has and the chat template
+    does not use)."""
+    added = special_tokens_added(tokenizer)["prefix"]
+    if added:
+        return {"tokens": added, "ids": tokenizer.convert_tokens_to_ids(added), "rule": "added by the tokenizer"}
+    vocab = tokenizer.get_vocab()
+    chat = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
+    for token in (*SEPARATOR_TOKENS, tokenizer.eos_token, tokenizer.bos_token):
+        if token and token in vocab and token not in chat:
+            return {"tokens": [token], "ids": [vocab[token]], "rule": "document separator (the tokenizer adds no BOS)"}
+    return {"tokens": [], "ids": [], "rule": "none (the tokenizer adds no BOS and has no document separator)"}
+
+
+def prompt_ids(tokenizer, text: str, prefix_tokens: int, start: dict) -> list[int] | None:
+    """Start token(s) + the first ``prefix_tokens`` tokens of ``text`` (None: too short).
+    Where the tokenizer adds the start itself, its own encoding is cut (the reference)."""
+    if start["rule"] == "added by the tokenizer":
+        ids = encode(tokenizer, text)
+    else:
+        ids = start["ids"] + tokenize(tokenizer, text)
+    length = len(start["ids"]) + prefix_tokens
+    return ids[:length] if len(ids) >= length else None
+
+
 def build_prompts(corpus: Corpus, tokenizer, count: int, prefix_tokens: int, seed: int) -> list[dict]:
-    """``count`` prompts (BOS + first ``prefix_tokens`` tokens) from seeded-random source documents."""
-    bos = tokenizer.bos_token_id
-    if bos is None and prefix_tokens == 0:
+    """``count`` prompts (start token + first ``prefix_tokens`` tokens) from seeded-random source documents."""
+    start = start_token(tokenizer)
+    if not start["ids"] and prefix_tokens == 0:
         raise CalibpruneError(
-            "the model's tokenizer has no BOS token, so --prefix-tokens 0 leaves an empty prompt: use >= 1"
+            "the model's tokenizer adds no BOS and has no document-separator token, so --prefix-tokens 0 leaves an "
+            "empty prompt: use >= 1"
         )
     docs = list(corpus.documents("calib"))
     order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed)).tolist()
     prompts = []
     for index in order:
-        ids = tokenize(tokenizer, docs[index].text)[:prefix_tokens]
-        if len(ids) < prefix_tokens:
+        ids = prompt_ids(tokenizer, docs[index].text, prefix_tokens, start)
+        if ids is None:
             continue
-        prompts.append({"source_id": docs[index].id, "prefix_ids": ([bos] if bos is not None else []) + ids})
+        prompts.append({"source_id": docs[index].id, "prefix_ids": ids})
         if len(prompts) == count:
             return prompts
     raise CalibpruneError(
@@ -195,6 +229,16 @@ class GenerationLog:
             os.fsync(f.fileno())
 
 
+def stop_tokens(model, tokenizer) -> list[int]:
+    """The ids that end a generated text: the model's generation config's EOS (what
+    ``generate`` stops at by default, possibly several), else the tokenizer's."""
+    config = getattr(model, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None)
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    return [eos] if isinstance(eos, int) else list(eos)
+
+
 def _left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
@@ -220,8 +264,8 @@ def generate_texts(
 
     Batches already finished (in ``log``, or the complete batches of ``previous``
     records from an earlier round over the same prompt order) are not generated again."""
-    eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    eos = stop_tokens(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     size = options.batch_size
     batches = [prompts[i : i + size] for i in range(0, len(prompts), size)]
     done: dict[int, list[dict]] = {}
@@ -253,9 +297,10 @@ def generate_texts(
         new_records = []
         for row, prompt in enumerate(batch):
             continuation = out[row, ids.shape[1] :].tolist()
-            hit_eos = eos in continuation
+            stop = next((i for i, token in enumerate(continuation) if token in eos), None)
+            hit_eos = stop is not None
             if hit_eos:
-                continuation = continuation[: continuation.index(eos)]
+                continuation = continuation[:stop]
             produced += len(continuation)
             text_ids = prompt["prefix_ids"] + continuation
             new_records.append(
@@ -309,10 +354,11 @@ def build_synthetic(
     work_dir: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    windows: str = "disjoint",
 ) -> CalibrationSet:
     """Generate, filter by perplexity, window. ``work_dir`` makes generation resumable."""
     check_sampling_args(nsamples, seqlen)
-    options = options.resolve(getattr(model.config, "model_type", ""), seqlen)
+    options = options.resolve(seqlen)
     needed = nsamples * seqlen
     count = options.first_round(nsamples)
     log, records, perplexities, rounds = None, [], [], 0
@@ -323,10 +369,10 @@ def build_synthetic(
                 Path(work_dir), signature(model, tokenizer, corpus.name, prompts, options, seed), overwrite
             )
         records = generate_texts(model, tokenizer, prompts, options, seed, log, progress, previous=records)
-        new = [r["token_ids"] for r in records[len(perplexities) :]]
+        new = [encode(tokenizer, r["text"]) for r in records[len(perplexities) :]]
         scores = score_sequences(model, new, progress=progress, desc="perplexity filter")
         perplexities += [perplexity_of(s) for s in scores]
-        keep = drop_top_fraction(perplexities, options.filter_top)
+        keep = drop_above_percentile(perplexities, options.filter_top)
         rounds += 1
         if options.num_texts is not None:
             break
@@ -349,6 +395,7 @@ def build_synthetic(
             "num_texts_rule": "fixed" if options.num_texts else "rounds",
         },
         "model": getattr(model, "name_or_path", None) or model.config.name_or_path,
+        "prompt_start": start_token(tokenizer),
         "filter": {
             "rounds": rounds,
             "texts": len(texts),
@@ -368,4 +415,5 @@ def build_synthetic(
         "stream",
         manifest=manifest,
         what="the {n} generated texts kept after filtering (raise --num-texts)",
+        windows=windows,
     )

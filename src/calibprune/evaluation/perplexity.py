@@ -21,7 +21,7 @@ import torch
 
 from ..corpora import Corpus, LocalCorpus, get_corpus
 from ..errors import CalibpruneError
-from ..models.loading import tokenize
+from ..models.loading import encode, special_tokens_added, tokenize
 from ..scoring import perplexity_of, score_sequences
 
 PPL_PROTOCOL = "concat-windows"
@@ -59,7 +59,10 @@ def perplexity(
             f"corpus {corpus.name!r} ({split} pool) has no text long enough for one {seqlen}-token window: "
             "use a shorter --ppl-seqlen"
         )
-    return {"protocol": protocol, "corpus": corpus.name, "split": split, "seqlen": seqlen, **result}
+    out = {"protocol": protocol, "corpus": corpus.name, "split": split, "seqlen": seqlen, **result}
+    if protocol == "per-example":
+        out["special_tokens"] = special_tokens_added(tokenizer)
+    return out
 
 
 def _concat_windows(model, tokenizer, texts, seqlen, max_windows, batch_size, progress, desc):
@@ -80,7 +83,9 @@ def _concat_windows(model, tokenizer, texts, seqlen, max_windows, batch_size, pr
 
 
 def _per_example(model, tokenizer, texts, seqlen, max_examples, batch_size, progress, desc):
-    sequences = [ids[:seqlen] for ids in (tokenize(tokenizer, t) for t in texts) if len(ids) >= 2]
+    # each document encoded as the tokenizer does by default (BOS where it adds one),
+    # as the paper's per-sample perplexity does
+    sequences = [ids[:seqlen] for ids in (encode(tokenizer, t) for t in texts) if len(ids) >= 2]
     if max_examples is not None:
         sequences = sequences[:max_examples]
     if not sequences:

@@ -141,6 +141,24 @@ def tokenize(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
 
 
+def encode(tokenizer, text: str) -> list[int]:
+    """Token ids of ``text`` as the tokenizer encodes it by default, with its own special
+    tokens (BOS where it adds one): how the reference scripts tokenize a whole text
+    before scoring it (Min-K%++ ``run.py``, the paper's perplexity filter)."""
+    return tokenizer(text, return_attention_mask=False, verbose=False)["input_ids"]
+
+
+def special_tokens_added(tokenizer) -> dict:
+    """What :func:`encode` adds around a text, for the record: ``{"prefix": [...],
+    "suffix": [...]}`` (token strings), e.g. ``{"prefix": ["<bos>"], "suffix": []}``."""
+    plain, full = tokenize(tokenizer, "a"), encode(tokenizer, "a")
+    start = next((i for i in range(len(full) - len(plain) + 1) if full[i : i + len(plain)] == plain), 0)
+    return {
+        "prefix": tokenizer.convert_ids_to_tokens(full[:start]),
+        "suffix": tokenizer.convert_ids_to_tokens(full[start + len(plain) :]),
+    }
+
+
 def load_model(resolved: str, dtype: str | torch.dtype | None = None):
     """Load a causal LM in eval mode. Its config is left untouched (callers pass
     ``use_cache=False`` per call), so a saved copy generates like the original."""

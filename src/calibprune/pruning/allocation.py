@@ -8,8 +8,10 @@ for each block b, with Wanda scores S = |W| * ||X_j|| of all its pruned layers:
     s_b  = s - (r'_b - mean r')                        (block sparsity)
 
 so blocks with more outliers are pruned less and the mean block sparsity is the
-target s. For N:M patterns the published structured variant gives each block its own
-N: r'_b normalised to [0, lambda_nm], N_b = N - round(r'_b - mean r').
+target s. For N:M patterns the published structured variant
+(``prune_wanda_outlier_structure_special``) gives each block its own N: r'_b
+normalised to [0, lambda_nm], d_b = round(r'_b - mean r') (half to even), a d_b of
+exactly 1 raised to 2 (as that code does), N_b = N - d_b.
 The outlier ratios come from one sequential pass over the *dense* model (inputs flow
 through unpruned blocks), as in the reference code.
 """
@@ -52,9 +54,12 @@ def owl_sparsities(ratios: list[float], target: float, lam: float) -> list[float
 
 
 def owl_nm(ratios: list[float], n: int, m: int, nm_lambda: float) -> list[int]:
-    """Per-block N for the mixed N:M variant: N - round(r' - mean r'), r' in [0, lambda_nm]."""
+    """Per-block N for the mixed N:M variant: N - d, d = round(r' - mean r') with a d of
+    1 raised to 2 (the reference's rule), r' in [0, lambda_nm]."""
     norm = _normalised(ratios, nm_lambda)
-    ns = [n - int(v) for v in torch.round(norm - norm.mean()).tolist()]
+    shifts = torch.round(norm - norm.mean())
+    shifts[shifts == 1.0] = 2.0
+    ns = [n - int(v) for v in shifts.tolist()]
     bad = [v for v in ns if not 0 < v < m]
     if bad:
         raise CalibpruneError(f"OWL gave N values {bad} outside 1..{m - 1} for M={m}: lower --owl-nm-lambda")

@@ -1,8 +1,14 @@
 """Masks from scores: which weights to prune (``True`` = pruned).
 
-All selection goes through :func:`prune_lowest`: among equal scores the lower input
-index is pruned first. Dequantized 4-bit weights tie often, so this
-tie rule is what makes the same inputs give the same mask on every run.
+Two rules, each the one its reference code uses:
+
+* per output row (Wanda, SparseGPT's N:M, DSnoT's initial mask): the ``k`` lowest of
+  each row or M-group, through :func:`prune_lowest`; among equal scores the lower input
+  index is pruned first. Dequantized 4-bit weights tie often, so this tie rule is what
+  makes the same inputs give the same mask on every run.
+* over a whole matrix or block (magnitude, SparseGPT's unstructured blocks):
+  :func:`threshold_mask`, t = sorted(scores)[int(numel * r)] and every score <= t
+  pruned, so int(numel * r) + 1 weights at least and every tie at t.
 """
 
 from __future__ import annotations
@@ -16,14 +22,22 @@ from ..utils.selection import lowest_mask as prune_lowest
 SCOPES = ("row", "matrix")
 
 
+def threshold_mask(scores: torch.Tensor, ratio: float) -> torch.Tensor:
+    """The reference threshold rule over all of ``scores``: prune every entry <= the
+    int(numel * ratio)-th smallest (0-based), i.e. ``W_metric <= sort(flat)[int(n * r)]``
+    in Wanda's ``prune_magnitude`` and SparseGPT's ``fasterprune``."""
+    flat = scores.reshape(-1)
+    threshold = flat.kthvalue(min(int(flat.numel() * ratio), flat.numel() - 1) + 1).values
+    return scores <= threshold
+
+
 def unstructured_mask(scores: torch.Tensor, ratio: float, scope: str = "row") -> torch.Tensor:
-    """Prune ``floor(width * ratio)`` weights per output row (``scope="row"``, Wanda and
-    SparseGPT) or ``floor(numel * ratio)`` over the whole matrix (``"matrix"``, magnitude)."""
+    """Prune ``floor(width * ratio)`` weights per output row (``scope="row"``, Wanda) or
+    by the reference threshold over the whole matrix (``"matrix"``, magnitude)."""
     if scope == "row":
         return prune_lowest(scores, pruned_count(scores.shape[-1], ratio))
     if scope == "matrix":
-        flat = prune_lowest(scores.reshape(1, -1), pruned_count(scores.numel(), ratio))
-        return flat.view(scores.shape)
+        return threshold_mask(scores, ratio)
     raise ValueError(f"scope {scope!r} is not one of {SCOPES}")
 
 

@@ -48,14 +48,17 @@ class PruningMethod:
         target: SparsityTarget,
         config: PruneConfig,
         names: list[str],
+        scope: str | None = None,
     ) -> list[Pruned]:
-        """One :class:`Pruned` per weight of a group of layers sharing one input."""
-        return [Pruned(target_mask(self.scores(w, stats), target, self.scope)) for w in weights]
+        """One :class:`Pruned` per weight of a group of layers sharing one input;
+        ``scope`` overrides how unstructured scores are compared (a refiner may ask)."""
+        return [Pruned(target_mask(self.scores(w, stats), target, scope or self.scope)) for w in weights]
 
 
 @METHODS.register("magnitude")
 class Magnitude(PruningMethod):
-    """|W_ij|, one threshold per matrix (the published magnitude baseline)."""
+    """|W_ij|, one threshold per matrix (the published magnitude baseline, Wanda's
+    ``prune_magnitude``: every weight <= sort(|W|)[int(numel * r)] pruned)."""
 
     name = "magnitude"
     scope = "matrix"
@@ -77,16 +80,19 @@ class Wanda(PruningMethod):
 
 @METHODS.register("sparsegpt")
 class SparseGPT(PruningMethod):
-    """SparseGPT (Frantar & Alistarh, 2023): OBS reconstruction, see sparsegpt.py."""
+    """SparseGPT (Frantar & Alistarh, 2023): OBS reconstruction, see sparsegpt.py.
+    Layers fed one input share one Hessian and are solved as one stacked matrix."""
 
     name = "sparsegpt"
     needs = frozenset({"xxt"})
 
-    def prune(self, weights, stats, target, config, names):
-        # Rows are independent (per-row masks), so a group sharing one Hessian is one solve.
+    def prune(self, weights, stats, target, config, names, scope=None):
+        # The OBS update of a row never reads another row, so a group sharing one Hessian is one solve.
         stacked = torch.cat(weights, dim=0)
-        new, mask, info = sparsegpt_prune(stacked, stats.hessian, target, config.sparsegpt, name="+".join(names))
         rows = [w.shape[0] for w in weights]
+        new, mask, info = sparsegpt_prune(
+            stacked, stats.hessian, target, config.sparsegpt, name="+".join(names), row_groups=rows
+        )
         return [Pruned(m, nw, info) for nw, m in zip(new.split(rows), mask.split(rows), strict=True)]
 
 
@@ -98,10 +104,12 @@ REFINERS = Registry("refinement")
 
 
 class Refiner:
-    """Changes a method's mask (never the number pruned per row) using statistics."""
+    """Changes a method's mask using statistics. ``initial_scope``: how the initial
+    method must compare unstructured scores when this refiner is on (``None``: as usual)."""
 
     name: str = ""
     needs: frozenset[str] = frozenset()
+    initial_scope: str | None = None
 
     def applies(self, local_name: str, config: PruneConfig) -> bool:
         return True
@@ -113,24 +121,35 @@ class Refiner:
         stats: InputStatistics,
         target: SparsityTarget,
         config: PruneConfig,
+        initial_scores: torch.Tensor,
     ) -> tuple[torch.Tensor, dict]:
+        """``weight`` holds the dense values; ``initial_scores`` the initial method's scores."""
         raise NotImplementedError
 
 
 @REFINERS.register("dsnot")
 class DSnoT(Refiner):
-    """DSnoT prune-and-regrow (see dsnot.py); Wanda scores pick which kept weight to prune."""
+    """DSnoT prune-and-regrow (see dsnot.py). As in the reference code, the initial mask
+    is chosen per output row (magnitude included), unstructured prune candidates are
+    ordered by Wanda score and N:M ones by the initial method's own score."""
 
     name = "dsnot"
-    needs = frozenset({"sq", "sum"})
+    needs = frozenset({"sq", "sum", "svar"})
+    initial_scope = "row"
 
     def applies(self, local_name, config):
         return not any(fnmatch.fnmatchcase(local_name, pattern) for pattern in config.dsnot.skip)
 
-    def refine(self, weight, mask, stats, target, config):
-        importance = Wanda().scores(weight, stats)
+    def refine(self, weight, mask, stats, target, config, initial_scores):
         return dsnot_refine(
-            weight, mask, stats.mean, stats.variance, importance, config.dsnot, nm_m=target.m if target.is_nm else None
+            weight,
+            mask,
+            stats.sum_per_sample,
+            stats.sample_variance,
+            Wanda().scores(weight, stats),
+            initial_scores,
+            config.dsnot,
+            nm_m=target.m if target.is_nm else None,
         )
 
 

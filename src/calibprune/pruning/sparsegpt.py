@@ -14,11 +14,17 @@ Hessian H = 2 X X^T / n:
    remaining columns of the block, W[:, j:] -= e U[j, j:], and, after the block, over
    all later columns at once (the lazy batch update).
 
-Difference from the reference code, for exact per-row sparsity: the unstructured mask
-of each block prunes the same count in every row (the published code thresholds the
-whole block jointly). Counts per block follow floor(end*r) - floor(start*r), so every
-row ends with exactly floor(cols * r) pruned weights. Rows are then independent, which
-also lets layers that share an input (q/k/v) be solved as one stacked matrix.
+Unstructured masks (``SparseGPTOptions.mask_rule``):
+
+* ``block`` (default, IST-DASLab/sparsegpt ``sparsegpt.py``): the saliencies of the
+  whole [rows x block] block are sorted, t = sorted[int(numel * r)], and every weight
+  with saliency <= t is pruned, so rows may differ in sparsity (and ties at t are all
+  pruned).
+* ``row`` (this project's variant): every row of a block prunes the same count,
+  floor(end*r) - floor(start*r), so each row ends with exactly floor(cols * r).
+
+The OBS update of a row never reads another row, so layers that share an input (q/k/v)
+are solved as one stacked matrix; ``row_groups`` keeps each layer's own block threshold.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import torch
 
 from ..config import SparseGPTOptions, SparsityTarget, pruned_count
 from ..errors import CalibpruneError
-from .masks import check_nm_width, prune_lowest
+from .masks import check_nm_width, prune_lowest, threshold_mask
 
 SUB_BLOCK = 16
 
@@ -58,10 +64,13 @@ def sparsegpt_prune(
     target: SparsityTarget,
     options: SparseGPTOptions = SparseGPTOptions(),
     name: str = "layer",
+    row_groups: list[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Return ``(new_weight, mask, info)`` for an fp32 ``[rows, cols]`` weight."""
+    """Return ``(new_weight, mask, info)`` for an fp32 ``[rows, cols]`` weight;
+    ``row_groups``: row counts of the stacked layers (one block threshold each)."""
     w = weight.detach().to(torch.float32).clone()
     rows, cols = w.shape
+    row_groups = row_groups or [rows]
     blocksize = options.blocksize
     if target.is_nm:
         check_nm_width(cols, target.m, name)
@@ -92,8 +101,13 @@ def sparsegpt_prune(
             block_mask = torch.zeros_like(w_block, dtype=torch.bool)
             scale = torch.zeros_like(w_block)
         else:
-            count = pruned_count(end, target.ratio) - pruned_count(start, target.ratio)
-            block_mask = prune_lowest((w_block.square() / d.square()).t(), count).t().contiguous()
+            saliency = w_block.square() / d.square()  # [block columns, rows]
+            if options.mask_rule == "block":
+                parts = saliency.split(row_groups, dim=1)
+                block_mask = torch.cat([threshold_mask(p, target.ratio) for p in parts], dim=1)
+            else:
+                count = pruned_count(end, target.ratio) - pruned_count(start, target.ratio)
+                block_mask = prune_lowest(saliency.t(), count).t().contiguous()
             scale = block_mask.float() / d  # err_j = w_j / U_jj where pruned, else 0
         for s0 in range(0, size, sub):
             s1 = min(s0 + sub, size)
