@@ -196,7 +196,8 @@ def test_ctrl_c_says_what_was_kept_and_a_rerun_says_where_it_resumes(tmp_path, m
     log = tmp_path / ".syn.generation" / "generations.jsonl"
     first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not (log.exists() and len(log.read_text().splitlines()) >= 4) and time.monotonic() < deadline:
+    while first.poll() is None and not (log.exists() and len(log.read_text().splitlines()) >= 4):
+        assert time.monotonic() < deadline
         time.sleep(0.1)
     first.send_signal(signal.SIGINT)
     _, stderr = first.communicate(timeout=60)

@@ -415,9 +415,7 @@ def calib(
     text_field: str = typer.Option("text", help="Text field/column of .jsonl/.parquet/.arrow sources."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Self-generate from prefixes of the source's texts."),
     prefix_tokens: int = typer.Option(1, help="Source tokens after BOS in each prompt (0 = BOS only; paper: 1)."),
-    temperature: float | None = typer.Option(
-        None, help="Sampling temperature.", show_default="0.6; 0.8 for Llama-family models"
-    ),
+    temperature: float = typer.Option(0.6, help="Sampling temperature (the paper's LLaMA runs used 0.8)."),
     top_p: float = typer.Option(0.95, help="Nucleus sampling mass."),
     top_k: int = typer.Option(50, help="Top-k sampling (0 = off)."),
     repetition_penalty: float = typer.Option(1.2, help="Repetition penalty (1 = none)."),

@@ -390,10 +390,12 @@ def finished_batches(work_dir: Path) -> tuple[int, int]:
 
 def _announce_generation(model, tokenizer, job: CalibJob, output, overwrite: bool, say: Say) -> None:
     """Cost of the first generation round, measured here, and where a rerun resumes."""
-    options = job.generation.resolve(getattr(model.config, "model_type", ""), job.seqlen)
+    from .calibration.synthetic import start_token
+
+    options = job.generation.resolve(job.seqlen)
     texts = options.first_round(job.nsamples)
     batches = -(-texts // options.batch_size)
-    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    start = (start_token(tokenizer)["ids"] or [tokenizer.eos_token_id or 0])[0]
     sampling = dict(
         do_sample=True,
         temperature=options.temperature,
