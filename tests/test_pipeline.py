@@ -195,3 +195,32 @@ def test_concurrent_writers_of_one_folder_never_expose_a_half_written_one(tmp_pa
     assert publish_directory(second, final, overwrite=False) is False
     assert (final / "config.json").read_text() == "first"
     assert sorted(p.name for p in final.parent.iterdir()) == ["preset"]
+
+
+def test_save_pruned_writes_what_the_cli_writes(tmp_path, llama, tokenizer, calib_ids):
+    from transformers import AutoModelForCausalLM
+
+    import calibprune as cp
+
+    report = cp.prune(llama, calib_ids, method="wanda", sparsity=0.5, progress=False)
+    out = cp.save_pruned(llama, tokenizer, tmp_path / "pruned", report)
+    saved = json.loads((out / "prune_report.json").read_text())
+    assert saved["summary"] == report["summary"] and saved["environment"]["packages"]["torch"]
+    loaded = AutoModelForCausalLM.from_pretrained(out).eval()
+    for name, weight in llama.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], weight), name
+    assert (out / "tokenizer.json").exists()
+    with pytest.raises(CalibpruneError, match="already exists"):
+        cp.save_pruned(llama, tokenizer, out, report)
+
+
+def test_report_sums_dsnot_swaps_and_gives_owl_ratios_a_unit(llama, calib_ids):
+    from calibprune.config import OWLOptions
+
+    report = prune(llama, calib_ids, method="wanda", sparsity=0.5, refine="dsnot", progress=False)
+    swaps = [r["dsnot_swaps"] for r in report["layers"].values() if "dsnot_swaps" in r]
+    assert swaps and report["summary"]["dsnot_swaps_total"] == sum(swaps)
+    assert report["summary"]["dsnot_layers_refined"] == len(swaps)
+    owl = prune(tiny_model("llama"), calib_ids, method="wanda", sparsity=0.5, allocation="owl", progress=False,
+                owl=OWLOptions(lam=0.05))  # fmt: skip
+    assert owl["allocation"]["outlier_ratio_unit"].startswith("%")

@@ -1,5 +1,7 @@
 """The sequential block runner on seven architectures."""
 
+import os
+
 import pytest
 import torch
 from conftest import HIDDEN, LAYERS, tiny_model
@@ -181,3 +183,25 @@ def test_read_only_observe_feeds_the_next_block_like_advance(llama, calib_ids, s
             torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
     for a, b in zip(one_outputs, two_outputs, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_stale_activation_stores_of_dead_processes_are_swept(tmp_path, monkeypatch, calib_ids):
+    import subprocess
+    import sys
+    import tempfile
+
+    from calibprune.models import runner as runner_module
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # that process has exited: its store is debris of a kill -9
+    stale = tmp_path / f"calibprune-acts-{dead_pid}-abc"
+    live = tmp_path / f"calibprune-acts-{os.getpid()}-def"  # a concurrent run of a live process
+    other = tmp_path / "calibprune-acts-unnamed"  # not ours to judge: no pid
+    for folder in (stale, live, other):
+        (folder / "in-0").mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for _ in SequentialRunner(tiny_model("llama"), calib_ids, RunnerOptions(batch_size=2, activation_store="disk")):
+        assert any(p.name.startswith(f"calibprune-acts-{os.getpid()}-") and p != live for p in tmp_path.iterdir())
+        break
+    assert not stale.exists() and live.exists() and other.exists()
+    assert runner_module.sweep_stale_stores(tmp_path) == []

@@ -10,12 +10,38 @@ Python API (each CLI command has a twin that takes in-memory objects)::
     cp.perplexity(model, tok, "wiki-en", seqlen=512)
 """
 
-from .calibration import CalibrationSet, build_calibration
-from .config import PruneConfig, RunnerOptions, SparseGPTOptions, SparsityTarget
-from .errors import CalibpruneError
-from .evaluation import perplexity
-from .models.loading import load_model, load_tokenizer, resolve_model
-from .pipeline import prune
+import importlib
+
+# Exported names -> their module. Imported on first use (PEP 562), so that `import
+# calibprune` -- and with it `calibprune --help` -- does not pay for torch and transformers.
+_EXPORTS = {
+    "CalibrationSet": ".calibration",
+    "build_calibration": ".calibration",
+    "PruneConfig": ".config",
+    "RunnerOptions": ".config",
+    "SparseGPTOptions": ".config",
+    "SparsityTarget": ".config",
+    "CalibpruneError": ".errors",
+    "perplexity": ".evaluation",
+    "load_model": ".models.loading",
+    "load_tokenizer": ".models.loading",
+    "resolve_model": ".models.loading",
+    "prune": ".pipeline",
+    "save_pruned": ".pipeline",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'calibprune' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])
+
 
 __version__ = "0.1.0"
 
@@ -32,4 +58,5 @@ __all__ = [
     "perplexity",
     "prune",
     "resolve_model",
+    "save_pruned",
 ]

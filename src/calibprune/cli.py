@@ -10,6 +10,7 @@ import sys
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .errors import CalibpruneError
 
@@ -19,8 +20,30 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Calibration-aware post-training pruning of LLMs.",
 )
-console = Console(stderr=True)
-out = Console()
+# Messages carry user text (paths, corpus names, "N:M: use ..."): rich must print them
+# literally, with no markup ([...]), emoji (:M: -> a circled M) or highlighting.
+console = Console(stderr=True, markup=False, emoji=False, highlight=False)
+out = Console(markup=False, emoji=False, highlight=False)
+
+# What an interrupt (Ctrl-C) stops and what it keeps, set by each command before its long work.
+_interrupt_note = {"text": "nothing was written", "newline": ""}
+
+
+def _styled(label: str, rest: str, style: str = "bold") -> Text:
+    """``label`` in ``style``, then ``rest`` printed literally."""
+    return Text.assemble((label, style), rest)
+
+
+def _on_interrupt(text: str, quiet: bool) -> None:
+    """Say ``text`` if Ctrl-C stops the command: what was interrupted and what was kept."""
+    _interrupt_note["text"] = text
+    _interrupt_note["newline"] = "" if quiet else "\n"  # a progress bar may hold the current line
+
+
+def _notice(quiet: bool):
+    """Where one-line notices (estimates, resume points, resolved options) go: stderr,
+    or nowhere under --quiet."""
+    return (lambda message: None) if quiet else (lambda message: console.print(Text(message), soft_wrap=True))
 
 
 def _split(values: list[str] | None) -> tuple[str, ...]:
@@ -36,24 +59,69 @@ def _quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
+# ----------------------------------------------------------------- option audit
+# No option is silently ignored: an option typed on the command line that this
+# invocation would not use is refused with the reason, before any work.
+
+
+def _typed(ctx: typer.Context, *names: str) -> list[str]:
+    """The options among ``names`` given on the command line (not left at their default)."""
+    sources = {name: ctx.get_parameter_source(name) for name in names}
+    # compared by name: typer may carry its own copy of click's ParameterSource enum
+    return [name for name, src in sources.items() if src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")]
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _refuse_unused(ctx: typer.Context, names: tuple[str, ...], used: bool, why: str) -> None:
+    """Refuse typed options among ``names`` when ``used`` is False; ``why`` completes
+    "... has no effect ..." with the reason and the fix."""
+    typed = _typed(ctx, *names)
+    if typed and not used:
+        flags = ", ".join(_flag(n) for n in typed)
+        verb = "has" if len(typed) == 1 else "have"
+        why = why.replace("drop them", "drop it") if len(typed) == 1 else why.replace("drop it", "drop them")
+        raise CalibpruneError(f"{flags} {verb} no effect {why}")
+
+
 @app.command()
 def prune(
+    ctx: typer.Context,
     output: str = typer.Option(
         ..., "--output", "-o", help="Folder for the pruned model (save_pretrained + prune_report.json)."
     ),
     model: str = typer.Option("smollm2-135m", help="Preset name, local folder or Hugging Face id."),
     method: str = typer.Option("wanda", help="magnitude | wanda | sparsegpt"),
     sparsity: float | None = typer.Option(None, help="Unstructured sparsity in [0, 1)."),
-    pattern: str | None = typer.Option(None, help="N:M pattern: N of every M consecutive inputs pruned (2:4, 4:8)."),
-    calib: str = typer.Option("wiki-en", help="Calibration source: corpus name or local .txt/.jsonl file/folder."),
-    nsamples: int = typer.Option(128, help="Calibration windows."),
-    seqlen: int = typer.Option(2048, help="Tokens per calibration window."),
-    seed: int = typer.Option(0, help="Seed of the window sampling."),
-    sampling: str | None = typer.Option(None, help="stream | document (default: the corpus's own rule)."),
-    windows: str = typer.Option(
-        "disjoint", help="Stream windows: disjoint (no overlaps) | random (independent starts, published loaders)."
+    pattern: str | None = typer.Option(
+        None, help="N:M pattern: N of every M consecutive inputs PRUNED (2:4, 4:8 = 50%; 1:4 = 25%)."
     ),
-    text_field: str = typer.Option("text", help="Text field of .jsonl sources."),
+    calib: str = typer.Option(
+        "wiki-en",
+        help="Calibration data: a calibration-set folder (from `calibprune calib`), a corpus name, "
+        "or a local .txt/.jsonl/.parquet/.arrow file or folder.",
+    ),
+    nsamples: int | None = typer.Option(
+        None,
+        help="Calibration windows. With a set folder: use its first N windows.",
+        show_default="128; a set folder: all of its windows",
+    ),
+    seqlen: int | None = typer.Option(
+        None,
+        help="Tokens per calibration window. With a set folder: cut its windows to the first N tokens.",
+        show_default="2048; a set folder: its window length",
+    ),
+    seed: int = typer.Option(0, help="Seed of the window sampling (sources only)."),
+    sampling: str | None = typer.Option(
+        None, help="stream | document (sources only).", show_default="the corpus's own rule"
+    ),
+    windows: str = typer.Option(
+        "disjoint",
+        help="Stream windows: disjoint (no overlaps) | random (independent starts, published loaders); sources only.",
+    ),
+    text_field: str = typer.Option("text", help="Text field/column of .jsonl/.parquet/.arrow sources."),
     targets: list[str] | None = typer.Option(None, help="Only prune layers matching these globs (comma-separated)."),
     ignore: list[str] | None = typer.Option(None, help="Never prune layers matching these globs."),
     batch_size: int = typer.Option(4, help="Calibration samples per block call."),
@@ -68,7 +136,7 @@ def prune(
     dsnot_threshold: float = typer.Option(0.1, help="DSnoT stops a row once |error proxy| <= this."),
     dsnot_var_power: float = typer.Option(1.0, help="DSnoT regrow priority: contribution / variance^power."),
     dsnot_skip: list[str] | None = typer.Option(
-        None, help="Layers (globs inside a block) DSnoT leaves alone [default: mlp.*]; 'none' for none."
+        None, help="Layers (globs inside a block) DSnoT leaves alone; 'none' for none.", show_default="mlp.*"
     ),
     dsnot_accept: str = typer.Option(
         "reference", help="DSnoT swaps taken: reference (the published rules) | improve (only those lowering |error|)."
@@ -80,10 +148,12 @@ def prune(
     percdamp: float = typer.Option(0.01, help="SparseGPT damping, fraction of the mean Hessian diagonal."),
     ppl: list[str] | None = typer.Option(None, help="Also report dense and pruned perplexity on these corpora."),
     ppl_seqlen: int = typer.Option(2048, help="Perplexity window length."),
-    ppl_max_windows: int | None = typer.Option(None, help="Score at most this many perplexity windows."),
-    dtype: str | None = typer.Option(None, help="Load dtype (float32, bfloat16); default: the checkpoint's."),
+    ppl_max_windows: int | None = typer.Option(
+        None, help="Score at most this many perplexity windows.", show_default="all windows of the held-out pool"
+    ),
+    dtype: str | None = typer.Option(None, help="Load dtype (float32, bfloat16).", show_default="the checkpoint's"),
     overwrite: bool = typer.Option(False, help="Replace an existing --output folder."),
-    quiet: bool = typer.Option(False, help="No progress bars."),
+    quiet: bool = typer.Option(False, help="No progress bars, no notices: errors and the result line only."),
 ):
     """Prune a model layer by layer and save it as a plain Hugging Face folder."""
     from .config import DSnoTOptions, OWLOptions, PruneConfig, RunnerOptions, SparseGPTOptions, SparsityTarget
@@ -117,35 +187,109 @@ def prune(
         text_field=text_field,
         windows=windows,
     )
+    _audit_prune(ctx, config, request, bool(ppl))
     ppl_request = PerplexityRequest(list(_split(ppl)), seqlen=ppl_seqlen, max_windows=ppl_max_windows)
+    say = _notice(quiet)
+    if config.target.is_nm:
+        say(config.target.explain())
     _quiet_libraries()
+    _on_interrupt(f"prune -> {output}: nothing written (the output appears only when complete)", quiet)
     report = run_prune(
-        model, config, request, output, overwrite=overwrite, ppl=ppl_request, dtype=dtype, progress=not quiet
+        model, config, request, output, overwrite=overwrite, ppl=ppl_request, dtype=dtype, progress=not quiet, say=say
     )
     summary = report["summary"]
+    target = config.target
+    nm_meaning = f" ({target.n} pruned of every {target.m})" if target.is_nm else ""
     out.print(
-        f"[bold]pruned[/bold] {summary['layers_pruned']} layers of {model} with {config.describe()}: "
-        f"{summary['sparsity_pruned_layers']:.2%} of their weights "
-        f"({summary['sparsity_all_parameters']:.2%} of all parameters) -> {output}"
+        _styled(
+            "pruned",
+            f" {summary['layers_pruned']} layers of {model} with {config.describe()}{nm_meaning}: "
+            f"{summary['sparsity_pruned_layers']:.2%} of their weights "
+            f"({summary['sparsity_all_parameters']:.2%} of all parameters) -> {output}",
+        ),
+        soft_wrap=True,
     )
     if report.get("perplexity"):
         _print_ppl_table(report["perplexity"])
 
 
+def _refuse_text_field(ctx: typer.Context, source) -> None:
+    """--text-field names a field of local .jsonl/.parquet/.arrow files; a registered corpus has none."""
+    from .corpora import CORPORA
+
+    if isinstance(source, str) and source in CORPORA:
+        _refuse_unused(
+            ctx,
+            ("text_field",),
+            False,
+            f"with the corpus {source!r}: it names the text field of local .jsonl/.parquet/.arrow files; drop it",
+        )
+
+
+def _audit_prune(ctx: typer.Context, config, request, with_ppl: bool) -> None:
+    """prune: refuse options this run would not use (see the option-audit section)."""
+    from .pruning.engine import needs_calibration
+
+    calibration_options = ("calib", "nsamples", "seqlen", "seed", "sampling", "windows", "text_field", "batch_size")
+    _refuse_unused(
+        ctx,
+        calibration_options + ("activation_store",),
+        needs_calibration(config),
+        f"with --method {config.method}: it reads only the weights (|W|), no calibration data is used; "
+        "drop them, or add --allocation owl / --refine dsnot, which do use calibration data",
+    )
+    _refuse_unused(
+        ctx,
+        ("seed", "sampling", "windows", "text_field"),
+        not request.prebuilt,
+        f"when --calib is a calibration-set folder ({request.source} was sampled when it was built; its "
+        "manifest.json records how): drop them, or pass the source itself to --calib",
+    )
+    _refuse_text_field(ctx, request.source)
+    owl = config.allocation == "owl"
+    _refuse_unused(ctx, ("owl_m",), owl, "without --allocation owl: drop it or pass --allocation owl")
+    _refuse_unused(
+        ctx, ("owl_lambda",), owl and not config.target.is_nm, "unless --allocation owl with --sparsity (not --pattern)"
+    )
+    _refuse_unused(
+        ctx, ("owl_nm_lambda",), owl and config.target.is_nm, "unless --allocation owl --owl-mixed-nm with --pattern"
+    )
+    _refuse_unused(
+        ctx,
+        ("dsnot_cycles", "dsnot_threshold", "dsnot_var_power", "dsnot_skip", "dsnot_accept"),
+        config.refine == "dsnot",
+        "without --refine dsnot: drop them or pass --refine dsnot",
+    )
+    _refuse_unused(
+        ctx,
+        ("blocksize", "percdamp", "sparsegpt_mask"),
+        config.method == "sparsegpt",
+        f"with --method {config.method}: they are SparseGPT's; drop them or pass --method sparsegpt",
+    )
+    _refuse_unused(
+        ctx, ("sparsegpt_mask",), not config.target.is_nm, "with --pattern: N:M masks are chosen per M-group"
+    )
+    _refuse_unused(ctx, ("ppl_seqlen", "ppl_max_windows"), with_ppl, "without --ppl: drop them or pass --ppl CORPUS")
+
+
 def _print_ppl_table(results: dict) -> None:
-    first = next(iter(next(iter(results.values())).values()))
-    table = Table(title=f"perplexity ({first['protocol']}, {first['seqlen']} tokens, {first['split']} pool)")
+    """One row per corpus; its pool is named per row (a local file is scored on all of it)."""
+    columns = list(results)
+    first = next(iter(results.values()))
+    any_row = next(iter(first.values()))
+    table = Table(title=f"perplexity ({any_row['protocol']}, {any_row['seqlen']} tokens)")
     table.add_column("corpus")
-    for column in results:
+    table.add_column("pool")
+    for column in columns:
         table.add_column(column, justify="right")
-    corpora = next(iter(results.values())).keys()
-    for name in corpora:
-        table.add_row(name, *(f"{results[c][name]['ppl']:.3f}" for c in results))
+    for name, row in first.items():
+        table.add_row(name, row["split"], *(f"{results[c][name]['ppl']:.3f}" for c in columns))
     out.print(table)
 
 
 @app.command("eval")
 def eval_(
+    ctx: typer.Context,
     model: str = typer.Option(..., help="Preset, local folder (e.g. a pruned model) or Hugging Face id."),
     tasks: list[str] | None = typer.Option(
         None, help="lm-eval tasks (comma-separated): boolq,winogrande,piqa,hellaswag,arc_easy,arc_challenge,mmlu"
@@ -156,17 +300,36 @@ def eval_(
     ppl: list[str] | None = typer.Option(None, help="Corpora or local files for perplexity (comma-separated)."),
     ppl_protocol: str = typer.Option("concat-windows", help="concat-windows (Wanda/SparseGPT) | per-example (Alpaca)."),
     ppl_seqlen: int = typer.Option(2048, help="Perplexity window length (per-example: max tokens per document)."),
-    ppl_max_windows: int | None = typer.Option(None, help="Score at most this many windows (or documents)."),
-    ppl_split: str | None = typer.Option(None, help="calib | heldout | all [default: heldout; all for local files]."),
+    ppl_max_windows: int | None = typer.Option(
+        None, help="Score at most this many windows (or documents).", show_default="all of the pool"
+    ),
+    ppl_split: str | None = typer.Option(
+        None, help="calib | heldout | all.", show_default="heldout; all for local files"
+    ),
     batch_size: int = typer.Option(8, help="Sequences per forward pass, at most (batches also hold <= 4096 tokens)."),
     output: str | None = typer.Option(None, "--output", "-o", help="Write the results as JSON here."),
-    dtype: str | None = typer.Option(None, help="Load dtype; default: the checkpoint's."),
-    quiet: bool = typer.Option(False, help="No progress bars."),
+    dtype: str | None = typer.Option(None, help="Load dtype (float32, bfloat16).", show_default="the checkpoint's"),
+    quiet: bool = typer.Option(False, help="No progress bars (lm-eval's included), no notices."),
 ):
     """Evaluate a model: lm-eval tasks (offline data) and perplexity with a named protocol."""
     from .pipeline import PerplexityRequest, TaskRequest, run_eval
 
+    with_tasks, with_ppl = bool(_split(tasks)), bool(_split(ppl))
+    _refuse_unused(
+        ctx,
+        ("ppl_protocol", "ppl_seqlen", "ppl_max_windows", "ppl_split"),
+        with_ppl,
+        "without --ppl: drop them or pass --ppl CORPUS",
+    )
+    _refuse_unused(ctx, ("limit", "seed"), with_tasks, "without --tasks: drop them or pass --tasks")
+    _refuse_unused(
+        ctx,
+        ("mmlu_shots",),
+        "mmlu" in _split(tasks),
+        "unless --tasks includes mmlu: drop it or add mmlu to --tasks",
+    )
     _quiet_libraries()
+    _on_interrupt(f"eval of {model}: no results written" + (f" to {output}" if output else ""), quiet)
     ppl_request = PerplexityRequest(
         list(_split(ppl)),
         seqlen=ppl_seqlen,
@@ -184,7 +347,7 @@ def eval_(
     if "perplexity" in report:
         _print_ppl_table({model: report["perplexity"]})
     if output:
-        out.print(f"results -> {output}")
+        out.print(f"results -> {output}", soft_wrap=True)
 
 
 def _print_task_table(results: dict) -> None:
@@ -237,6 +400,7 @@ def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
 
 @app.command()
 def calib(
+    ctx: typer.Context,
     output: str = typer.Option(..., "--output", "-o", help="Folder for the calibration set."),
     source: str = typer.Option(
         "wiki-en", help="Corpus name, hub name (c4, wikipedia, slimpajama, dclm) or local file/folder."
@@ -254,29 +418,57 @@ def calib(
     text_field: str = typer.Option("text", help="Text field/column of .jsonl/.parquet/.arrow sources."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Self-generate from prefixes of the source's texts."),
     prefix_tokens: int = typer.Option(1, help="Source tokens after BOS in each prompt (0 = BOS only; paper: 1)."),
-    temperature: float | None = typer.Option(None, help="Sampling temperature [default: 0.6; 0.8 for Llama-family]."),
+    temperature: float = typer.Option(0.6, help="Sampling temperature (the paper's LLaMA runs used 0.8)."),
     top_p: float = typer.Option(0.95, help="Nucleus sampling mass."),
     top_k: int = typer.Option(50, help="Top-k sampling (0 = off)."),
     repetition_penalty: float = typer.Option(1.2, help="Repetition penalty (1 = none)."),
-    max_new_tokens: int | None = typer.Option(None, help="Tokens per generated text [default: fill the window]."),
+    max_new_tokens: int | None = typer.Option(
+        None, help="Tokens per generated text.", show_default="fill the window: seqlen - prompt length"
+    ),
     num_texts: int | None = typer.Option(
-        None, help="Texts to generate [default: rounds of batches until the kept texts fill nsamples x seqlen]."
+        None,
+        help="Texts to generate.",
+        show_default="rounds of batches until the kept texts fill nsamples x seqlen",
     ),
     gen_batch_size: int = typer.Option(32, help="Prompts generated together."),
     filter_top: float = typer.Option(0.2, help="Drop this fraction of the most perplexing generated texts."),
     detect: str | None = typer.Option(None, help="Detect training-like texts with this score: mink++."),
     keep_top: float = typer.Option(0.5, help="With --detect: keep this fraction of highest-scoring texts."),
     mink_k: float = typer.Option(0.2, help="Min-K%++: fraction of lowest-scoring tokens averaged."),
-    num_candidates: int | None = typer.Option(None, help="With --detect: score at most this many source texts."),
+    num_candidates: int | None = typer.Option(
+        None, help="With --detect: score at most this many source texts.", show_default="all of the calib pool"
+    ),
     overwrite: bool = typer.Option(False, help="Replace an existing --output (and restart an unfinished generation)."),
-    quiet: bool = typer.Option(False, help="No progress bars."),
+    quiet: bool = typer.Option(False, help="No progress bars, no notices."),
 ):
     """Build a calibration set: sample a source, self-generate (--synthetic) or detect (--detect mink++)."""
     from .calibration import GenerationOptions
-    from .pipeline import CalibJob, run_calib
+    from .pipeline import CalibJob, generation_work_dir, run_calib
 
     if synthetic and detect:
         raise CalibpruneError("--synthetic and --detect are two strategies: pass only one")
+    generation_options = (
+        "prefix_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "repetition_penalty",
+        "max_new_tokens",
+        "num_texts",
+        "gen_batch_size",
+        "filter_top",
+    )
+    _refuse_unused(ctx, generation_options, synthetic, "without --synthetic: drop them or pass --synthetic")
+    _refuse_unused(
+        ctx,
+        ("sampling",),
+        not (synthetic or detect),
+        "with --synthetic or --detect: their windows are cut by a fixed rule (self-generated texts: stream; "
+        "detected texts: the source's own rule); drop it",
+    )
+    _refuse_text_field(ctx, source)
+    detect_options = ("keep_top", "mink_k", "num_candidates")
+    _refuse_unused(ctx, detect_options, bool(detect), "without --detect: drop them or pass --detect mink++")
     job = CalibJob(
         source=source,
         nsamples=nsamples,
@@ -303,16 +495,20 @@ def calib(
         num_candidates=num_candidates,
     )
     _quiet_libraries()
-    calibration = run_calib(model, job, output, overwrite=overwrite, progress=not quiet)
+    note = f"calib -> {output}: nothing written (the set appears only when complete)"
+    if synthetic:
+        note += (
+            f"; finished generation batches are kept in {generation_work_dir(output)}: "
+            "rerun the same command to resume from them"
+        )
+    _on_interrupt(note, quiet)
+    calibration = run_calib(model, job, output, overwrite=overwrite, progress=not quiet, say=_notice(quiet))
     manifest = calibration.manifest
-    line = (
-        f"[bold]calibration set[/bold] {calibration.nsamples} x {calibration.seqlen} tokens "
-        f"from {manifest['source']} ({manifest['strategy']})"
-    )
+    line = f" {calibration.nsamples} x {calibration.seqlen} tokens from {manifest['source']} ({manifest['strategy']})"
     if "filter" in manifest:
         pool = manifest["filter"].get("texts", manifest["filter"].get("candidates"))
         line += f"; kept {manifest['filter']['kept']} of {pool} texts"
-    out.print(f"{line} -> {output}")
+    out.print(_styled("calibration set", f"{line} -> {output}"), soft_wrap=True)
 
 
 @app.command()
@@ -326,7 +522,7 @@ def corpora(
 
     if install:
         for name, path in install_all().items():
-            console.print(f"{name}: {path}")
+            console.print(f"{name}: {path}", soft_wrap=True)
     rows = []
     for name in CORPORA.names():
         corpus = CORPORA.create(name)
@@ -361,7 +557,7 @@ def corpora(
         )
         table.add_row(
             row["name"],
-            row["status"] if row["status"] == "ready" else f"[yellow]{row['status']}[/yellow]",
+            Text(row["status"], style="" if row["status"] == "ready" else "yellow"),
             row["sampling"],
             *sizes,
         )
@@ -374,40 +570,91 @@ app.add_typer(analyze_app, name="analyze")
 
 @analyze_app.command("similarity")
 def analyze_similarity(
+    ctx: typer.Context,
     sets: list[str] = typer.Option(..., help="Calibration-set folders, corpus:NAME or local files (comma-separated)."),
     output: str = typer.Option(..., "--output", "-o", help="Folder for similarity.json/.csv/.png."),
-    reference: str | None = typer.Option(None, help="A set to compare every set with (e.g. corpus:pydocs)."),
+    reference: str | None = typer.Option(
+        None, help="Indexed whole (never cut): each set's texts are checked against it (e.g. corpus:wiki-en)."
+    ),
     ngram: int = typer.Option(3, help="n of the n-grams."),
     unit: str = typer.Option("word", help="word | token (token needs --model)."),
     num_perm: int = typer.Option(128, help="MinHash permutations."),
+    containment_threshold: float = typer.Option(
+        0.5, help="A text counts as drawn from --reference when this share of its n-grams occurs in it."
+    ),
     lsh_threshold: float = typer.Option(0.5, help="Jaccard above which a text counts as a near-duplicate (LSH)."),
-    max_texts: int = typer.Option(2000, help="Cut large sources to this many documents (seeded)."),
+    max_texts: int = typer.Option(
+        2000, help="Cut each --sets source to this many documents (seeded); never --reference."
+    ),
     seed: int = typer.Option(0, help="Seed of MinHash and of the document subsets."),
     model: str | None = typer.Option(None, help="Tokenizer for --unit token."),
     overwrite: bool = typer.Option(False, help="Replace an existing --output."),
+    quiet: bool = typer.Option(False, help="No progress bars, no notices."),
 ):
-    """Estimated n-gram Jaccard similarity (MinHash-LSH) between sets, as a matrix and heatmap."""
+    """n-gram overlap between sets (MinHash Jaccard) and, against --reference, how many of
+    each set's texts are contained in it (exact n-gram containment) or near-duplicates (LSH)."""
     from .analysis.jobs import run_similarity
 
-    _quiet_libraries()
-    report = run_similarity(
-        list(_split(sets)), reference, output, ngram, unit, num_perm, max_texts, seed, lsh_threshold, model, overwrite
+    _refuse_unused(
+        ctx,
+        ("containment_threshold", "lsh_threshold"),
+        reference is not None,
+        "without --reference: drop them or pass --reference",
     )
+    _refuse_unused(ctx, ("model",), unit == "token", "unless --unit token: drop it or pass --unit token")
+    _quiet_libraries()
+    _on_interrupt(f"analyze similarity -> {output}: nothing written", quiet)
+    report = run_similarity(
+        list(_split(sets)),
+        reference,
+        output,
+        ngram,
+        unit,
+        num_perm,
+        max_texts,
+        seed,
+        lsh_threshold,
+        model,
+        overwrite,
+        containment_threshold,
+        progress=not quiet,
+    )
+    say = _notice(quiet)
+    for name, origin in report["sets"].items():
+        available = origin.get("available_texts", origin["texts"])
+        cut = f" of {available:,} (--max-texts {max_texts})" if available > origin["texts"] else " (all)"
+        say(f"set {name}: {origin['texts']:,} texts{cut}")
+    if "reference_index" in report:
+        index = report["reference_index"]
+        grams = f"{index['ngrams']:,} distinct {ngram}-grams"
+        say(f"reference {report['reference']}: {index['texts']:,} texts (all, never cut), {grams}")
     table = Table(title=f"{ngram}-gram ({unit}) Jaccard, MinHash {num_perm}")
-    table.add_column("set")
+    table.add_column("set", overflow="fold")
     for name in report["names"]:
-        table.add_column(name[-18:], justify="right")
+        table.add_column(name, justify="right", overflow="fold")
     for name, row in zip(report["names"], report["matrix"], strict=True):
         table.add_row(name, *(f"{v:.4f}" for v in row))
     out.print(table)
-    if report.get("lsh_near_duplicate_share"):
-        shares = ", ".join(f"{k}: {v:.1%}" for k, v in report["lsh_near_duplicate_share"].items())
-        out.print(f"texts with a near-duplicate in {report['reference']} (MinHash-LSH): {shares}")
-    out.print(f"-> {output}/similarity.json, .csv, .png")
+    if "containment" in report:
+        table = Table(title=f"drawn from {report['reference']}? ({ngram}-gram containment and near-duplicates)")
+        table.add_column("set", overflow="fold")
+        for column in ("texts", f"contained (>= {containment_threshold:g})", "mean containment", "near-dup (LSH)"):
+            table.add_column(column, justify="right")
+        for name, c in report["containment"].items():
+            table.add_row(
+                name,
+                str(c["texts_scored"]),
+                f"{c['share_contained']:.1%}",
+                f"{c['mean']:.3f}",
+                f"{report['lsh_near_duplicate_share'][name]:.1%}",
+            )
+        out.print(table)
+    out.print(f"-> {output}/similarity.json (per-text containment), .csv, .png", soft_wrap=True)
 
 
 @analyze_app.command("membership")
 def analyze_membership(
+    ctx: typer.Context,
     sets: list[str] = typer.Option(..., help="Calibration-set folders, corpus:NAME or local files (comma-separated)."),
     output: str = typer.Option(..., "--output", "-o", help="Folder for membership.json, summary.csv, membership.png."),
     model: str = typer.Option("smollm2-135m", help="The model whose view of the texts is measured."),
@@ -423,6 +670,7 @@ def analyze_membership(
     from .analysis.jobs import run_membership
 
     _quiet_libraries()
+    _on_interrupt(f"analyze membership -> {output}: nothing written", quiet)
     report = run_membership(
         model, list(_split(sets)), output, k, max_texts, max_tokens, seed, batch_size, overwrite, progress=not quiet
     )
@@ -439,7 +687,7 @@ def analyze_membership(
             ),
         )
     out.print(table)
-    out.print(f"-> {output}/membership.json, summary.csv, membership.png")
+    out.print(f"-> {output}/membership.json, summary.csv, membership.png", soft_wrap=True)
 
 
 @app.command()
@@ -521,8 +769,13 @@ def main() -> None:
     try:
         app()
     except CalibpruneError as error:
-        console.print(f"[bold red]error:[/bold red] {error}")
+        console.print(_styled("error:", f" {error}", "bold red"), soft_wrap=True)
         sys.exit(2)
+    except SystemExit as exit_:
+        if exit_.code == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into exit status 130, silently
+            note = _interrupt_note
+            console.print(_styled(f"{note['newline']}interrupted:", f" {note['text']}", "bold yellow"), soft_wrap=True)
+        raise
 
 
 if __name__ == "__main__":

@@ -74,6 +74,23 @@ class SparsityTarget:
     def describe(self) -> str:
         return f"{self.n}:{self.m}" if self.is_nm else f"{self.ratio:.0%} unstructured"
 
+    def explain(self) -> str:
+        """The resolved meaning of ``--pattern N:M`` in words, and, where the "N kept of M"
+        reading (hardware sparsity) would give another sparsity, how to get that one."""
+        if not self.is_nm:
+            return f"sparsity {self.ratio:g}: prune {self.ratio:.0%} of the weights of each row (unstructured)"
+        n, m = self.n, self.m
+        line = (
+            f"{n}:{m} - prune {n} of every {m} consecutive inputs in each row (keep {m - n}), {self.ratio:.0%} sparsity"
+        )
+        if n != m - n:
+            line += (
+                f". Here N counts pruned weights (the Wanda/SparseGPT code's convention); read as "
+                f'"{n} kept of {m}" (hardware N:M sparsity) it would be {(m - n) / m:.0%} sparsity: '
+                f"for that, pass --pattern {m - n}:{m}"
+            )
+        return line
+
     def to_dict(self) -> dict:
         return {"kind": "nm" if self.is_nm else "unstructured", **asdict(self)}
 

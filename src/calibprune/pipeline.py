@@ -7,8 +7,11 @@ and corpus runs before the weights are loaded and before anything is written.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from .calibration.filters import check_keep_top
 from .config import PruneConfig
 from .corpora import get_corpus
 from .errors import CalibpruneError
+from .estimate import Estimate, forward_rate, generation_rate, prune_passes
 from .evaluation.perplexity import PPL_PROTOCOL, PROTOCOLS, perplexity
 from .models.loading import load_config, load_model, load_tokenizer, max_sequence_length, meta_model, resolve_model
 from .pruning.engine import needs_calibration, prune_model, validate
@@ -36,15 +40,28 @@ from .utils.provenance import environment
 from .utils.resources import StageTracker
 
 REPORT_NAME = "prune_report.json"
+DEFAULT_NSAMPLES, DEFAULT_SEQLEN = 128, 2048  # the published code's calibration defaults
+
+Say = Callable[[str], None]
+
+
+def _silent(message: str) -> None:
+    pass
 
 
 @dataclass
 class CalibrationRequest:
-    """``--calib`` and its sampling options (ignored for an in-memory set)."""
+    """``--calib`` and its sampling options.
+
+    ``nsamples``/``seqlen`` left at None mean 128 x 2048 for a source that is sampled,
+    and the set's own size for a prebuilt set (in memory or a folder). Given for a
+    prebuilt set, they are honoured by taking its first ``nsamples`` windows cut to
+    their first ``seqlen`` tokens, or refused when the set is too small.
+    """
 
     source: str | CalibrationSet = "wiki-en"
-    nsamples: int = 128
-    seqlen: int = 2048
+    nsamples: int | None = None
+    seqlen: int | None = None
     seed: int = 0
     sampling: str | None = None
     text_field: str = "text"
@@ -55,9 +72,38 @@ class CalibrationRequest:
         """An in-memory set or a saved set folder: it brings its own nsamples/seqlen."""
         return isinstance(self.source, CalibrationSet) or is_calibration_folder(self.source)
 
+    @property
+    def window_count(self) -> int:
+        return DEFAULT_NSAMPLES if self.nsamples is None else self.nsamples
+
+    @property
+    def window_length(self) -> int:
+        return DEFAULT_SEQLEN if self.seqlen is None else self.seqlen
+
     def check(self) -> None:
-        if not self.prebuilt:
-            check_sampling_args(self.nsamples, self.seqlen, self.sampling, self.windows)
+        if self.prebuilt:
+            for flag, value in (("--nsamples", self.nsamples), ("--seqlen", self.seqlen)):
+                if value is not None and value < 1:
+                    raise CalibpruneError(f"{flag} {value} must be >= 1")
+        else:
+            check_sampling_args(self.window_count, self.window_length, self.sampling, self.windows)
+
+    def build(self, tokenizer) -> CalibrationSet:
+        calibration = build_calibration(
+            self.source,
+            tokenizer,
+            self.window_count,
+            self.window_length,
+            self.seed,
+            mode=self.sampling,
+            text_field=self.text_field,
+            windows=self.windows,
+        )
+        if self.prebuilt:
+            if not isinstance(self.source, CalibrationSet):
+                calibration.manifest["folder"] = str(Path(self.source).resolve())
+            calibration = calibration.head(self.nsamples, self.seqlen)
+        return calibration
 
 
 @dataclass
@@ -147,12 +193,14 @@ def run_prune(
     progress: bool = True,
     tasks: TaskRequest | None = None,
     evaluate_dense: bool = True,
+    say: Say = _silent,
 ) -> dict:
     """``calibprune prune``: returns the report that is also written to ``output``.
 
     ``output=None`` keeps the pruned model in memory only (a study evaluates it and
     keeps the report); ``tasks`` evaluates the pruned model on lm-eval tasks;
-    ``evaluate_dense=False`` skips the dense perplexity (a study caches it once per model).
+    ``evaluate_dense=False`` skips the dense perplexity (a study caches it once per model);
+    ``say`` receives one-line notices (the cost estimate) before the long stages.
     """
     started = time.perf_counter()
     tracker = StageTracker()
@@ -172,7 +220,7 @@ def run_prune(
         resolved = resolve_model(model_name)
         model_config = load_config(resolved)
         if calibrated and not calib.prebuilt:
-            check_seqlen(calib.seqlen, model_config)
+            check_seqlen(calib.window_length, model_config)
         if ppl:
             check_seqlen(ppl.seqlen, model_config, "--ppl-seqlen")
         validate(meta_model(model_config), config)
@@ -180,20 +228,16 @@ def run_prune(
     calibration = None
     if calibrated:
         with tracker.stage("calibration"):
-            calibration = build_calibration(
-                calib.source,
-                tokenizer,
-                calib.nsamples,
-                calib.seqlen,
-                calib.seed,
-                mode=calib.sampling,
-                windows=calib.windows,
-                text_field=calib.text_field,
-            )
+            calibration = calib.build(tokenizer)
             check_seqlen(calibration.seqlen, model_config, "the calibration windows' length")
     # 3. the expensive part
     with tracker.stage("load"):
         model = load_model(resolved, dtype=dtype)
+    if calibration is not None:
+        window = calibration.input_ids[:1, : min(calibration.seqlen, 512)]
+        tokens = calibration.nsamples * calibration.seqlen
+        what = f"pruning calibrates on {calibration.nsamples} windows x {calibration.seqlen} tokens"
+        say(Estimate(what, tokens, prune_passes(config), forward_rate(model, window)).describe())
     result: dict = {}
     if ppl and evaluate_dense:
         with tracker.stage("ppl_dense"):
@@ -224,18 +268,54 @@ def run_prune(
     }
     if task_results is not None:
         report["tasks"] = task_results
+    annotate_report(report)
     if output is None:
         report["stages"] = tracker.to_dict()
         report["wall_s"] = round(time.perf_counter() - started, 3)
         return report
-    with atomic_directory(output, overwrite=overwrite) as tmp:
-        with tracker.stage("save"):
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-        report["stages"] = tracker.to_dict()
-        report["wall_s"] = round(time.perf_counter() - started, 3)
-        write_json(tmp / REPORT_NAME, report)
+    save_pruned(model, tokenizer, output, report, overwrite=overwrite, stages=tracker, started=started)
     return report
+
+
+def annotate_report(report: dict) -> dict:
+    """Totals and units a reader of the report should not have to work out: DSnoT swaps
+    summed over layers; OWL outlier ratios are percentages."""
+    swaps = [r["dsnot_swaps"] for r in report.get("layers", {}).values() if "dsnot_swaps" in r]
+    if swaps:
+        report["summary"]["dsnot_swaps_total"] = sum(swaps)
+        report["summary"]["dsnot_layers_refined"] = len(swaps)
+    allocation = report.get("allocation") or {}
+    if "outlier_ratios" in allocation:
+        allocation["outlier_ratio_unit"] = "% of a block's Wanda scores above M x their mean"
+    return report
+
+
+def save_pruned(
+    model,
+    tokenizer,
+    output: str | Path,
+    report: dict | None = None,
+    overwrite: bool = False,
+    stages: StageTracker | None = None,
+    started: float | None = None,
+) -> Path:
+    """Write a pruned model as the CLI does: ``save_pretrained`` folder + tokenizer +
+    ``prune_report.json`` (the dict :func:`prune` returned, plus the environment),
+    atomically (the folder appears complete or not at all)."""
+    check_output_dir(output, overwrite)
+    report = dict(report or {})
+    report.setdefault("environment", environment())
+    with atomic_directory(output, overwrite=overwrite) as tmp:
+        with stages.stage("save") if stages is not None else contextlib.nullcontext():
+            model.save_pretrained(tmp)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+        if stages is not None:
+            report["stages"] = stages.to_dict()
+        if started is not None:
+            report["wall_s"] = round(time.perf_counter() - started, 3)
+        write_json(tmp / REPORT_NAME, report)
+    return Path(output)
 
 
 def run_eval(
@@ -316,6 +396,53 @@ def generation_work_dir(output: str | Path) -> Path:
     return output.parent / f".{output.name}.generation"
 
 
+def finished_batches(work_dir: Path) -> tuple[int, int]:
+    """(batches, texts) an interrupted generation left in ``work_dir`` (a torn last line
+    does not count; :class:`~calibprune.calibration.synthetic.GenerationLog` drops it)."""
+    batches: set[int] = set()
+    texts = 0
+    log = work_dir / "generations.jsonl"
+    if log.exists():
+        with open(log, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    batches.add(json.loads(line)["batch"])
+                except (json.JSONDecodeError, KeyError):
+                    break
+                texts += 1
+    return len(batches), texts
+
+
+def _announce_generation(model, tokenizer, job: CalibJob, work_dir, overwrite: bool, say: Say) -> None:
+    """Cost of the first generation round, measured here, and where a rerun resumes."""
+    from .calibration.synthetic import start_token
+
+    options = job.generation.resolve(job.seqlen)
+    texts = options.first_round(job.nsamples)
+    batches = -(-texts // options.batch_size)
+    start = (start_token(tokenizer)["ids"] or [tokenizer.eos_token_id or 0])[0]
+    sampling = dict(
+        do_sample=True,
+        temperature=options.temperature,
+        top_p=options.top_p,
+        top_k=options.top_k,
+        repetition_penalty=options.repetition_penalty,
+    )
+    rate = generation_rate(model, options.batch_size, start, sampling)
+    rounds = "" if job.generation.num_texts else "; more rounds if texts stop early"
+    what = (
+        f"self-generation of {texts} texts x up to {options.max_new_tokens} new tokens "
+        f"({batches} batches of {options.batch_size}{rounds})"
+    )
+    say(Estimate(what, texts * options.max_new_tokens, 1.0, rate).describe())
+    done, done_texts = finished_batches(Path(work_dir)) if work_dir is not None else (0, 0)
+    if done and not overwrite:
+        say(
+            f"resuming from batch {done + 1} of {max(batches, done + 1)}: {done} finished batches ({done_texts} texts) "
+            f"kept in {work_dir}"
+        )
+
+
 def run_calib(
     model_name: str,
     job: CalibJob,
@@ -323,11 +450,13 @@ def run_calib(
     overwrite: bool = False,
     progress: bool = True,
     work_dir: str | Path | None = None,
+    say: Say = _silent,
 ) -> CalibrationSet:
     """``calibprune calib``: build a calibration set and save it as a folder.
 
     ``output=None`` returns the set without saving it; ``work_dir`` is where a
-    self-generation keeps its finished batches (default: beside ``output``).
+    self-generation keeps its finished batches (default: beside ``output``); ``say``
+    receives one-line notices (cost estimate, resume point) before generation.
     """
     job.check()
     if output is not None:
@@ -349,6 +478,8 @@ def run_calib(
     else:
         model = load_model(resolved)
         if job.strategy == "synthetic":
+            if say is not _silent:  # the estimate measures a generation: only when someone listens
+                _announce_generation(model, tokenizer, job, work_dir, overwrite, say)
             calib = build_synthetic(
                 model,
                 tokenizer,
@@ -409,4 +540,4 @@ def prune(
     config = PruneConfig(method=method, target=SparsityTarget.parse(sparsity, pattern), **options)
     if isinstance(calibration, torch.Tensor):
         calibration = CalibrationSet(calibration, manifest={"source": "tensor"})
-    return prune_model(model, calibration, config, progress=progress)
+    return annotate_report(prune_model(model, calibration, config, progress=progress))

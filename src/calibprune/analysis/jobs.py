@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from ..errors import CalibpruneError
 from ..utils.io import atomic_directory, check_output_dir, write_json
 from ..utils.provenance import environment
 from . import plots
 from .membership import KINDS, membership_scores, summarize
-from .sets import load_set, load_sets
-from .similarity import check_params, similarity_report
+from .sets import load_sets, stream_texts
+from .similarity import CONTAINMENT_THRESHOLD, NgramHasher, ReferenceIndex, check_params, similarity_report
 
 
 def run_similarity(
@@ -25,17 +26,30 @@ def run_similarity(
     lsh_threshold: float = 0.5,
     model: str | None = None,
     overwrite: bool = False,
+    containment_threshold: float = CONTAINMENT_THRESHOLD,
+    progress: bool = True,
 ) -> dict:
-    check_params(n, num_perm, unit, lsh_threshold)
+    """``max_texts`` cuts the compared sets only; the reference is indexed whole, streamed."""
+    check_params(n, num_perm, unit, lsh_threshold, containment_threshold)
     check_output_dir(output, overwrite)
+    if unit == "token" and model is None:
+        raise CalibpruneError("--unit token needs --model (whose tokenizer defines the tokens)")
     tokenizer = None
     if model is not None:
         from ..models.loading import load_tokenizer, resolve_model
 
         tokenizer = load_tokenizer(resolve_model(model))
     sets = load_sets(specs, max_texts, seed)
-    ref = load_set(reference, max_texts, seed) if reference else None
-    report = similarity_report(sets, ref, n, unit, num_perm, seed, lsh_threshold, tokenizer)
+    index = None
+    if reference:
+        texts, origin = stream_texts(reference)
+        hasher = NgramHasher(n, unit, tokenizer)
+        index = ReferenceIndex.build(reference, texts, hasher, num_perm, seed, lsh_threshold, origin, progress)
+        if not len(index.hashes):
+            raise CalibpruneError(f"reference {reference!r} holds no {n}-gram: check the path or corpus name")
+    report = similarity_report(
+        sets, index, n, unit, num_perm, seed, lsh_threshold, tokenizer, containment_threshold, progress
+    )
     report["environment"] = environment()
     with atomic_directory(output, overwrite=overwrite) as tmp:
         write_json(tmp / "similarity.json", report)

@@ -47,15 +47,25 @@ def heatmap(names: list[str], matrix: list[list[float]], title: str, path: Path)
     return path
 
 
+# Which way "looks like training data" points on each score's axis (scoring/membership.py).
+TRAINING_LIKE = {"mink++": "up", "mink": "up", "ppl": "down"}
+
+
 def violins(scores: dict[str, dict[str, list[float]]], kinds: tuple[str, ...], title: str, path: Path) -> Path:
+    """One panel per score, one violin per set, labelled with its number of scored texts;
+    each panel's y label says which direction means "training-like"."""
     plt = _pyplot()
     names = list(scores)
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds), 4.5), squeeze=False)  # one kind: still a row
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds), 4.8), squeeze=False)  # one kind: still a row
     for ax, kind in zip(axes[0], kinds, strict=True):
         data = [[v for v in scores[n][kind] if v == v] for n in names]  # drop NaN
         ax.violinplot(data, showmedians=True)
-        ax.set_xticks(range(1, len(names) + 1), [_short(n) for n in names], rotation=30, ha="right")
+        labels = [f"{_short(n)}\n(n={len(d)})" for n, d in zip(names, data, strict=True)]
+        ax.set_xticks(range(1, len(names) + 1), labels, rotation=30, ha="right")
         ax.set_title(kind + (" (log scale)" if kind == "ppl" else ""))
+        direction = TRAINING_LIKE.get(kind)
+        if direction:
+            ax.set_ylabel(f"{kind}  ({'higher' if direction == 'up' else 'lower'} = more training-like)")
         if kind == "ppl":
             ax.set_yscale("log")
     fig.suptitle(title)

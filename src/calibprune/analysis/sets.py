@@ -5,12 +5,15 @@
   ``@heldout`` for one pool; all documents by default);
 * any other path: a local ``.txt``/``.jsonl``/``.parquet``/``.arrow`` file or folder.
 
-Large sources are cut to ``max_texts`` documents chosen with a seeded shuffle.
+Compared sets are cut to ``max_texts`` documents chosen with a seeded shuffle; a
+reference is streamed whole (:func:`stream_texts`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -27,25 +30,45 @@ class TextSet:
     origin: dict = field(default_factory=dict)
 
 
+def _source(spec: str):
+    """(corpus, split, origin) of a ``corpus:NAME[@split]`` or a local path."""
+    if spec.startswith("corpus:"):
+        name, _, split = spec[len("corpus:") :].partition("@")
+        return get_corpus(name), split or "all", {"kind": "corpus", "corpus": name, "split": split or "all"}
+    if not Path(spec).expanduser().exists():
+        from ..corpora import CORPORA
+
+        if spec in CORPORA:
+            raise CalibpruneError(f"{spec!r} is not a path: for the corpus, pass corpus:{spec}")
+        raise CalibpruneError(
+            f"{spec!r} does not exist: pass a calibration-set folder, a local .txt/.jsonl/.parquet/.arrow "
+            "file or folder, or corpus:NAME (see `calibprune corpora`)"
+        )
+    return get_corpus(str(Path(spec).expanduser())), "all", {"kind": "local files", "path": spec}
+
+
 def load_set(spec: str, max_texts: int | None = None, seed: int = 0) -> TextSet:
     if is_calibration_folder(spec):
         calib = CalibrationSet.load(spec)
         texts = calib.windows_text or []
         return TextSet(spec, texts, calib.input_ids.tolist(), {"kind": "calibration set", **calib.describe()})
-    if spec.startswith("corpus:"):
-        name, _, split = spec[len("corpus:") :].partition("@")
-        corpus = get_corpus(name)
-        texts = corpus.texts(split or "all")
-        origin = {"kind": "corpus", "corpus": name, "split": split or "all"}
-    else:
-        corpus = get_corpus(spec)
-        texts = corpus.texts("all")
-        origin = {"kind": "local files", "path": spec}
+    corpus, split, origin = _source(spec)
+    texts = corpus.texts(split)
+    origin["available_texts"] = len(texts)
     if max_texts is not None and len(texts) > max_texts:
         order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(seed))[:max_texts].sort().values
         texts = [texts[i] for i in order.tolist()]
         origin["sampled"] = {"max_texts": max_texts, "seed": seed}
     return TextSet(spec, texts, None, origin)
+
+
+def stream_texts(spec: str) -> tuple[Iterator[str], dict]:
+    """Every text of ``spec``, one at a time (never cut), and where they come from."""
+    if is_calibration_folder(spec):
+        calib = CalibrationSet.load(spec)
+        return iter(calib.windows_text or []), {"kind": "calibration set", "path": spec}
+    corpus, split, origin = _source(spec)
+    return (doc.text for doc in corpus.documents(split)), origin
 
 
 def load_sets(specs: list[str], max_texts: int | None = None, seed: int = 0) -> list[TextSet]:

@@ -55,6 +55,35 @@ class CalibrationSet:
     def fingerprint(self) -> str:
         return tensor_fingerprint(self.input_ids)
 
+    def __repr__(self) -> str:
+        """One line, never the windows: ``CalibrationSet(8 x 128 tokens, wiki-en, sample, fp=...)``."""
+        parts = [f"{self.nsamples} x {self.seqlen} tokens"]
+        parts += [str(self.manifest[k]) for k in ("source", "strategy") if self.manifest.get(k)]
+        return f"CalibrationSet({', '.join(parts)}, fingerprint={self.fingerprint})"
+
+    def head(self, nsamples: int | None = None, seqlen: int | None = None) -> CalibrationSet:
+        """The first ``nsamples`` windows, each cut to its first ``seqlen`` tokens (a prefix
+        of a window is a window of the same text). Refuses to grow the set."""
+        where = self.manifest.get("folder") or self.manifest.get("source") or "the calibration set"
+        if nsamples is not None and nsamples > self.nsamples:
+            raise CalibpruneError(
+                f"--nsamples {nsamples} asks for more windows than {where} holds ({self.nsamples}): pass "
+                f"--nsamples {self.nsamples} or less, or build a larger set with "
+                f"`calibprune calib --nsamples {nsamples}`"
+            )
+        if seqlen is not None and seqlen > self.seqlen:
+            raise CalibpruneError(
+                f"--seqlen {seqlen} is longer than the windows of {where} ({self.seqlen} tokens): pass --seqlen "
+                f"{self.seqlen} or less, or build the set with `calibprune calib --seqlen {seqlen}`"
+            )
+        n = self.nsamples if nsamples is None else nsamples
+        length = self.seqlen if seqlen is None else seqlen
+        if (n, length) == (self.nsamples, self.seqlen):
+            return self
+        manifest = {**self.manifest, "subset": {"of": [self.nsamples, self.seqlen], "first": [n, length]}}
+        windows_text = (self.windows_text or [])[:n] if length == self.seqlen else None  # cut windows: text unknown
+        return CalibrationSet(self.input_ids[:n, :length].clone(), manifest, self.texts, windows_text)
+
     def describe(self) -> dict:
         return {**self.manifest, "nsamples": self.nsamples, "seqlen": self.seqlen, "fingerprint": self.fingerprint}
 

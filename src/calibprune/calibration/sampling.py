@@ -59,7 +59,7 @@ def windows_from_texts(
     tokens they were drawn from and the share of window tokens that repeat another's."""
     check_sampling_args(nsamples, seqlen, mode, windows)
     if not texts:
-        raise CalibpruneError(f"{what} hold no text to sample calibration windows from")
+        raise CalibpruneError(f"there is no text in {what} to sample calibration windows from")
     generator = torch.Generator().manual_seed(seed)
     if mode == "stream":
         return _stream_windows(texts, tokenizer, nsamples, seqlen, generator, what, windows)
@@ -165,7 +165,8 @@ def _stream_windows(texts, tokenizer, nsamples, seqlen, generator, what, windows
     needed = nsamples * seqlen
     if ids.numel() < needed:
         raise CalibpruneError(
-            f"{what} hold {ids.numel():,} tokens, fewer than nsamples x seqlen = {nsamples} x {seqlen} = {needed:,}: "
+            f"there are only {ids.numel():,} tokens in {what}, fewer than nsamples x seqlen = "
+            f"{nsamples} x {seqlen} = {needed:,}: "
             "lower --nsamples or --seqlen, or use a larger source"
         )
     if windows == "disjoint":

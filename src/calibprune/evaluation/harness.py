@@ -15,8 +15,10 @@ lm-eval's own HF backend.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+import subprocess
 from collections import defaultdict
 
 import torch
@@ -64,6 +66,10 @@ class InMemoryLM(_template_lm()):
 
     def tok_decode(self, tokens, **kwargs) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        # lm-eval's tokenizing bar follows this flag only
+        return super().loglikelihood(requests, disable_tqdm=disable_tqdm or not self.progress)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
         results: list[tuple[float, bool] | None] = [None] * len(requests)
@@ -194,18 +200,19 @@ def evaluate_tasks(
     if limit is not None:
         samples = {c["task"]: _seeded_subset(c["task"], _docs_in(c), limit, seed) for c in configs}
     lm = InMemoryLM(model, tokenizer, batch_size=batch_size, progress=progress)
-    raw = simple_evaluate(
-        model=lm,
-        tasks=configs + hub,
-        samples=samples,
-        limit=limit if hub else None,
-        log_samples=False,
-        random_seed=seed,
-        numpy_random_seed=seed,
-        torch_random_seed=seed,
-        fewshot_random_seed=seed,
-        verbosity="ERROR",
-    )
+    with _lm_eval_quietly(progress):
+        raw = simple_evaluate(
+            model=lm,
+            tasks=configs + hub,
+            samples=samples,
+            limit=limit if hub else None,
+            log_samples=False,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+            verbosity="ERROR",
+        )
     tasks = {}
     for name, group in offline.items():
         tasks[name] = _summarize([_metrics(raw, c["task"]) for c in group], group, name)
@@ -226,6 +233,50 @@ def evaluate_tasks(
         "mmlu_shots": mmlu_shots,
         "lm_eval_version": lm_eval.__version__,
     }
+
+
+def _git_hash_quietly() -> str | None:
+    """lm-eval's ``get_git_commit_hash`` without git's stderr ('fatal: not a git repository'
+    when run outside a repository, which is where users evaluate)."""
+    try:
+        done = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def _silent_tqdm(*args, **kwargs):
+    """A disabled bar, whatever ``disable=`` the caller passes."""
+    return tqdm(*args, **{**kwargs, "disable": True})
+
+
+@contextlib.contextmanager
+def _lm_eval_quietly(progress: bool):
+    """Silence what lm-eval prints on its own during ``simple_evaluate``: its git probe,
+    and (``progress=False``) its request-building progress bars. lm-eval offers no switch
+    for either, so its module-level names are swapped for the call and restored after."""
+    import lm_eval.api.model as lm_model
+    import lm_eval.api.task as lm_task
+    import lm_eval.evaluator as lm_evaluator
+
+    patches = [(lm_evaluator, "get_git_commit_hash", _git_hash_quietly)]
+    if not progress:
+        patches += [(module, "tqdm", _silent_tqdm) for module in (lm_task, lm_model)]
+    saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
+    for module, name, value in patches:
+        setattr(module, name, value)
+    import datasets
+
+    bars_were_on = datasets.is_progress_bar_enabled()
+    if not progress:
+        datasets.disable_progress_bars()  # lm-eval's dataset loading ("Generating test split")
+    try:
+        yield
+    finally:
+        for module, name, value in saved:
+            setattr(module, name, value)
+        if not progress and bars_were_on:
+            datasets.enable_progress_bars()
 
 
 def _metrics(raw: dict, task: str) -> dict:

@@ -6,6 +6,7 @@ from the weights so that bad input is caught before the expensive load.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -43,11 +44,41 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
             )
         return str(folder)
     if "/" in text and not text.startswith((".", "/", "~")):
-        return text  # a hub id; loading it needs network access
+        check_hub_reachable(text)  # a hub id: in the local cache, or the hub must answer now
+        return text
     raise CalibpruneError(
         f"model {text!r} is neither a preset nor an existing folder: valid presets are "
         f"{', '.join(PRESETS)}; a Hugging Face id looks like 'org/name'"
     )
+
+
+_FIX_OFFLINE = "use a preset (smollm2-135m, gemma3-270m) or a local model folder"
+
+
+def check_hub_reachable(repo_id: str, timeout: float = 3.0) -> None:
+    """Fail in seconds, not after transformers' retries, when a hub id cannot be loaded:
+    offline mode (``HF_HUB_OFFLINE``) without a cached copy, or no connection to the hub."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return  # cached: transformers loads it without network
+    if constants.HF_HUB_OFFLINE:
+        raise CalibpruneError(
+            f"model {repo_id!r} is a Hugging Face id, not in the local cache, and HF_HUB_OFFLINE is set: "
+            f"{_FIX_OFFLINE}, or unset HF_HUB_OFFLINE with network access"
+        )
+    endpoint = urlparse(constants.ENDPOINT)
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        raise CalibpruneError(
+            f"model {repo_id!r} is a Hugging Face id, but {constants.ENDPOINT} cannot be reached ({error}): "
+            f"{_FIX_OFFLINE}, or retry with network access"
+        ) from None
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -62,13 +93,47 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
 def load_config(resolved: str):
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(resolved)
+    if Path(resolved).is_dir():
+        _check_model_type(Path(resolved))
+    with _load_errors(resolved, "config"):
+        return AutoConfig.from_pretrained(resolved)
 
 
 def load_tokenizer(resolved: str):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolved)
+    with _load_errors(resolved, "tokenizer"):
+        return AutoTokenizer.from_pretrained(resolved)
+
+
+def _check_model_type(folder: Path) -> None:
+    """transformers needs ``model_type`` in config.json to pick the architecture."""
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        raise CalibpruneError(f"{folder}/config.json cannot be read as JSON ({error}): re-save the model") from None
+    if not config.get("model_type"):
+        raise CalibpruneError(
+            f'{folder}/config.json has no "model_type": add the architecture\'s name (e.g. "model_type": "llama") '
+            "or re-save the model with save_pretrained"
+        )
+
+
+@contextlib.contextmanager
+def _load_errors(resolved: str, what: str):
+    """One-line errors for files transformers cannot use (missing, unreachable, unknown)."""
+    try:
+        yield
+    except OSError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CalibpruneError(f"cannot load the {what} of {resolved!r}: {first}") from None
+    except ValueError as error:
+        if isinstance(error, CalibpruneError):
+            raise
+        first = str(error).strip().splitlines()[0]
+        raise CalibpruneError(f"cannot load the {what} of {resolved!r}: {first}") from None
 
 
 def tokenize(tokenizer, text: str) -> list[int]:
@@ -99,7 +164,8 @@ def load_model(resolved: str, dtype: str | torch.dtype | None = None):
     ``use_cache=False`` per call), so a saved copy generates like the original."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(resolved, dtype=parse_dtype(dtype) or "auto")
+    with _load_errors(resolved, "weights"):
+        model = AutoModelForCausalLM.from_pretrained(resolved, dtype=parse_dtype(dtype) or "auto")
     model.eval()
     return model
 

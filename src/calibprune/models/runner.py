@@ -30,6 +30,7 @@ disk store keeps resident memory flat in the number of samples.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -52,6 +53,34 @@ class _StopForward(Exception):
 
 
 # --------------------------------------------------------------------------- stores
+
+STORE_PREFIX = "calibprune-acts-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def sweep_stale_stores(root: str | Path | None = None) -> list[Path]:
+    """Remove activation stores whose process is gone (killed with -9, power loss...).
+
+    A store is ``calibprune-acts-<pid>-<random>`` in the temporary directory; only the
+    folders whose ``<pid>`` no longer runs are removed, so concurrent runs are safe.
+    Returns the removed folders."""
+    root = Path(root or tempfile.gettempdir())
+    removed = []
+    for folder in root.glob(f"{STORE_PREFIX}*"):
+        pid = folder.name[len(STORE_PREFIX) :].split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 class ActivationStore:
@@ -219,7 +248,8 @@ class SequentialRunner:
         if self.options.activation_store == "memory":
             return MemoryStore()
         if self._tmp is None:
-            self._tmp = Path(tempfile.mkdtemp(prefix="calibprune-acts-"))
+            sweep_stale_stores()
+            self._tmp = Path(tempfile.mkdtemp(prefix=f"{STORE_PREFIX}{os.getpid()}-"))
         return DiskStore(self._tmp / tag)
 
     def close(self) -> None:
