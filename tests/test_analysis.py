@@ -186,7 +186,7 @@ def test_violin_labels_carry_n_and_the_training_like_direction(tmp_path, monkeyp
     monkeypatch.setattr(plots, "_pyplot", spy)
     scores = {"a": {"mink++": [0.1, 0.2, float("nan")], "ppl": [3.0, 4.0, 5.0]}}
     plots.violins(scores, ("mink++", "ppl"), "t", tmp_path / "v.png")
-    mink, ppl = seen["axes"]
+    mink, ppl = seen["axes"][0]  # one row of panels (squeeze=False)
     assert [t.get_text() for t in mink.get_xticklabels()] == ["a\n(n=2)"]  # NaN not counted
     assert "higher = more training-like" in mink.get_ylabel()
     assert "lower = more training-like" in ppl.get_ylabel()
