@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from ..errors import CalibpruneError, MissingAssetError
 from ..models.loading import max_sequence_length, tokenize
 from ..scoring.tokens import next_token_logprobs, score_sequences
+from .prefix import SCORING_PATHS, PrefixStats, shared_prefix_loglikelihoods, supports_shared_prefix
 from .tasks import PAPER_TASKS, describe, task_configs
 
 
@@ -37,11 +38,25 @@ def _template_lm():
 class InMemoryLM(_template_lm()):
     backend = "causal"
 
-    def __init__(self, model, tokenizer, batch_size: int = 8, max_length: int | None = None, progress: bool = True):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        batch_size: int = 8,
+        max_length: int | None = None,
+        progress: bool = True,
+        scoring: str = "shared-prefix",
+    ):
         super().__init__()
+        if scoring not in SCORING_PATHS:
+            raise CalibpruneError(f"unknown scoring path {scoring!r}: use one of {', '.join(SCORING_PATHS)}")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        # a model that cannot take a gathered KV cache is scored on the plain path, and the report says why
+        self.fallback_reason = supports_shared_prefix(model) if scoring == "shared-prefix" else None
+        self.scoring = "plain" if self.fallback_reason else scoring
+        self.stats = PrefixStats()
         self.max_length = max_length or min(max_sequence_length(model.config) or 2048, 4096)
         self.progress = progress
         # Gemma models expect BOS at the start of every input (lm-eval's HF backend does the same)
@@ -66,16 +81,42 @@ class InMemoryLM(_template_lm()):
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
+        show = self.progress and not disable_tqdm
+        # the same truncation on both paths: the last max_length + 1 tokens of context + continuation
+        fulls = [
+            ((context + continuation)[-(self.max_length + 1) :], len(continuation))
+            for _, context, continuation in requests
+        ]
+        if self.scoring == "plain":
+            return self._plain_loglikelihoods(fulls, show)
+        shared = [i for i, (full, n) in enumerate(fulls) if n < len(full)]
+        alone = [i for i, (full, n) in enumerate(fulls) if n >= len(full)]  # no context left after truncation
         results: list[tuple[float, bool] | None] = [None] * len(requests)
+        scores = shared_prefix_loglikelihoods(
+            self.model,
+            [(fulls[i][0][: -fulls[i][1]], fulls[i][0][-fulls[i][1] :]) for i in shared],
+            max_batch_size=self.batch_size,
+            progress=show,
+            stats=self.stats,
+        )
+        for i, score in zip(
+            shared + alone, scores + self._plain_loglikelihoods([fulls[i] for i in alone], show), strict=True
+        ):
+            results[i] = score
+        self.stats.plain_fallback_requests += len(alone)
+        return results  # type: ignore[return-value]
+
+    def _plain_loglikelihoods(self, fulls: list[tuple[list[int], int]], show: bool) -> list[tuple[float, bool]]:
+        """The plain path: one forward per distinct context for single-token continuations,
+        one per ``context + continuation`` otherwise."""
+        results: list[tuple[float, bool] | None] = [None] * len(fulls)
         single: dict[tuple[int, ...], list[tuple[int, int]]] = defaultdict(list)
         multi: list[tuple[int, list[int], int]] = []
-        for i, (_, context, continuation) in enumerate(requests):
-            full = (context + continuation)[-(self.max_length + 1) :]
-            if len(continuation) == 1:
-                single[tuple(full[:-1])].append((i, continuation[0]))
+        for i, (full, n) in enumerate(fulls):
+            if n == 1:
+                single[tuple(full[:-1])].append((i, full[-1]))
             else:
-                multi.append((i, full, len(continuation)))
-        show = self.progress and not disable_tqdm
+                multi.append((i, full, n))
         if single:
             contexts = list(single)
             logprobs = next_token_logprobs(
