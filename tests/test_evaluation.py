@@ -151,3 +151,142 @@ def test_eval_command_writes_tasks_and_perplexity(model_dir, tmp_path):
     assert report["perplexity"]["wiki-en"]["protocol"] == "concat-windows"
     done = run_cli("eval", "--model", str(model_dir), "--tasks", "boolq,nonexistent_task")
     assert done.returncode == 2 and "unknown task(s) nonexistent_task" in done.stderr
+
+
+# --- shared-prefix scoring ---------------------------------------------------------------
+
+
+def test_prefix_groups_pick_the_prefix_that_saves_most():
+    from calibprune.evaluation.prefix import prefix_groups
+
+    shots_a, shots_b = tuple(range(100, 110)), tuple(range(200, 210))
+    header = (1, 2, 3)  # shared by every "subject", like MMLU's description start
+    contexts = [
+        header + shots_a + (7,),  # 0  subject a
+        header + shots_b + (8, 9),  # 1  subject b
+        header + shots_a + (5, 6),  # 2  subject a
+        header + shots_b + (4,),  # 3  subject b
+        header + shots_a + (9,),  # 4  subject a
+        (50, 51, 52),  # 5  shares nothing
+    ]
+    # one group over 0-4 would share 3 tokens (saves 4 x 3 = 12); per subject, 13 tokens
+    # (saves 2 x 13 + 1 x 13 = 39): the subjects win, the stray context runs alone
+    assert prefix_groups(contexts, min_saving=1) == [(13, [0, 2, 4]), (13, [1, 3]), (0, [5])]
+    assert prefix_groups(contexts, min_saving=14) == [(13, [0, 2, 4]), (0, [1, 3, 5])]  # saves 13 < 14
+    # a context that is a prefix of another keeps its last token to run: p = len - 1
+    assert prefix_groups([(5, 6, 7, 8), (5, 6, 7, 8, 9, 10)], min_saving=1) == [(3, [0, 1])]
+    assert prefix_groups([(1,), (2,)], min_saving=1) == [(0, [0, 1])]
+
+
+def _random_pairs(seed: int, vocab: int = 256) -> list[tuple[list[int], list[int]]]:
+    """Few-shot-like contexts (a 40-token shared prefix, longer than the sliding window of
+    the tiny Gemma-3) with several continuations each, plus unrelated contexts."""
+    import random
+
+    rng = random.Random(seed)
+    tokens = lambda lo, hi: [rng.randrange(vocab) for _ in range(rng.randrange(lo, hi))]  # noqa: E731
+    shots = tokens(40, 41)
+    pairs = []
+    for _ in range(6):
+        context = shots + tokens(1, 15)
+        pairs += [(context, tokens(1, 6)) for _ in range(4)]
+    for _ in range(5):
+        context = tokens(1, 30)
+        pairs += [(context, tokens(1, 6)) for _ in range(3)]
+    return pairs
+
+
+def _assert_same(got: list[tuple[float, bool]], want: list[tuple[float, bool]], tol: float = 1e-4) -> None:
+    """Equal log-likelihoods within ``tol`` and identical is_greedy flags, request by request."""
+    assert len(got) == len(want)
+    assert [g for _, g in got] == [w for _, w in want]
+    worst = max(abs(g - w) for (g, _), (w, _) in zip(got, want, strict=True))
+    assert worst < tol, f"largest difference {worst:.2e}"
+
+
+def _plain_scores(model, pairs):
+    from calibprune.scoring.tokens import score_sequences
+
+    scores = score_sequences(model, [c + k for c, k in pairs], greedy=True)
+    return [(float(s.logprob[-len(k) :].sum()), bool(s.greedy[-len(k) :].all())) for s, (_, k) in zip(scores, pairs)]
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3", "qwen2", "mistral", "gpt2", "gpt_neox", "opt"])
+def test_shared_prefix_equals_the_plain_path_on_tiny_models(arch):
+    from calibprune.evaluation.prefix import PrefixStats, shared_prefix_loglikelihoods
+
+    model = tiny_model(arch)
+    pairs = _random_pairs(0)
+    stats = PrefixStats()
+    got = shared_prefix_loglikelihoods(model, pairs, max_batch_size=3, min_saving=1, stats=stats)
+    _assert_same(got, _plain_scores(model, pairs))
+    # the 40-token prefix ran once, each context once, each continuation's first token never:
+    contexts = {tuple(c) for c, _ in pairs}
+    assert stats.groups == 1 and stats.group_prefix_tokens == 40 and stats.contexts == len(contexts)
+    expected = 40 + sum(len(c) for c in contexts) - 6 * 40 + sum(len(k) - 1 for _, k in pairs)
+    assert stats.tokens == expected < sum(len(c) + len(k) - 1 for c, k in pairs)
+
+
+def test_tiny_gemma3_sliding_window_is_exercised():
+    """The equality above covers Gemma-3's sliding-window layers: on these inputs the
+    8-token window changes the answers, so a wrong window mask could not pass."""
+    model = tiny_model("gemma3")
+    wide = tiny_model("gemma3")
+    wide.config.sliding_window = 1000
+    pairs = _random_pairs(0)
+    narrow_scores, wide_scores = _plain_scores(model, pairs), _plain_scores(wide, pairs)
+    assert max(abs(a - b) for (a, _), (b, _) in zip(narrow_scores, wide_scores, strict=True)) > 1e-2
+
+
+class _Request:
+    def __init__(self, *args):
+        self.args = args
+
+
+def test_adapter_paths_agree_and_fall_back(tokenizer):
+    model = tiny_model("gemma3")
+    pairs = [("The cat sat on the", c) for c in (" mat", " m", " a", " hat and a very long tail")]
+    pairs += [("Q: 2+2?\nA:", " four"), ("x", " yz"), ("a" * 60, "b" * 9)]  # 60 > window 8; max_length 64 cuts it
+    requests = [_Request(*p) for p in pairs]
+    shared = InMemoryLM(model, tokenizer, batch_size=2, max_length=64, progress=False)
+    plain = InMemoryLM(model, tokenizer, batch_size=2, max_length=64, progress=False, scoring="plain")
+    _assert_same(shared.loglikelihood(requests, disable_tqdm=True), plain.loglikelihood(requests, disable_tqdm=True))
+    assert shared.report()["path"] == "shared-prefix" and plain.report() == {"path": "plain", "fallback_reason": None}
+    # a continuation that fills the whole window leaves no context: that request goes the plain way
+    short = InMemoryLM(model, tokenizer, max_length=8, progress=False)
+    got = short.loglikelihood([_Request("ab", "c" * 12), _Request("ab", "cd")], disable_tqdm=True)
+    want = InMemoryLM(model, tokenizer, max_length=8, progress=False, scoring="plain").loglikelihood(
+        [_Request("ab", "c" * 12), _Request("ab", "cd")], disable_tqdm=True
+    )
+    assert short.stats.plain_fallback_requests == 1
+    _assert_same(got, want)
+
+
+def test_model_without_cache_arguments_falls_back_to_plain(tokenizer):
+    class NoCache(torch.nn.Module):  # a forward that takes neither a cache nor position ids
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.config = inner, inner.config
+
+        def forward(self, input_ids, attention_mask=None, use_cache=False):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache)
+
+    model = tiny_model("llama")
+    lm = InMemoryLM(NoCache(model), tokenizer, progress=False)
+    assert lm.report() == {"path": "plain", "fallback_reason": "NoCache.forward takes no position_ids, cache"}
+    got = lm.loglikelihood([_Request("The cat", " sat down")], disable_tqdm=True)
+    assert got[0][0] == pytest.approx(_direct_loglikelihood(model, tokenizer, "The cat", " sat down"), rel=1e-4)
+    with pytest.raises(CalibpruneError, match="unknown scoring path 'fast': use one of shared-prefix, plain"):
+        InMemoryLM(model, tokenizer, scoring="fast")
+
+
+def test_batch_size_auto_reports_its_measurements():
+    from calibprune.evaluation.batching import parse_batch_size, pick_batch_size
+
+    probe = pick_batch_size(tiny_model("llama"), probe_tokens=16, max_batch=4)
+    assert probe["device"] == "cpu" and probe["rule"] == "fastest measured (tokens/s)"
+    measured = probe["measured"]
+    assert list(measured) == [1, 2, 4][: len(measured)] and probe["chosen"] == max(measured, key=measured.get)
+    assert parse_batch_size("auto") == "auto" and parse_batch_size("16") == 16
+    with pytest.raises(CalibpruneError, match="--batch-size '0' must be a positive integer or 'auto'"):
+        parse_batch_size("0")

@@ -1,16 +1,19 @@
 """lm-evaluation-harness on an in-memory model: an ``LM`` adapter plus the task runner.
 
 :class:`InMemoryLM` implements lm-eval's ``TemplateLM`` over any causal LM object, so a
-pruned model is evaluated without being saved and reloaded. Log-likelihoods come from
-:mod:`calibprune.scoring` (the same batched, padding-aware scorer as everything else):
+pruned model is evaluated without being saved and reloaded. Two scoring paths give the
+same log-likelihoods (within float rounding) and the same ``is_greedy`` flags:
 
-* continuations of one token (MMLU's " A"...) that share a context are read from one
-  forward pass over that context;
-* longer continuations are scored as ``context + continuation`` sequences, summing the
-  continuation's token log-probabilities.
+* ``shared-prefix`` (default, :mod:`.prefix`): every shared token prefix runs once —
+  an MMLU subject's k-shot prefix once per subject, a question's context once for all
+  its choices — and its KV cache is reused for what follows. Models whose forward takes
+  no cache / position ids fall back to the plain path, and the report says so.
+* ``plain`` (:mod:`calibprune.scoring`, the batched, padding-aware scorer used
+  everywhere): continuations of one token that share a context are read from one
+  forward over that context; longer ones are scored as ``context + continuation``.
 
 Inputs longer than the model's window keep their last ``max_length`` tokens, as in
-lm-eval's own HF backend.
+lm-eval's own HF backend, on both paths.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from tqdm.auto import tqdm
 from ..errors import CalibpruneError, MissingAssetError
 from ..models.loading import max_sequence_length, tokenize
 from ..scoring.tokens import next_token_logprobs, score_sequences
+from .batching import parse_batch_size, pick_batch_size
 from .prefix import SCORING_PATHS, PrefixStats, shared_prefix_loglikelihoods, supports_shared_prefix
 from .tasks import PAPER_TASKS, describe, task_configs
 
@@ -139,6 +143,13 @@ class InMemoryLM(_template_lm()):
                 results[i] = (float(score.logprob[-n:].sum()), bool(score.greedy[-n:].all()))
         return results  # type: ignore[return-value]
 
+    def report(self) -> dict:
+        """Which scoring path ran, why (if it fell back) and what it computed."""
+        out = {"path": self.scoring, "fallback_reason": self.fallback_reason}
+        if self.scoring == "shared-prefix":
+            out["stats"] = self.stats.to_dict()
+        return out
+
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
@@ -221,32 +232,29 @@ def evaluate_tasks(
     limit: int | None = None,
     seed: int = 0,
     mmlu_shots: int = 5,
-    batch_size: int = 8,
+    batch_size: int | str = 8,
     progress: bool = True,
+    scoring: str = "shared-prefix",
 ) -> dict:
-    """Run lm-eval on ``model`` in memory; returns per-task metrics and the paper's average."""
-    from lm_eval import simple_evaluate
+    """Run lm-eval on ``model`` in memory; returns per-task metrics and the paper's average.
 
+    ``scoring``: ``shared-prefix`` (each shared context computed once, :mod:`.prefix`) or
+    ``plain`` (each context + continuation on its own); ``batch_size``: rows per forward,
+    or ``"auto"`` (:func:`.batching.pick_batch_size`)."""
     if limit is not None and limit <= 0:
         raise CalibpruneError(f"--limit {limit} must be >= 1")
+    batch_size = parse_batch_size(batch_size)
     offline, hub = resolve_tasks(names, mmlu_shots)
     configs = [c for group in offline.values() for c in group]
     samples = None
     if limit is not None:
         samples = {c["task"]: _seeded_subset(c["task"], _docs_in(c), limit, seed) for c in configs}
-    lm = InMemoryLM(model, tokenizer, batch_size=batch_size, progress=progress)
-    raw = simple_evaluate(
-        model=lm,
-        tasks=configs + hub,
-        samples=samples,
-        limit=limit if hub else None,
-        log_samples=False,
-        random_seed=seed,
-        numpy_random_seed=seed,
-        torch_random_seed=seed,
-        fewshot_random_seed=seed,
-        verbosity="ERROR",
-    )
+    batching = {"requested": batch_size}
+    if batch_size == "auto":
+        batching.update(pick_batch_size(model))
+        batch_size = batching["chosen"]
+    lm = InMemoryLM(model, tokenizer, batch_size=batch_size, progress=progress, scoring=scoring)
+    raw = run_lm_eval(lm, configs + hub, samples=samples, limit=limit if hub else None, seed=seed)
     tasks = {}
     for name, group in offline.items():
         tasks[name] = _summarize([_metrics(raw, c["task"]) for c in group], group, name)
@@ -265,8 +273,28 @@ def evaluate_tasks(
         "limit": limit,
         "seed": seed,
         "mmlu_shots": mmlu_shots,
+        "scoring": lm.report(),
+        "batch_size": batching | {"used": batch_size},
         "lm_eval_version": lm_eval.__version__,
     }
+
+
+def run_lm_eval(lm, tasks: list, samples: dict | None = None, limit: int | None = None, seed: int = 0) -> dict:
+    """lm-eval's ``simple_evaluate`` on ``lm`` with every seed set to ``seed`` (raw results)."""
+    from lm_eval import simple_evaluate
+
+    return simple_evaluate(
+        model=lm,
+        tasks=tasks,
+        samples=samples,
+        limit=limit,
+        log_samples=False,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+        fewshot_random_seed=seed,
+        verbosity="ERROR",
+    )
 
 
 def _metrics(raw: dict, task: str) -> dict:

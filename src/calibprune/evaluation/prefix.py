@@ -118,7 +118,7 @@ def prefix_groups(contexts: list[tuple[int, ...]], min_saving: int = 16) -> list
         if p == 0 or (hi - lo - 1) * p < min_saving:
             alone.extend(members)
         else:
-            out.append((p, members))
+            out.append((p, sorted(members)))
     if alone:
         out.append((0, sorted(alone)))
     return out
@@ -164,20 +164,21 @@ class PrefixStats:
 
 
 def _batches(nodes: list[_Node], max_batch_size: int, max_batch_tokens: int) -> list[list[_Node]]:
-    """Longest first; a batch holds <= max_batch_size rows, <= max_batch_tokens new
-    positions and <= 2 * max_batch_tokens cached positions (KV memory)."""
-    order = sorted(nodes, key=lambda n: (n.past, len(n.tokens)), reverse=True)
-    batches, current, width = [], [], 0
+    """Longest first (padding of the new tokens costs compute, of the past only memory);
+    a batch holds <= max_batch_size rows, <= max_batch_tokens new positions and
+    <= 2 * max_batch_tokens cached positions (KV memory)."""
+    order = sorted(nodes, key=lambda n: (len(n.tokens), n.past), reverse=True)
+    batches, current, past = [], [], 0
     for node in order:
-        rows, wide = len(current) + 1, max(width, len(node.tokens))
-        past = current[0].past if current else node.past  # sorted: the first row has the longest past
+        rows, width = len(current) + 1, len(current[0].tokens) if current else len(node.tokens)
+        longest = max(past, node.past)
         if current and (
-            rows > max_batch_size or rows * wide > max_batch_tokens or rows * (past + wide) > 2 * max_batch_tokens
+            rows > max_batch_size or rows * width > max_batch_tokens or rows * (longest + width) > 2 * max_batch_tokens
         ):
             batches.append(current)
-            current, wide = [], len(node.tokens)
+            current, longest = [], node.past
         current.append(node)
-        width = wide
+        past = longest
     if current:
         batches.append(current)
     return batches
