@@ -208,7 +208,10 @@ def _plain_scores(model, pairs):
     from calibprune.scoring.tokens import score_sequences
 
     scores = score_sequences(model, [c + k for c, k in pairs], greedy=True)
-    return [(float(s.logprob[-len(k) :].sum()), bool(s.greedy[-len(k) :].all())) for s, (_, k) in zip(scores, pairs)]
+    return [
+        (float(s.logprob[-len(k) :].sum()), bool(s.greedy[-len(k) :].all()))
+        for s, (_, k) in zip(scores, pairs, strict=True)
+    ]
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3", "qwen2", "mistral", "gpt2", "gpt_neox", "opt"])
@@ -290,3 +293,53 @@ def test_batch_size_auto_reports_its_measurements():
     assert parse_batch_size("auto") == "auto" and parse_batch_size("16") == 16
     with pytest.raises(CalibpruneError, match="--batch-size '0' must be a positive integer or 'auto'"):
         parse_batch_size("0")
+
+
+class _Recording(InMemoryLM):
+    """Keeps the requests and answers of its (single) loglikelihood call; with ``replay``,
+    answers with those values instead of computing (to get a table from given scores)."""
+
+    def __init__(self, *args, replay: list | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.replay, self.requests, self.results = replay, None, None
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs):
+        assert self.requests is None, "one loglikelihood call expected"
+        self.requests = requests
+        self.results = self.replay or super()._loglikelihood_tokens(requests, disable_tqdm=True)
+        return self.results
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "preset, docs, subjects",
+    [("smollm2-135m", 2, ["high_school_government_and_politics", "marketing"]), ("gemma3-270m", 1, ["marketing"])],
+)
+def test_shared_prefix_equals_plain_on_the_bundled_models(preset, docs, subjects):
+    """Every task the tool ships (a few seeded documents each; MMLU 5-shot on a few
+    subjects, two questions each): per-request log-likelihoods within 1e-4, the same
+    is_greedy flags, the same accuracy table, and far fewer tokens computed."""
+    from calibprune.evaluation.harness import _docs_in, run_lm_eval
+    from calibprune.evaluation.tasks import PAPER_TASKS, task_configs
+    from calibprune.models.loading import load_model, load_tokenizer, resolve_model
+
+    resolved = resolve_model(preset)
+    model, tok = load_model(resolved), load_tokenizer(resolved)
+    configs = [task_configs(name)[0] for name in PAPER_TASKS[:-1]]
+    configs += [c for c in task_configs("mmlu", 5) if c["task"].removeprefix("mmlu_") in subjects]
+    sizes = {c["task"]: 2 if c["task"].startswith("mmlu") else docs for c in configs}
+    samples = {task: _seeded_subset(task, _docs_in(c), sizes[task], 0) for task, c in zip(sizes, configs, strict=True)}
+    shared = _Recording(model, tok, progress=False)
+    raw_shared = run_lm_eval(shared, configs, samples=samples)
+    plain = InMemoryLM(model, tok, progress=False, scoring="plain")._loglikelihood_tokens(shared.requests)
+    _assert_same(shared.results, plain)
+    replay = _Recording(model, tok, progress=False, replay=plain)
+    raw_plain = run_lm_eval(replay, configs, samples=samples)
+    assert replay.requests == shared.requests
+    for c in configs:
+        assert raw_shared["results"][c["task"]] == raw_plain["results"][c["task"]], c["task"]
+    stats = shared.stats
+    mmlu = [(ctx, cont) for _, ctx, cont in shared.requests if len(ctx) > 300]  # only 5-shot prompts are this long
+    assert stats.groups >= len(subjects) and stats.group_prefix_tokens > 300 * len(subjects)
+    plain_tokens = sum(len(ctx) + len(cont) - 1 for _, ctx, cont in shared.requests)
+    assert len(mmlu) == 4 * 2 * len(subjects) and stats.tokens < plain_tokens / 2, (stats, plain_tokens)
