@@ -143,14 +143,26 @@ def test_eval_command_writes_tasks_and_perplexity(model_dir, tmp_path):
     done = run_cli(
         "eval", "--model", str(model_dir), "--tasks", "boolq,piqa", "--limit", "2",
         "--ppl", "wiki-en", "--ppl-seqlen", "64", "--ppl-max-windows", "2", "--output", str(out), "--quiet",
+        "--batch-size", "auto",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
+    probe = report["batch_size"]
+    assert probe["chosen"] == int(max(probe["measured"], key=probe["measured"].get))
+    assert report["tasks"]["batch_size"] == {"requested": probe["chosen"], "used": probe["chosen"]}
+    assert f"--batch-size auto: {probe['chosen']} (fastest measured" in done.stdout
+    scoring = report["tasks"]["scoring"]
+    stats = scoring["stats"]  # 2 docs x 2 choices per task; a continuation filling the window goes the plain way
+    assert scoring["path"] == "shared-prefix" and stats["requests"] + stats["plain_fallback_requests"] == 2 * 2 + 2 * 2
     assert set(report["tasks"]["tasks"]) == {"boolq", "piqa"} and report["tasks"]["limit"] == 2
     assert report["tasks"]["tasks"]["piqa"]["n"] == 2
     assert report["perplexity"]["wiki-en"]["protocol"] == "concat-windows"
     done = run_cli("eval", "--model", str(model_dir), "--tasks", "boolq,nonexistent_task")
     assert done.returncode == 2 and "unknown task(s) nonexistent_task" in done.stderr
+    done = run_cli("eval", "--model", str(model_dir), "--tasks", "boolq", "--batch-size", "many")
+    assert done.returncode == 2 and "--batch-size 'many' must be a positive integer or 'auto'" in done.stderr
+    done = run_cli("eval", "--model", str(model_dir), "--tasks", "boolq", "--scoring", "fast")
+    assert done.returncode == 2 and "--scoring 'fast' is unknown: use one of shared-prefix, plain" in done.stderr
 
 
 # --- shared-prefix scoring ---------------------------------------------------------------
@@ -289,7 +301,9 @@ def test_batch_size_auto_reports_its_measurements():
     probe = pick_batch_size(tiny_model("llama"), probe_tokens=16, max_batch=4)
     assert probe["device"] == "cpu" and probe["rule"] == "fastest measured (tokens/s)"
     measured = probe["measured"]
-    assert list(measured) == [1, 2, 4][: len(measured)] and probe["chosen"] == max(measured, key=measured.get)
+    assert list(measured) == ["1", "2", "4"][: len(measured)] and probe["chosen"] == int(
+        max(measured, key=measured.get)
+    )
     assert parse_batch_size("auto") == "auto" and parse_batch_size("16") == 16
     with pytest.raises(CalibpruneError, match="--batch-size '0' must be a positive integer or 'auto'"):
         parse_batch_size("0")

@@ -37,7 +37,8 @@ def parse_batch_size(value: str | int) -> int | str:
 def pick_batch_size(
     model, probe_tokens: int = 128, max_batch: int = 32, min_gain: float = 0.05, repeats: int = 1
 ) -> dict:
-    """``{"chosen": b, "device": ..., "rule": ..., "measured": {b: tokens/s or "fits"}}``."""
+    """``{"chosen": b, "device": ..., "rule": ..., "measured": {"b": tokens/s or "fits"}}``
+    (string keys, as in the JSON report)."""
     device = next(model.parameters()).device
     vocab = model.config.get_text_config().vocab_size
     last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
@@ -46,7 +47,7 @@ def pick_batch_size(
         ids = torch.randint(0, vocab, (batch, probe_tokens), generator=torch.Generator().manual_seed(0))
         model(input_ids=ids.to(device), use_cache=False, **last_only)
 
-    measured: dict[int, float | str] = {}
+    measured: dict[str, float | str] = {}
     if device.type == "cuda":
         chosen, batch = 1, 1
         while batch <= max_batch:
@@ -56,7 +57,7 @@ def pick_batch_size(
                 break
             finally:
                 torch.cuda.empty_cache()
-            measured[batch], chosen, batch = "fits", batch, batch * 2
+            measured[str(batch)], chosen, batch = "fits", batch, batch * 2
         return {"chosen": chosen, "device": "cuda", "rule": "largest that fits", "measured": measured}
     forward(1)  # warm-up: first calls pay one-off allocation costs
     best, chosen, batch = 0.0, 1, 1
@@ -65,7 +66,7 @@ def pick_batch_size(
         for _ in range(repeats):
             forward(batch)
         speed = repeats * batch * probe_tokens / (time.perf_counter() - start)
-        measured[batch] = round(speed, 1)
+        measured[str(batch)] = round(speed, 1)
         gained = speed > (1 + min_gain) * best
         if speed > best:
             best, chosen = speed, batch

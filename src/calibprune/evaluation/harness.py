@@ -225,6 +225,11 @@ def _seeded_subset(task: str, n: int, limit: int, seed: int) -> list[int]:
     return sorted(random.Random(f"{seed}:{task}").sample(range(n), min(limit, n)))
 
 
+def seeded_samples(configs: list[dict], limit: int, seed: int) -> dict[str, list[int]]:
+    """``--limit``: a fixed, seeded subset of at most ``limit`` documents per task config."""
+    return {c["task"]: _seeded_subset(c["task"], _docs_in(c), limit, seed) for c in configs}
+
+
 def evaluate_tasks(
     model,
     tokenizer,
@@ -246,9 +251,7 @@ def evaluate_tasks(
     batch_size = parse_batch_size(batch_size)
     offline, hub = resolve_tasks(names, mmlu_shots)
     configs = [c for group in offline.values() for c in group]
-    samples = None
-    if limit is not None:
-        samples = {c["task"]: _seeded_subset(c["task"], _docs_in(c), limit, seed) for c in configs}
+    samples = seeded_samples(configs, limit, seed) if limit is not None else None
     batching = {"requested": batch_size}
     if batch_size == "auto":
         batching.update(pick_batch_size(model))
