@@ -16,7 +16,11 @@ high-water mark, reset before each run), and the accuracy table (must be identic
 Rows run interleaved (part by part, path by path) so machine noise hits all paths alike;
 ratios are wall-time ratios within this one run. Writes ``benchmarks/results/eval_speed.json``.
 
-    python benchmarks/eval_speed.py                               # --limit 4, MMLU on 4 seeded subjects
+One torch thread by default: on the shared 2-core machines, two threads wait on each
+other whenever another tenant holds a core (one forward of 8 x 200 tokens took 28-46 s
+with two threads and 10 s with one, in the same minute), which swamps every ratio.
+
+    python benchmarks/eval_speed.py                               # --limit 8, MMLU on 4 seeded subjects
     python benchmarks/eval_speed.py --limit 20 --mmlu-subjects 0  # MMLU on all 57 subjects (slow on CPU)
 """
 
@@ -36,16 +40,22 @@ PATHS = ("hflm", "plain", "shared")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--limit", type=int, default=4, help="seeded documents per task (per MMLU subject)")
+    parser.add_argument("--limit", type=int, default=8, help="seeded documents per task (per MMLU subject)")
     parser.add_argument("--mmlu-subjects", type=int, default=4, help="seeded MMLU subjects (0: all 57)")
     parser.add_argument("--mmlu-shots", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=8, help="rows per forward, plain and shared paths")
     parser.add_argument("--hf-batch-size", type=int, default=8, help="HFLM's batch size")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (0: torch's default); see the module docstring"
+    )
     parser.add_argument("--output", default=str(RESULTS / "eval_speed.json"))
     args = parser.parse_args()
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from calibprune.evaluation.harness import InMemoryLM, run_lm_eval, seeded_samples
     from calibprune.evaluation.tasks import mmlu_subjects, task_configs
@@ -127,8 +137,11 @@ def main() -> None:
         return next(r for r in rows if r["part"] == part and r["path"] == path)
 
     summary = {}
-    print("\n| part | path | documents | wall s | CPU s | examples/s | forwards | positions | × HFLM | peak RSS GiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| part | path | documents | scoring s | × HFLM | examples/s | forwards | positions | all s | × HFLM (all) "
+        "| peak RSS GiB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for part in [*parts, "suite"]:
         for path in PATHS:
             if part == "suite":
@@ -158,6 +171,7 @@ def main() -> None:
         "mmlu_shots": args.mmlu_shots,
         "batch_size": args.batch_size,
         "hf_batch_size": args.hf_batch_size,
+        "threads": torch.get_num_threads(),
         "rows": rows,
         "summary": [{"part": k[0], "path": k[1], **v} for k, v in summary.items()],
         "identical_accuracy": same,
