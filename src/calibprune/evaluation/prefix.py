@@ -156,11 +156,10 @@ class PrefixStats:
     contexts: int = 0
     groups: int = 0
     group_prefix_tokens: int = 0
-    plain_fallback_requests: int = 0
-    extra: dict = field(default_factory=dict)
+    plain_fallback_requests: int = 0  # no context left after truncation: scored on the plain path
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "extra"} | self.extra
+        return dict(self.__dict__)
 
 
 def _batches(nodes: list[_Node], max_batch_size: int, max_batch_tokens: int) -> list[list[_Node]]:
