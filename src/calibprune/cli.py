@@ -306,12 +306,20 @@ def eval_(
     ppl_split: str | None = typer.Option(
         None, help="calib | heldout | all.", show_default="heldout; all for local files"
     ),
-    batch_size: int = typer.Option(8, help="Sequences per forward pass, at most (batches also hold <= 4096 tokens)."),
+    batch_size: str = typer.Option(
+        "8",
+        help="Sequences per forward pass, at most (batches also hold <= 4096 tokens); 'auto': the largest "
+        "that fits (GPU) or the fastest measured (CPU), reported in the output.",
+    ),
+    scoring: str = typer.Option(
+        "shared-prefix", help="shared-prefix (each shared context computed once) | plain (lm-eval's way)."
+    ),
     output: str | None = typer.Option(None, "--output", "-o", help="Write the results as JSON here."),
     dtype: str | None = typer.Option(None, help="Load dtype (float32, bfloat16).", show_default="the checkpoint's"),
     quiet: bool = typer.Option(False, help="No progress bars (lm-eval's included), no notices."),
 ):
     """Evaluate a model: lm-eval tasks (offline data) and perplexity with a named protocol."""
+    from .evaluation.batching import parse_batch_size
     from .pipeline import PerplexityRequest, TaskRequest, run_eval
 
     with_tasks, with_ppl = bool(_split(tasks)), bool(_split(ppl))
@@ -330,6 +338,7 @@ def eval_(
     )
     _quiet_libraries()
     _on_interrupt(f"eval of {model}: no results written" + (f" to {output}" if output else ""), quiet)
+    batch_size = parse_batch_size(batch_size)
     ppl_request = PerplexityRequest(
         list(_split(ppl)),
         seqlen=ppl_seqlen,
@@ -339,11 +348,18 @@ def eval_(
         split=ppl_split,
     )
     task_request = TaskRequest(
-        list(_split(tasks)), limit=limit, seed=seed, mmlu_shots=mmlu_shots, batch_size=batch_size
+        list(_split(tasks)), limit=limit, seed=seed, mmlu_shots=mmlu_shots, batch_size=batch_size, scoring=scoring
     )
     report = run_eval(model, ppl_request, task_request, output=output, dtype=dtype, progress=not quiet)
+    if "batch_size" in report:
+        probe = report["batch_size"]
+        out.print(f"--batch-size auto: {probe['chosen']} ({probe['rule']}: {probe['measured']})")
     if "tasks" in report:
         _print_task_table(report["tasks"])
+        path = report["tasks"]["scoring"]
+        out.print(
+            f"scoring: {path['path']}" + (f" (fell back: {path['fallback_reason']})" if path["fallback_reason"] else "")
+        )
     if "perplexity" in report:
         _print_ppl_table({model: report["perplexity"]})
     if output:

@@ -12,7 +12,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -111,11 +111,14 @@ class PerplexityRequest:
     corpora: list[str] = field(default_factory=list)
     seqlen: int = 2048
     max_windows: int | None = None
-    batch_size: int = 1
+    batch_size: int | str = 1  # or "auto"
     protocol: str = PPL_PROTOCOL
     split: str | None = None  # default: held-out pool of registered corpora, all of a local file
 
     def check(self) -> None:
+        from .evaluation.batching import parse_batch_size
+
+        parse_batch_size(self.batch_size)
         if self.protocol not in PROTOCOLS:
             raise CalibpruneError(f"unknown perplexity protocol {self.protocol!r}: use one of {', '.join(PROTOCOLS)}")
         for name in self.corpora:
@@ -130,13 +133,19 @@ class TaskRequest:
     limit: int | None = None
     seed: int = 0
     mmlu_shots: int = 5
-    batch_size: int = 8
+    batch_size: int | str = 8  # or "auto"
+    scoring: str = "shared-prefix"
 
     def check(self) -> None:
+        from .evaluation.batching import parse_batch_size
         from .evaluation.harness import resolve_tasks
+        from .evaluation.prefix import SCORING_PATHS
 
         if self.limit is not None and self.limit <= 0:
             raise CalibpruneError(f"--limit {self.limit} must be >= 1")
+        if self.scoring not in SCORING_PATHS:
+            raise CalibpruneError(f"--scoring {self.scoring!r} is unknown: use one of {', '.join(SCORING_PATHS)}")
+        parse_batch_size(self.batch_size)
         resolve_tasks(self.names, self.mmlu_shots)  # unknown tasks / missing data fail before loading
 
 
@@ -179,6 +188,7 @@ def evaluate_task_request(model, tokenizer, request: TaskRequest, progress: bool
         mmlu_shots=request.mmlu_shots,
         batch_size=request.batch_size,
         progress=progress,
+        scoring=request.scoring,
     )
 
 
@@ -343,6 +353,14 @@ def run_eval(
     with tracker.stage("load"):
         model = load_model(resolved, dtype=dtype)
     report: dict = {"command": "eval", "model": {"source": str(model_name), "resolved": resolved}}
+    if "auto" in (getattr(tasks, "batch_size", None), getattr(ppl, "batch_size", None)):
+        from .evaluation.batching import pick_batch_size
+
+        with tracker.stage("batch-size"):  # one probe serves tasks and perplexity
+            report["batch_size"] = pick_batch_size(model)
+        chosen = report["batch_size"]["chosen"]
+        tasks = replace(tasks, batch_size=chosen) if tasks and tasks.batch_size == "auto" else tasks
+        ppl = replace(ppl, batch_size=chosen) if ppl and ppl.batch_size == "auto" else ppl
     if tasks:
         with tracker.stage("tasks"):
             report["tasks"] = evaluate_task_request(model, tokenizer, tasks, progress)

@@ -1,16 +1,19 @@
 """lm-evaluation-harness on an in-memory model: an ``LM`` adapter plus the task runner.
 
 :class:`InMemoryLM` implements lm-eval's ``TemplateLM`` over any causal LM object, so a
-pruned model is evaluated without being saved and reloaded. Log-likelihoods come from
-:mod:`calibprune.scoring` (the same batched, padding-aware scorer as everything else):
+pruned model is evaluated without being saved and reloaded. Two scoring paths give the
+same log-likelihoods (within float rounding) and the same ``is_greedy`` flags:
 
-* continuations of one token (MMLU's " A"...) that share a context are read from one
-  forward pass over that context;
-* longer continuations are scored as ``context + continuation`` sequences, summing the
-  continuation's token log-probabilities.
+* ``shared-prefix`` (default, :mod:`.prefix`): every shared token prefix runs once —
+  an MMLU subject's k-shot prefix once per subject, a question's context once for all
+  its choices — and its KV cache is reused for what follows. Models whose forward takes
+  no cache / position ids fall back to the plain path, and the report says so.
+* ``plain`` (:mod:`calibprune.scoring`, the batched, padding-aware scorer used
+  everywhere): continuations of one token that share a context are read from one
+  forward over that context; longer ones are scored as ``context + continuation``.
 
 Inputs longer than the model's window keep their last ``max_length`` tokens, as in
-lm-eval's own HF backend.
+lm-eval's own HF backend, on both paths.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from tqdm.auto import tqdm
 from ..errors import CalibpruneError, MissingAssetError
 from ..models.loading import max_sequence_length, tokenize
 from ..scoring.tokens import next_token_logprobs, score_sequences
+from .batching import parse_batch_size, pick_batch_size
+from .prefix import SCORING_PATHS, PrefixStats, shared_prefix_loglikelihoods, supports_shared_prefix
 from .tasks import PAPER_TASKS, describe, task_configs
 
 
@@ -39,11 +44,25 @@ def _template_lm():
 class InMemoryLM(_template_lm()):
     backend = "causal"
 
-    def __init__(self, model, tokenizer, batch_size: int = 8, max_length: int | None = None, progress: bool = True):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        batch_size: int = 8,
+        max_length: int | None = None,
+        progress: bool = True,
+        scoring: str = "shared-prefix",
+    ):
         super().__init__()
+        if scoring not in SCORING_PATHS:
+            raise CalibpruneError(f"unknown scoring path {scoring!r}: use one of {', '.join(SCORING_PATHS)}")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        # a model that cannot take a gathered KV cache is scored on the plain path, and the report says why
+        self.fallback_reason = supports_shared_prefix(model) if scoring == "shared-prefix" else None
+        self.scoring = "plain" if self.fallback_reason else scoring
+        self.stats = PrefixStats()
         self.max_length = max_length or min(max_sequence_length(model.config) or 2048, 4096)
         self.progress = progress
         # Gemma models expect BOS at the start of every input (lm-eval's HF backend does the same)
@@ -72,16 +91,42 @@ class InMemoryLM(_template_lm()):
         return super().loglikelihood(requests, disable_tqdm=disable_tqdm or not self.progress)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
+        show = self.progress and not disable_tqdm
+        # the same truncation on both paths: the last max_length + 1 tokens of context + continuation
+        fulls = [
+            ((context + continuation)[-(self.max_length + 1) :], len(continuation))
+            for _, context, continuation in requests
+        ]
+        if self.scoring == "plain":
+            return self._plain_loglikelihoods(fulls, show)
+        shared = [i for i, (full, n) in enumerate(fulls) if n < len(full)]
+        alone = [i for i, (full, n) in enumerate(fulls) if n >= len(full)]  # no context left after truncation
         results: list[tuple[float, bool] | None] = [None] * len(requests)
+        scores = shared_prefix_loglikelihoods(
+            self.model,
+            [(fulls[i][0][: -fulls[i][1]], fulls[i][0][-fulls[i][1] :]) for i in shared],
+            max_batch_size=self.batch_size,
+            progress=show,
+            stats=self.stats,
+        )
+        for i, score in zip(
+            shared + alone, scores + self._plain_loglikelihoods([fulls[i] for i in alone], show), strict=True
+        ):
+            results[i] = score
+        self.stats.plain_fallback_requests += len(alone)
+        return results  # type: ignore[return-value]
+
+    def _plain_loglikelihoods(self, fulls: list[tuple[list[int], int]], show: bool) -> list[tuple[float, bool]]:
+        """The plain path: one forward per distinct context for single-token continuations,
+        one per ``context + continuation`` otherwise."""
+        results: list[tuple[float, bool] | None] = [None] * len(fulls)
         single: dict[tuple[int, ...], list[tuple[int, int]]] = defaultdict(list)
         multi: list[tuple[int, list[int], int]] = []
-        for i, (_, context, continuation) in enumerate(requests):
-            full = (context + continuation)[-(self.max_length + 1) :]
-            if len(continuation) == 1:
-                single[tuple(full[:-1])].append((i, continuation[0]))
+        for i, (full, n) in enumerate(fulls):
+            if n == 1:
+                single[tuple(full[:-1])].append((i, full[-1]))
             else:
-                multi.append((i, full, len(continuation)))
-        show = self.progress and not disable_tqdm
+                multi.append((i, full, n))
         if single:
             contexts = list(single)
             logprobs = next_token_logprobs(
@@ -103,6 +148,13 @@ class InMemoryLM(_template_lm()):
             for (i, _, n), score in zip(multi, scores, strict=True):
                 results[i] = (float(score.logprob[-n:].sum()), bool(score.greedy[-n:].all()))
         return results  # type: ignore[return-value]
+
+    def report(self) -> dict:
+        """Which scoring path ran, why (if it fell back) and what it computed."""
+        out = {"path": self.scoring, "fallback_reason": self.fallback_reason}
+        if self.scoring == "shared-prefix":
+            out["stats"] = self.stats.to_dict()
+        return out
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
@@ -179,6 +231,11 @@ def _seeded_subset(task: str, n: int, limit: int, seed: int) -> list[int]:
     return sorted(random.Random(f"{seed}:{task}").sample(range(n), min(limit, n)))
 
 
+def seeded_samples(configs: list[dict], limit: int, seed: int) -> dict[str, list[int]]:
+    """``--limit``: a fixed, seeded subset of at most ``limit`` documents per task config."""
+    return {c["task"]: _seeded_subset(c["task"], _docs_in(c), limit, seed) for c in configs}
+
+
 def evaluate_tasks(
     model,
     tokenizer,
@@ -186,33 +243,28 @@ def evaluate_tasks(
     limit: int | None = None,
     seed: int = 0,
     mmlu_shots: int = 5,
-    batch_size: int = 8,
+    batch_size: int | str = 8,
     progress: bool = True,
+    scoring: str = "shared-prefix",
 ) -> dict:
-    """Run lm-eval on ``model`` in memory; returns per-task metrics and the paper's average."""
-    from lm_eval import simple_evaluate
+    """Run lm-eval on ``model`` in memory; returns per-task metrics and the paper's average.
 
+    ``scoring``: ``shared-prefix`` (each shared context computed once, :mod:`.prefix`) or
+    ``plain`` (each context + continuation on its own); ``batch_size``: rows per forward,
+    or ``"auto"`` (:func:`.batching.pick_batch_size`)."""
     if limit is not None and limit <= 0:
         raise CalibpruneError(f"--limit {limit} must be >= 1")
+    batch_size = parse_batch_size(batch_size)
     offline, hub = resolve_tasks(names, mmlu_shots)
     configs = [c for group in offline.values() for c in group]
-    samples = None
-    if limit is not None:
-        samples = {c["task"]: _seeded_subset(c["task"], _docs_in(c), limit, seed) for c in configs}
-    lm = InMemoryLM(model, tokenizer, batch_size=batch_size, progress=progress)
+    samples = seeded_samples(configs, limit, seed) if limit is not None else None
+    batching = {"requested": batch_size}
+    if batch_size == "auto":
+        batching.update(pick_batch_size(model))
+        batch_size = batching["chosen"]
+    lm = InMemoryLM(model, tokenizer, batch_size=batch_size, progress=progress, scoring=scoring)
     with _lm_eval_quietly(progress):
-        raw = simple_evaluate(
-            model=lm,
-            tasks=configs + hub,
-            samples=samples,
-            limit=limit if hub else None,
-            log_samples=False,
-            random_seed=seed,
-            numpy_random_seed=seed,
-            torch_random_seed=seed,
-            fewshot_random_seed=seed,
-            verbosity="ERROR",
-        )
+        raw = run_lm_eval(lm, configs + hub, samples=samples, limit=limit if hub else None, seed=seed)
     tasks = {}
     for name, group in offline.items():
         tasks[name] = _summarize([_metrics(raw, c["task"]) for c in group], group, name)
@@ -231,6 +283,8 @@ def evaluate_tasks(
         "limit": limit,
         "seed": seed,
         "mmlu_shots": mmlu_shots,
+        "scoring": lm.report(),
+        "batch_size": batching | {"used": batch_size},
         "lm_eval_version": lm_eval.__version__,
     }
 
@@ -277,6 +331,24 @@ def _lm_eval_quietly(progress: bool):
             setattr(module, name, value)
         if not progress and bars_were_on:
             datasets.enable_progress_bars()
+
+
+def run_lm_eval(lm, tasks: list, samples: dict | None = None, limit: int | None = None, seed: int = 0) -> dict:
+    """lm-eval's ``simple_evaluate`` on ``lm`` with every seed set to ``seed`` (raw results)."""
+    from lm_eval import simple_evaluate
+
+    return simple_evaluate(
+        model=lm,
+        tasks=tasks,
+        samples=samples,
+        limit=limit,
+        log_samples=False,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+        fewshot_random_seed=seed,
+        verbosity="ERROR",
+    )
 
 
 def _metrics(raw: dict, task: str) -> dict:
