@@ -298,8 +298,8 @@ def _models(value) -> list[str]:
         raise fail("models", "expected a list of models (presets, folders or hub ids), e.g. [smollm2-135m]")
     for i, name in enumerate(value):
         name = _string(name, f"models[{i}]")
-        if name not in PRESETS:  # presets are converted on first use; anything else resolves cheaply
-            _guard(f"models[{i}]", lambda name=name: resolve_model(name))
+        if name not in PRESETS:  # presets are converted on first use; hub ids are checked for form only
+            _guard(f"models[{i}]", lambda name=name: resolve_model(name, probe_hub=False))
     return list(value)
 
 

@@ -25,12 +25,14 @@ _DTYPES = {
 }
 
 
-def resolve_model(name_or_path: str | os.PathLike) -> str:
+def resolve_model(name_or_path: str | os.PathLike, probe_hub: bool = True) -> str:
     """Turn ``--model`` into something ``from_pretrained`` accepts.
 
     Preset names are converted on first use; existing folders are used as they are;
-    anything containing a ``/`` is taken as a Hugging Face id. A bare word that is
-    neither a preset nor a folder is most likely a typo of a preset, so it is refused.
+    anything containing a ``/`` is taken as a Hugging Face id, which must be cached or
+    the hub reachable now (``probe_hub=False``: its form is enough, e.g. to validate a
+    study spec meant for another machine). A bare word that is neither a preset nor a
+    folder is most likely a typo of a preset, so it is refused.
     """
     text = str(name_or_path)
     if text in PRESETS:
@@ -44,7 +46,8 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
             )
         return str(folder)
     if "/" in text and not text.startswith((".", "/", "~")):
-        check_hub_reachable(text)  # a hub id: in the local cache, or the hub must answer now
+        if probe_hub:
+            check_hub_reachable(text)  # a hub id: in the local cache, or the hub must answer now
         return text
     raise CalibpruneError(
         f"model {text!r} is neither a preset nor an existing folder: valid presets are "
