@@ -5,8 +5,8 @@ Rows (each on the same seeded wiki-en windows, held-out wiki-en perplexity at 51
 * ``sparsegpt``  — the reference block threshold (default) vs this project's exact
   per-row rule vs a transcription of ``fasterprune``'s loop (tests/reference_loops.py),
   at 50, 60 and 70 %;
-* ``dsnot``      — the reference acceptance rules (default) vs ``--dsnot-accept improve``,
-  swap counts and perplexity, Wanda 60 % and 2:4;
+* ``dsnot``      — the reference acceptance rules (default) vs ``--dsnot-accept improve``
+  vs no DSnoT, swap counts and perplexity, Wanda 60 % and 2:4;
 * ``magnitude``  — the reference matrix threshold (default) vs the exact floor(n*r) count;
 * ``wanda``      — mask agreement with a transcription of ``prune_wanda`` (one sample per
   forward) at ``--batch-size 1`` and 4, and the perplexity of both.
@@ -122,6 +122,12 @@ def main() -> None:
             ("dsnot24_16x512", 16, 512, {"pattern": "2:4"}),
         ):
             calib = windows(nsamples, seqlen)
+
+            def wanda_alone(calib=calib, target=target):
+                model, _, _ = ours(calib, method="wanda", **target)
+                return {"ppl": ppl(model)}
+
+            run(f"{label}_no_dsnot", wanda_alone)
             for accept in ("reference", "improve"):
 
                 def dsnot_row(calib=calib, target=target, accept=accept):
