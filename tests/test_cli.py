@@ -194,7 +194,10 @@ def test_ctrl_c_says_what_was_kept_and_a_rerun_says_where_it_resumes(tmp_path, m
         "--output", str(out),
     ]  # fmt: skip
     log = tmp_path / ".syn.generation" / "generations.jsonl"
-    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell running the suite in the background (`pytest &`) ignores SIGINT, and children inherit
+    # that; Python then installs no KeyboardInterrupt handler. Give the child the default disposition.
+    interruptible = dict(preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **interruptible)
     deadline = time.monotonic() + 120
     while first.poll() is None and not (log.exists() and len(log.read_text().splitlines()) >= 4):
         assert time.monotonic() < deadline
@@ -205,7 +208,7 @@ def test_ctrl_c_says_what_was_kept_and_a_rerun_says_where_it_resumes(tmp_path, m
     interrupted = [line for line in stderr.splitlines() if line.startswith("interrupted:")]
     assert len(interrupted) == 1 and f"finished generation batches are kept in {log.parent}" in interrupted[0]
     done_batches = len({json.loads(line)["batch"] for line in log.read_text().splitlines()})
-    second = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **interruptible)
     lines = []
     while not any("resuming" in line for line in lines) and second.poll() is None:
         lines.append(second.stderr.readline())
