@@ -62,11 +62,6 @@ class InputStatistics:
         return torch.diagonal(self._xxt).clone() if self._xxt is not None else self._sq
 
     @property
-    def mean(self) -> torch.Tensor:
-        """Per-token mean E[x_j]."""
-        return self._sum / max(self.n, 1)
-
-    @property
     def sum_per_sample(self) -> torch.Tensor:
         """sum_t x_tj / S: the reference DSnoT's ``sum_metric_row`` (per-sample units)."""
         return self._sum / max(self.samples, 1)
