@@ -757,7 +757,7 @@ def sweep(
         return
     counts = {s: sum(v == s for v in result.status.values()) for s in ("done", "failed", "pending")}
     out.print(
-        f"[bold]study {result.study.name}[/bold]: {counts['done']} cells done, {counts['failed']} failed; "
+        f"study {result.study.name}: {counts['done']} cells done, {counts['failed']} failed; "
         f"ran {result.executed} in {result.wall_s:.1f} s -> {output}"
     )
     if result.failed:
