@@ -49,8 +49,6 @@ import torch
 
 from ..config import DSnoTOptions
 
-ACCEPT_RULES = ("reference", "improve")
-
 
 def _signed_order(values: torch.Tensor) -> torch.Tensor:
     """Per row, the positions of negative entries in order, then those of positive
@@ -107,8 +105,6 @@ def dsnot_refine(
     ``input_sum`` is u (per-sample units), ``variance`` v, ``wanda_score`` orders the
     unstructured prune candidates, ``initial_score`` (the initial method's score) the
     N:M ones; ``nm_m`` is M for N:M masks."""
-    if options.accept not in ACCEPT_RULES:
-        raise ValueError(f"DSnoT accept rule {options.accept!r} is not one of {ACCEPT_RULES}")
     reference = options.accept == "reference"
     rows, cols = weight.shape
     index = torch.arange(rows)
