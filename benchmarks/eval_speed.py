@@ -3,7 +3,10 @@ path and shared-prefix scoring, on the same in-memory model and the same seeded 
 
 Three paths, each run on the six zero-shot tasks and on MMLU (5-shot) separately:
 
-* ``hflm``   lm-eval's ``HFLM`` wrapped around the loaded model (``--hf-batch-size``);
+* ``hflm``   lm-eval's ``HFLM`` wrapped around the loaded model, at its best batch size: each of
+  ``--hf-batch-sizes`` is first timed on a seeded probe subset of both parts (``--probe-limit``
+  documents per task) and the fastest is used for the comparison (the probe table is printed
+  and saved);
 * ``plain``  calibprune's adapter as it was before shared-prefix scoring (``scoring="plain"``);
 * ``shared`` shared-prefix scoring (each shared context computed once).
 
@@ -22,6 +25,7 @@ with two threads and 10 s with one, in the same minute), which swamps every rati
 
     python benchmarks/eval_speed.py                               # --limit 8, MMLU on 4 seeded subjects
     python benchmarks/eval_speed.py --limit 20 --mmlu-subjects 0  # MMLU on all 57 subjects (slow on CPU)
+    python benchmarks/eval_speed.py --hf-batch-sizes 8            # skip the probe: HFLM at batch 8
 """
 
 from __future__ import annotations
@@ -45,7 +49,10 @@ def main() -> None:
     parser.add_argument("--mmlu-shots", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=8, help="rows per forward, plain and shared paths")
-    parser.add_argument("--hf-batch-size", type=int, default=8, help="HFLM's batch size")
+    parser.add_argument(
+        "--hf-batch-sizes", default="1,4,8,16,32", help="HFLM batch sizes to probe; the fastest is compared"
+    )
+    parser.add_argument("--probe-limit", type=int, default=3, help="seeded documents per task in the HFLM probe")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (0: torch's default); see the module docstring"
     )
@@ -80,45 +87,64 @@ def main() -> None:
 
     model.register_forward_pre_hook(count, with_kwargs=True)
 
-    def make_lm(path: str):
+    hf_sizes = [int(b) for b in args.hf_batch_sizes.split(",")]
+
+    def make_lm(path: str, hf_batch_size: int = 0):
         if path == "hflm":
             from lm_eval.models.huggingface import HFLM
 
-            return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=args.hf_batch_size, device="cpu")
+            return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=hf_batch_size, device="cpu")
         scoring = "plain" if path == "plain" else "shared-prefix"
         return InMemoryLM(model, tokenizer, batch_size=args.batch_size, progress=False, scoring=scoring)
+
+    def timed_run(lm, configs, samples) -> tuple[dict, float, float, float]:
+        """lm-eval on ``samples``: (raw results, wall s, CPU s, s inside ``loglikelihood``)."""
+        scoring = [0.0]
+        inner = lm.loglikelihood
+
+        def timed(requests, *a, inner=inner, scoring=scoring, **k):
+            start = time.perf_counter()
+            out = inner(requests, *a, **k)
+            scoring[0] += time.perf_counter() - start
+            return out
+
+        lm.loglikelihood = timed  # lm-eval looks the method up on the instance
+        start, cpu = time.perf_counter(), time.process_time()
+        with torch.no_grad():
+            raw = run_lm_eval(lm, configs, samples=samples, seed=args.seed)
+        return raw, time.perf_counter() - start, time.process_time() - cpu, scoring[0]
+
+    probe = []
+    if len(hf_sizes) > 1:
+        print(f"probing HFLM batch sizes {hf_sizes} on {args.probe_limit} seeded documents per task")
+        for size in hf_sizes:
+            seconds = 0.0
+            for configs in parts.values():
+                samples = seeded_samples(configs, args.probe_limit, args.seed + 1)
+                seconds += timed_run(make_lm("hflm", size), configs, samples)[3]
+            probe.append({"hf_batch_size": size, "scoring_s": round(seconds, 2)})
+            print(f"  HFLM batch {size:>3}: scored in {seconds:.1f} s", flush=True)
+    hf_batch_size = min(probe, key=lambda r: r["scoring_s"])["hf_batch_size"] if probe else hf_sizes[0]
+    print(f"HFLM compared at batch {hf_batch_size}")
 
     rows = []
     for part, configs in parts.items():
         samples = seeded_samples(configs, args.limit, args.seed)
         documents = sum(len(v) for v in samples.values())
         for path in PATHS:
-            lm = make_lm(path)
-            scoring = [0.0]
-            inner = lm.loglikelihood
-
-            def timed(requests, *a, inner=inner, scoring=scoring, **k):
-                start = time.perf_counter()
-                out = inner(requests, *a, **k)
-                scoring[0] += time.perf_counter() - start
-                return out
-
-            lm.loglikelihood = timed  # lm-eval looks the method up on the instance
+            lm = make_lm(path, hf_batch_size)
             positions[:] = [0, 0]
             reset_peak_rss()
-            start, cpu = time.perf_counter(), time.process_time()
-            with torch.no_grad():
-                raw = run_lm_eval(lm, configs, samples=samples, seed=args.seed)
-            wall = time.perf_counter() - start
+            raw, wall, cpu_s, scoring_s = timed_run(lm, configs, samples)
             acc = {t: round(v.get("acc,none", float("nan")), 6) for t, v in sorted(raw["results"].items())}
             row = {
                 "part": part,
                 "path": path,
                 "documents": documents,
                 "wall_s": round(wall, 2),
-                "cpu_s": round(time.process_time() - cpu, 2),
-                "scoring_s": round(scoring[0], 2),
-                "examples_per_s": round(documents / scoring[0], 3),
+                "cpu_s": round(cpu_s, 2),
+                "scoring_s": round(scoring_s, 2),
+                "examples_per_s": round(documents / scoring_s, 3),
                 "forwards": positions[0],
                 "positions": positions[1],
                 "peak_rss_gib": round(peak_rss_bytes() / GIB, 3),
@@ -128,7 +154,7 @@ def main() -> None:
                 row["stats"] = lm.report()["stats"]
             rows.append(row)
             print(
-                f"  {part:>9} {path:>6}: {documents} docs, scored in {scoring[0]:.1f} s ({wall:.1f} s in all), "
+                f"  {part:>9} {path:>6}: {documents} docs, scored in {scoring_s:.1f} s ({wall:.1f} s in all), "
                 f"{positions[1]} positions",
                 flush=True,
             )
@@ -170,7 +196,8 @@ def main() -> None:
         "mmlu_subjects": subjects,
         "mmlu_shots": args.mmlu_shots,
         "batch_size": args.batch_size,
-        "hf_batch_size": args.hf_batch_size,
+        "hf_batch_size": hf_batch_size,
+        "hf_batch_probe": probe,
         "threads": torch.get_num_threads(),
         "rows": rows,
         "summary": [{"part": k[0], "path": k[1], **v} for k, v in summary.items()],
