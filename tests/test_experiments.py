@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -320,6 +321,41 @@ def test_report_writes_tables_plots_and_verdicts(tmp_path):
     assert "### C3:" in text and "**Verdict: replicated**" in text and "![range_vs_setting.png]" in text
     proc = run_cli("report", str(tmp_path / "fake"), "--output", str(tmp_path / "report2"))
     assert proc.returncode == 0 and "C3: replicated" in proc.stdout
+
+
+def test_replication_summary_gathers_the_claims_each_study_addresses(tmp_path):
+    import shutil
+
+    from calibprune.experiments.report import write_reports
+
+    first = fake_run(tmp_path)  # addresses C1 and C3
+    second = tmp_path / "other"
+    shutil.copytree(first, second)
+    meta = json.loads((second / "study.json").read_text())
+    (second / "study.json").write_text(json.dumps(meta | {"study": "other", "claims": ["C3"]}))
+    summary = tmp_path / "docs" / "replication.md"
+    with pytest.raises(CalibpruneError, match="appear twice"):
+        write_reports([first, first], tmp_path / "out", summary)
+    with pytest.raises(CalibpruneError, match="does not exist"):
+        write_reports([first, tmp_path / "missing"], tmp_path / "out", summary)
+    assert not (tmp_path / "out").exists() and not summary.exists()  # refused before writing anything
+    studies = write_reports([first, second], tmp_path / "out", summary)
+    assert [s["name"] for s in studies] == ["fake", "other"]
+    assert (tmp_path / "out" / "fake" / "report.md").exists() and (tmp_path / "out" / "other" / "claims.csv").exists()
+    text = summary.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| C")]
+    # C3 from both studies (replicated: a beats b at both settings), C1 from the first only, six claims unaddressed
+    c3 = [r for r in rows if r.startswith("| C3 ")]
+    assert len(c3) == 2 and all("**replicated**" in r for r in c3)
+    assert "weakest of 2: a - b @ wanda 50% unstructured: 1.667" in c3[0]
+    assert len([r for r in rows if r.startswith("| C1 ")]) == 1
+    assert sum("no study here addresses it" in r for r in rows) == 6
+    # every link is relative to the summary and points at a file that exists
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    assert len(links) >= 5 and all((summary.parent / link).is_file() for link in links)
+    assert "metric_by_source.png" in text  # C3's figure: the metric per source and setting
+    proc = run_cli("report", str(first), str(second), "--output", str(tmp_path / "out2"), "--summary", str(summary))
+    assert proc.returncode == 0 and "C3: replicated" in proc.stdout and proc.stdout.count("C3:") == 2
 
 
 # --- 6. shipped studies --------------------------------------------------------------------

@@ -768,16 +768,32 @@ def sweep(
 
 @app.command()
 def report(
-    rundir: str = typer.Argument(..., help="Run folder of `calibprune sweep`."),
+    rundirs: list[str] = typer.Argument(..., help="Run folder(s) of `calibprune sweep`."),
     output: str = typer.Option(..., "--output", "-o", help="Folder for report.md, CSV tables and PNG plots."),
+    summary: str | None = typer.Option(
+        None, "--summary", help="Also write one markdown with every claim's verdict across the run folders."
+    ),
 ):
-    """Aggregate a run folder: mean/std/n over seeds, ranges across sources, differences vs a baseline, claims."""
-    from .experiments.report import write_report
+    """Aggregate run folders: mean/std/n over seeds, ranges across sources, differences vs a baseline, claims.
 
-    data = write_report(rundir, output)
-    for claim in data["claims"]:
-        out.print(f"{claim['claim']}: {claim['verdict']} ({claim['reason']})")
-    out.print(f"-> {output}/report.md, summary.csv, ranges.csv, diffs.csv, claims.csv, {len(data['figures'])} plots")
+    One run folder: its report in OUTPUT. Several (or --summary): each study's report in
+    OUTPUT/<run folder name>/, and --summary FILE gathers the claims across them.
+    """
+    from .experiments.report import write_report, write_reports
+
+    if len(rundirs) == 1 and summary is None:
+        studies = [write_report(rundirs[0], output) | {"name": None}]
+    else:
+        studies = write_reports(rundirs, output, summary)
+    for data in studies:
+        where = os.path.join(output, data["name"]) if data["name"] else output
+        addressed = set(data["meta"].get("claims") or [])
+        for claim in data["claims"]:
+            if claim["claim"] in addressed or len(studies) == 1:
+                out.print(f"{claim['claim']}: {claim['verdict']} ({claim['reason']})")
+        out.print(f"-> {where}/report.md, summary.csv, ranges.csv, diffs.csv, claims.csv, {len(data['figures'])} plots")
+    if summary:
+        out.print(f"-> {summary}")
 
 
 def main() -> None:

@@ -39,9 +39,9 @@ PAPER_SPEC = {
 FIGURE = {
     "C1": "range_vs_setting.png",
     "C2": "metric_vs_nsamples.png",
-    "C3": "metric_vs_sparsity.png",
-    "C4": "metric_vs_sparsity.png",
-    "C5": "metric_vs_sparsity.png",
+    "C3": "metric_by_source.png",
+    "C4": "metric_by_source.png",
+    "C5": "metric_by_source.png",
     "C6": "metric_vs_prefix.png",
     "C7": "metric_vs_filter.png",
     "C8": "mink_distributions.png",

@@ -77,3 +77,31 @@ def range_bars(ranges: list[dict], metric: str, path: Path) -> Path | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def metric_bars(summary: list[dict], metric: str, path: Path) -> Path | None:
+    """``metric`` (mean, std error bars) per pruning setting, one bar per calibration strategy:
+    the paper's Table 2 / Figure 4 comparison of sources at fixed settings."""
+    rows = [r for r in summary if r["metric"] == metric]
+    groups = sorted({(r["model"], r["setting"], r.get("nsamples", 0)) for r in rows})
+    strategies = sorted({r["calib"] for r in rows})
+    if not rows or len(strategies) < 2:
+        return None
+    width = 0.8 / len(strategies)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(groups) * len(strategies) * width + 3), 4))
+    for i, calib in enumerate(strategies):
+        found = {(r["model"], r["setting"], r.get("nsamples", 0)): r for r in rows if r["calib"] == calib}
+        xs = [g + i * width for g, key in enumerate(groups) if key in found]
+        points = [found[key] for key in groups if key in found]
+        ax.bar(xs, [p["mean"] for p in points], width, yerr=[p["std"] or 0 for p in points], capsize=2, label=calib)
+    multi_model = len({g[0] for g in groups}) > 1
+    labels = [f"{m}\n{s}" if multi_model else s for m, s, _ in groups]
+    ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))], labels, fontsize=8)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} per calibration source (mean ± std over seeds)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,6 +1,9 @@
 """``calibprune report RUNDIR --output DIR``: tables (markdown + CSV), plots, verdicts.
 
-Output folder (written atomically)::
+With several run folders (``calibprune report RUN1 RUN2 ... --output DIR``) each study's
+report goes to ``DIR/<run folder name>/`` and ``--summary FILE`` adds one markdown that
+gathers, claim by claim, the verdict of every study that addresses it (the replication
+report). Output folder (written atomically)::
 
     report.md      tables, embedded figures, one section per claim with its verdict
     summary.csv    mean / std / n over seeds per (model, setting, strategy, metric)
@@ -15,7 +18,8 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
+import os
+from pathlib import Path, PurePosixPath
 
 from ..errors import CalibpruneError
 from ..utils.io import atomic_directory
@@ -89,15 +93,123 @@ def build_report(rundir: str | Path) -> dict:
 
 def write_report(rundir: str | Path, output: str | Path) -> dict:
     data = build_report(rundir)
-    metric = data["metric"]
     with atomic_directory(output, overwrite=True) as tmp:
-        for name in ("summary", "ranges", "diffs", "dense"):
-            _write_csv(tmp / f"{name}.csv", data[name])
-        _write_csv(tmp / "claims.csv", [_claim_row(c) for c in data["claims"]])
-        figures = _figures(data, metric, tmp)
-        (tmp / "report.md").write_text(_markdown(data, figures))
-    data["figures"] = figures
+        _write_into(tmp, data)
     return data
+
+
+def _write_into(folder: Path, data: dict) -> None:
+    for name in ("summary", "ranges", "diffs", "dense"):
+        _write_csv(folder / f"{name}.csv", data[name])
+    _write_csv(folder / "claims.csv", [_claim_row(c) for c in data["claims"]])
+    data["figures"] = _figures(data, data["metric"], folder)
+    (folder / "report.md").write_text(_markdown(data, data["figures"]))
+
+
+def write_reports(rundirs: list[str | Path], output: str | Path, summary: str | Path | None = None) -> list[dict]:
+    """One report per run folder in ``output/<folder name>/``; ``summary``: the claims across them.
+
+    Every run folder is read (and refused if it is not one) before anything is written;
+    the output folder and the summary file each appear whole or not at all.
+    """
+    names = [Path(r).resolve().name for r in rundirs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise CalibpruneError(
+            f"run folders named {', '.join(map(repr, twice))} appear twice: their reports would share "
+            "output/<name>/; pass each run folder once, or rename one"
+        )
+    studies = [build_report(r) | {"name": n} for r, n in zip(rundirs, names, strict=True)]
+    with atomic_directory(output, overwrite=True) as tmp:
+        for data in studies:
+            (tmp / data["name"]).mkdir()
+            _write_into(tmp / data["name"], data)
+    if summary is not None:
+        summary = Path(summary)
+        links = PurePosixPath(Path(os.path.relpath(Path(output).resolve(), summary.resolve().parent)).as_posix())
+        text = _replication_markdown(studies, links, " ".join(map(str, rundirs)), output, summary)
+        partial = summary.with_name(f".{summary.name}.tmp")
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(text)
+        os.replace(partial, summary)  # never a half-written summary
+    return studies
+
+
+def _models(data: dict) -> str:
+    return ", ".join(sorted({r["model"] for r in data["rows"]})) or "-"
+
+
+def _weakest(effects: list[dict]) -> str:
+    """The effect whose interval reaches lowest: the one a verdict hinges on."""
+    if not effects:
+        return "-"
+    e = min(effects, key=lambda e: float("-inf") if e.get("ci_low") is None else e["ci_low"])
+    text = f"{e['what']}: {_num(e.get('mean'))} [{_num(e.get('ci_low'))}, {_num(e.get('ci_high'))}]"
+    return text if len(effects) == 1 else f"weakest of {len(effects)}: {text}"
+
+
+def _replication_markdown(studies: list[dict], links: PurePosixPath, rundirs: str, output, summary) -> str:
+    """Claim by claim, the verdict of every study that addresses it, with effects and figures."""
+    from .claims import PAPER_SPEC, TEXT
+
+    command = f"calibprune report {rundirs} --output {output} --summary {summary}"
+    out = [
+        "# Replication report\n",
+        'Claims of "Beware of Calibration Data for Pruning Large Language Models" (Ji et al., ICLR 2025), '
+        "checked by calibprune's small-scale studies. Written by `calibprune report` from the committed cell "
+        "results; regenerate it (no model is run) with\n",
+        f"    {command}\n",
+        "Each effect is oriented so that a positive value is what the paper claims, on the study's primary "
+        "metric (perplexities negated: lower is better), with a 95% interval over seeds (seed-paired t "
+        "intervals; a seeded bootstrap for ranges). **Replicated**: every interval above 0; **not "
+        "replicated**: an interval below 0; **inconclusive**: otherwise, with the reason and the paper-scale "
+        "spec that would decide it.\n",
+        "## Verdicts\n",
+        "| claim | verdict | study | model | metric | seeds | effect, mean [95% CI] | figure |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    addressed: dict[str, list[tuple[dict, dict]]] = {c: [] for c in TEXT}
+    for data in studies:
+        for claim in data["claims"]:
+            if claim["claim"] in (data["meta"].get("claims") or []):
+                addressed[claim["claim"]].append((data, claim))
+    for name, found in addressed.items():
+        if not found:
+            out.append(
+                f"| {name} | inconclusive | - | - | - | - | no study here addresses it; "
+                f"`calibprune sweep {PAPER_SPEC[name]}` would | - |"
+            )
+        for data, claim in found:
+            figure = claim["figure"] if claim["figure"] in data["figures"] else None
+            link = f"[{figure}]({links / data['name'] / figure})" if figure else "-"
+            out.append(
+                f"| {name} | **{claim['verdict']}** | [{data['meta'].get('study', data['name'])}]"
+                f"({links / data['name'] / 'report.md'}) | {_models(data)} | `{claim['metric']}` | {claim['seeds']} "
+                f"| {_weakest(claim['effects'])} | {link} |"
+            )
+    out.append("")
+    for name, found in addressed.items():
+        out.append(f"## {name}: {TEXT[name]}\n")
+        if not found:
+            out.append(f"No study in this report addresses it: run `calibprune sweep {PAPER_SPEC[name]}`.\n")
+        for data, claim in found:
+            out.append(f"### {data['meta'].get('study', data['name'])} ({_models(data)})\n")
+            verdict = f"**Verdict: {claim['verdict']}** ({claim['reason']})."
+            out.append(f"{verdict} Metric `{claim['metric']}`, {claim['seeds']} seeds.\n")
+            if claim["effects"]:
+                out.append(_table(claim["effects"], ["what", "mean", "ci_low", "ci_high", "n"]))
+            if claim["figure"] in data["figures"]:
+                out.append(f"![{claim['figure']}]({links / data['name'] / claim['figure']})\n")
+    out.append("## Studies\n")
+    out.append("| study | model | cells ok | cells failed | primary metric | report |")
+    out.append("|---|---|---|---|---|---|")
+    for data in studies:
+        ok = sum(c.get("status") == "ok" for c in data["cells"])
+        out.append(
+            f"| {data['meta'].get('study', data['name'])} | {_models(data)} | {ok} | {len(data['cells']) - ok} "
+            f"| `{data['metric']}` | [report]({links / data['name'] / 'report.md'}) |"
+        )
+    return "\n".join(out) + "\n"
 
 
 def _claim_row(claim: dict) -> dict:
@@ -125,6 +237,8 @@ def _figures(data: dict, metric: str | None, tmp: Path) -> dict[str, str]:
         ):
             if plots.metric_vs(data["summary"], metric, x, tmp / name, title, where):
                 made[name] = title
+        if plots.metric_bars(data["summary"], metric, tmp / "metric_by_source.png"):
+            made["metric_by_source.png"] = f"{metric} per calibration source and setting"
         if plots.range_bars(data["ranges"], metric, tmp / "range_vs_setting.png"):
             made["range_vs_setting.png"] = "range across sources vs sparsity and pattern"
     if data["membership"]:
