@@ -74,7 +74,9 @@ def build_report(rundir: str | Path) -> dict:
     summary = summarize(rows)
     baseline = (meta.get("report") or {}).get("baseline")
     membership = membership_scores(store)
+    scorers = {result.get("model") for result, _ in _labelled(store, "membership")}
     return {
+        "models": sorted({r["model"] for r in rows} | scorers - {None}),
         "meta": meta,
         "cells": cells,
         "rows": rows,
@@ -136,7 +138,7 @@ def write_reports(rundirs: list[str | Path], output: str | Path, summary: str | 
 
 
 def _models(data: dict) -> str:
-    return ", ".join(sorted({r["model"] for r in data["rows"]})) or "-"
+    return ", ".join(data["models"]) or "-"
 
 
 def _weakest(effects: list[dict]) -> str:
