@@ -75,6 +75,12 @@ def test_adapter_gets_the_right_answers_on_a_hand_made_task(tokenizer, tmp_path)
         model=InMemoryLM(model, tokenizer, progress=False), tasks=[config], log_samples=False, verbosity="ERROR"
     )
     assert raw["results"]["hand_made"]["acc,none"] == pytest.approx(0.75)
+    # calibprune's own call builds config tasks without indexing lm-eval's task folders: same results
+    from calibprune.evaluation.harness import _configs_only_manager, run_lm_eval
+
+    ours = run_lm_eval(InMemoryLM(model, tokenizer, progress=False), [config])
+    assert ours["results"] == raw["results"] and ours["n-samples"] == raw["n-samples"]
+    assert len(_configs_only_manager().all_tasks) == 0
 
 
 def test_offline_paper_tasks_run_with_a_seeded_limit(tokenizer):
