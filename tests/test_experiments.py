@@ -125,6 +125,12 @@ def test_sweep_caches_by_content_and_resumes(tmp_path, model_dir, text_corpus):
     assert third.executed == {"pool": 0, "calib": 0, "dense": 0, "cell": 2, "analysis": 0}
     cells = [json.loads(p.read_text()) for p in (tmp_path / "run" / "cells").glob("*.json")]
     assert len(cells) == 6 and all(c["status"] == "ok" for c in cells)
+    # the folder now holds both specs' cells: a report counts only the cells of the spec swept last
+    from calibprune.experiments.report import build_report
+
+    assert len(build_report(tmp_path / "run")["cells"]) == 6
+    assert run_sweep(spec, tmp_path / "run").executed["cell"] == 0
+    assert len(build_report(tmp_path / "run")["cells"]) == 4
     assert not list((tmp_path / "run").rglob("model.safetensors"))  # no weights kept by default
     dense = json.loads(next((tmp_path / "run" / "dense").glob("*.json")).read_text())
     # the cell (pruned and evaluated in memory) equals `calibprune prune` on the stored calibration set

@@ -65,7 +65,7 @@ def build_report(rundir: str | Path) -> dict:
         raise CalibpruneError(f"run folder {str(rundir)!r} does not exist: pass the --output of `calibprune sweep`")
     meta_path = store.root / "study.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    cells = store.cells()
+    cells = store.cells(meta.get("cells"))  # the study's own cells (None: every cell, older run folders)
     if not cells and not (store.root / "analysis").is_dir():
         raise CalibpruneError(
             f"{rundir} holds no cell results (cells/*.json): run `calibprune sweep SPEC --output {rundir}`"
@@ -84,7 +84,9 @@ def build_report(rundir: str | Path) -> dict:
         "ranges": ranges(summary),
         "diffs": diffs(rows, baseline) if baseline else [],
         "dense": [
-            {"model": d["attrs"]["model"], **d.get("metrics", {})} for d in store.denses() if d.get("status") == "ok"
+            {"model": d["attrs"]["model"], **d.get("metrics", {})}
+            for d in store.denses(meta.get("denses"))
+            if d.get("status") == "ok"
         ],
         "claims": evaluate_claims(meta, rows, membership),
         "membership": membership,

@@ -47,9 +47,15 @@ class RunStore:
     def write_cell(self, key: str, record: dict) -> None:
         write_json(self.cell_path(key), {"format": CELL_FORMAT, "key": key, **record})
 
-    def cells(self) -> list[dict]:
-        folder = self.root / "cells"
-        return [r for p in sorted(folder.glob("*.json")) if (r := _read(p))] if folder.is_dir() else []
+    def cells(self, keys: list[str] | None = None) -> list[dict]:
+        """Every finished cell's record, or those of ``keys`` only."""
+        return self._records("cells", keys)
+
+    def _records(self, kind: str, keys: list[str] | None) -> list[dict]:
+        folder = self.root / kind
+        paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
+        wanted = None if keys is None else set(keys)
+        return [r for p in paths if (wanted is None or p.stem in wanted) and (r := _read(p))]
 
     def dense_path(self, key: str) -> Path:
         return self.root / "dense" / f"{key}.json"
@@ -57,9 +63,9 @@ class RunStore:
     def read_dense(self, key: str) -> dict | None:
         return _read(self.dense_path(key))
 
-    def denses(self) -> list[dict]:
-        folder = self.root / "dense"
-        return [r for p in sorted(folder.glob("*.json")) if (r := _read(p))] if folder.is_dir() else []
+    def denses(self, keys: list[str] | None = None) -> list[dict]:
+        """Every dense evaluation's record, or those of ``keys`` only."""
+        return self._records("dense", keys)
 
     # calibration sets and pools: calibprune calib folders
     def set_path(self, kind: str, key: str) -> Path:

@@ -94,7 +94,7 @@ def run_sweep(
     store.clean_partial()
     if Path(study.path).resolve() != (store.root / "study.yaml").resolve():
         shutil.copyfile(study.path, store.root / "study.yaml")
-    write_json(store.root / "study.json", study_meta(study))
+    write_json(store.root / "study.json", study_meta(study, plan))
     todo = [k for k, s in result.status.items() if s == "pending" or (retry_failed and s == "failed")]
     progress = progress or Progress(enabled=False)
     runner = make_executor(executor, workers, address, study.resources, scratch=str(store.root / "work"))
@@ -126,10 +126,14 @@ def run_sweep(
     return result
 
 
-def study_meta(study: Study) -> dict:
+def study_meta(study: Study, plan: Plan) -> dict:
+    """What ``report`` needs of the study; ``cells``/``denses``: the keys of the study's own
+    stages, so a run folder that also holds other studies' results reports only its own."""
     raw = study.raw
     return {k: raw.get(k) for k in ("study", "description", "scale", "stands_in", "claims", "report")} | {
-        "seeds": study.seeds
+        "seeds": study.seeds,
+        "cells": sorted(plan.cells),
+        "denses": sorted(plan.denses),
     }
 
 
