@@ -42,7 +42,7 @@ def inverse_cholesky(h: torch.Tensor, percdamp: float, max_retries: int, name: s
     """Upper Cholesky factor of (H + lambda I)^-1, escalating lambda on failure."""
     mean_diag = float(torch.diagonal(h).mean())
     damp = percdamp * mean_diag
-    eye = torch.eye(h.shape[0], dtype=h.dtype)
+    eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
     for _ in range(max_retries + 1):
         lower, info = torch.linalg.cholesky_ex(h + damp * eye)
         if int(info) == 0:
@@ -66,8 +66,11 @@ def sparsegpt_prune(
     name: str = "layer",
     row_groups: list[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Return ``(new_weight, mask, info)`` for an fp32 ``[rows, cols]`` weight;
-    ``row_groups``: row counts of the stacked layers (one block threshold each)."""
+    """Return ``(new_weight, mask, info)`` for a ``[rows, cols]`` weight;
+    ``row_groups``: row counts of the stacked layers (one block threshold each).
+
+    The solve runs in fp32 on the weight's device whatever the model's dtype (as the
+    reference ``sparsegpt.py`` does); the caller casts the new weight back."""
     w = weight.detach().to(torch.float32).clone()
     rows, cols = w.shape
     row_groups = row_groups or [rows]
