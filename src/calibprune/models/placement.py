@@ -30,6 +30,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from ..utils.resources import return_freed_memory
 from .checkpoint import Checkpoint, ShardWriter
 from .layers import find_decoder_blocks
 
@@ -184,6 +185,7 @@ class DiskOffload(BlockPlacement):
                 _replace(tensor, torch.empty(tensor.shape, dtype=tensor.dtype, device="meta"))
             elif tensor.device.type != "cpu":
                 _replace(tensor, tensor.to("cpu"))
+        return_freed_memory()  # else the C heap keeps each block's pages and grows with the depth
 
     # -- streaming save ----------------------------------------------------------------
     def _block_keys(self, index: int) -> list[str]:
