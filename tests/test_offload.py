@@ -290,3 +290,27 @@ def test_bfloat16_disk_run_matches_the_in_memory_bfloat16_run(tmp_path):
         assert torch.equal(saved["disk"][key], value), key
     config_json = json.loads((tmp_path / "disk" / "config.json").read_text())
     assert config_json["dtype"] == "bfloat16"
+
+
+@no_cuda
+def test_the_issue_command_lines_parse_and_refuse_cuda_without_a_gpu(tmp_path):
+    """The four command lines of issue 11 (flags as written): each reaches the device
+    check, which refuses --device cuda here with the fix, and writes nothing."""
+    commands = [
+        "prune --model meta-llama/Llama-2-7b-hf --device cuda --dtype bfloat16 --method wanda --sparsity 0.6 "
+        "--output OUT/l2-7b-w60",
+        "prune --model ./big-model --device cuda --offload disk --method sparsegpt --pattern 2:4 --output OUT/big-24",
+        "calib --synthetic --model ./big-model --device cuda --output OUT/syn-big",
+        "eval --model OUT/l2-7b-w60 --device cuda --tasks boolq,piqa --output OUT/l2.json",
+    ]
+    for command in commands:
+        result = run_cli(*command.replace("OUT", str(tmp_path / "out")).split())
+        assert result.returncode == 2, command
+        assert "--device cuda: no CUDA GPU is visible" in result.stderr, (command, result.stderr)
+    assert not (tmp_path / "out").exists()
+
+
+def test_calib_device_without_a_model_run_is_refused(tmp_path):
+    result = run_cli("calib", "--device", "cpu", "--output", str(tmp_path / "c"))
+    assert result.returncode == 2
+    assert "--device has no effect without --synthetic or --detect" in result.stderr
