@@ -204,6 +204,8 @@ def test_offloaded_paths_match_the_in_memory_path_bit_for_bit(tmp_path, arch, ca
     for (name, a), (_, b) in zip(loaded.state_dict().items(), in_memory.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     assert json.loads((disk / "prune_report.json").read_text())["summary"] == reports["none"]["summary"]
+    for name in ("config.json", "generation_config.json"):
+        assert json.loads((disk / name).read_text()) == json.loads((tmp_path / "none" / name).read_text())
 
 
 def test_disk_offload_holds_one_block_of_weights_at_a_time(tmp_path):
