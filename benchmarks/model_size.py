@@ -11,7 +11,10 @@ so that the time goes to loading and saving) twice, each in a fresh process:
 * ``disk``: the skeleton + one block at a time from the checkpoint + streaming save.
 
 Peak RSS is the child's kernel high-water mark (``VmHWM``, which counts touched pages
-of memory-mapped files too). The claim to check: with ``disk`` the peak grows by less
+of memory-mapped files too), the largest over its stages. Both children run with
+glibc's ``MALLOC_MMAP_THRESHOLD_`` fixed (``--mmap-threshold``, 128 KiB; 0 keeps glibc's
+dynamic threshold), so that the transient peak of each block's step is the same for
+every block instead of wandering with heap placement. The claim to check: with ``disk`` the peak grows by less
 than one block from the smallest to the largest model; with ``none`` it grows with
 the model. Both paths are run on the same checkpoint, side by side.
 
@@ -137,6 +140,11 @@ def run_child(model: Path, offload: str, output: Path, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", str(model), offload, str(output)]
     cmd += ["--nsamples", str(args.nsamples), "--seqlen", str(args.seqlen)]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    if args.mmap_threshold:
+        # glibc otherwise raises its mmap threshold as large blocks are freed, and where later
+        # tensors land in the heap makes each block's peak wander (over 24 identical 0.1 GB
+        # blocks: 875-967 MB by default, 834 MB for every block with the threshold fixed)
+        env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         sys.exit(f"{offload} on {model} failed:\n{done.stderr[-3000:]}")
@@ -178,6 +186,12 @@ def main() -> None:
     parser.add_argument("--nsamples", type=int, default=4)
     parser.add_argument("--seqlen", type=int, default=64)
     parser.add_argument("--workdir", default=None, help="where the checkpoints are built (default: a temp folder)")
+    parser.add_argument(
+        "--mmap-threshold",
+        type=int,
+        default=131072,
+        help="MALLOC_MMAP_THRESHOLD_ of both children (glibc; 0: the default dynamic threshold)",
+    )
     parser.add_argument("--output", default=None)
     parser.add_argument("--worker", nargs=3, metavar=("MODEL", "OFFLOAD", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -214,7 +228,8 @@ def main() -> None:
     print_table(rows)
     output = Path(args.output or RESULTS / f"model_size{'_quick' if args.quick else ''}.json")
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"rows": rows, "nsamples": args.nsamples, "seqlen": args.seqlen}, indent=2) + "\n")
+    meta = {"nsamples": args.nsamples, "seqlen": args.seqlen, "malloc_mmap_threshold": args.mmap_threshold}
+    output.write_text(json.dumps({"rows": rows, **meta}, indent=2) + "\n")
     print(f"-> {output}")
 
 
