@@ -158,8 +158,12 @@ class DiskOffload(BlockPlacement):
         self.dtype = dtype
         self.writer = writer
         self._writing = False
+        # what is saved: the checkpoint's tensors that the model has (keys it would ignore when
+        # loading, and a tied lm_head stored twice, are left out, as save_pretrained leaves them)
+        known = set(self._named_tensors())
+        self._saved_keys = [k for k in checkpoint.names if k in known]
         prefix = f"{self.path}."
-        self._rest_keys = [k for k in checkpoint.names if not k.startswith(prefix)]
+        self._rest_keys = [k for k in self._saved_keys if not k.startswith(prefix)]
 
     def _bring(self, names):
         tensors = self._named_tensors()
@@ -190,7 +194,7 @@ class DiskOffload(BlockPlacement):
     # -- streaming save ----------------------------------------------------------------
     def _block_keys(self, index: int) -> list[str]:
         prefix = f"{self.path}.{index}."
-        return [k for k in self.checkpoint.names if k.startswith(prefix)]
+        return [k for k in self._saved_keys if k.startswith(prefix)]
 
     def _write_block(self, index: int) -> None:
         """Block ``index``'s checkpoint tensors as the model holds them now, to its shard."""
