@@ -151,7 +151,16 @@ def prune(
     ppl_max_windows: int | None = typer.Option(
         None, help="Score at most this many perplexity windows.", show_default="all windows of the held-out pool"
     ),
-    dtype: str | None = typer.Option(None, help="Load dtype (float32, bfloat16).", show_default="the checkpoint's"),
+    dtype: str | None = typer.Option(
+        None, help="Weights dtype: auto | float32 | bfloat16 | float16.", show_default="auto: the checkpoint's"
+    ),
+    device: str = typer.Option("auto", help="auto (CUDA when available) | cpu | cuda | cuda:N."),
+    offload: str = typer.Option(
+        "auto",
+        help="Where weights wait while one block is pruned: none (all on the device) | cpu | disk (the checkpoint's "
+        "safetensors; pruned blocks stream to --output).",
+        show_default="auto: none if the model fits the device, else cpu (GPU) or disk",
+    ),
     overwrite: bool = typer.Option(False, help="Replace an existing --output folder."),
     quiet: bool = typer.Option(False, help="No progress bars, no notices: errors and the result line only."),
 ):
@@ -195,7 +204,17 @@ def prune(
     _quiet_libraries()
     _on_interrupt(f"prune -> {output}: nothing written (the output appears only when complete)", quiet)
     report = run_prune(
-        model, config, request, output, overwrite=overwrite, ppl=ppl_request, dtype=dtype, progress=not quiet, say=say
+        model,
+        config,
+        request,
+        output,
+        overwrite=overwrite,
+        ppl=ppl_request,
+        dtype=dtype,
+        progress=not quiet,
+        say=say,
+        device=device,
+        offload=offload,
     )
     summary = report["summary"]
     target = config.target
@@ -315,7 +334,10 @@ def eval_(
         "shared-prefix", help="shared-prefix (each shared context computed once) | plain (lm-eval's way)."
     ),
     output: str | None = typer.Option(None, "--output", "-o", help="Write the results as JSON here."),
-    dtype: str | None = typer.Option(None, help="Load dtype (float32, bfloat16).", show_default="the checkpoint's"),
+    dtype: str | None = typer.Option(
+        None, help="Weights dtype: auto | float32 | bfloat16 | float16.", show_default="auto: the checkpoint's"
+    ),
+    device: str = typer.Option("auto", help="auto (CUDA when available) | cpu | cuda | cuda:N."),
     quiet: bool = typer.Option(False, help="No progress bars (lm-eval's included), no notices."),
 ):
     """Evaluate a model: lm-eval tasks (offline data) and perplexity with a named protocol."""
@@ -350,7 +372,7 @@ def eval_(
     task_request = TaskRequest(
         list(_split(tasks)), limit=limit, seed=seed, mmlu_shots=mmlu_shots, batch_size=batch_size, scoring=scoring
     )
-    report = run_eval(model, ppl_request, task_request, output=output, dtype=dtype, progress=not quiet)
+    report = run_eval(model, ppl_request, task_request, output=output, dtype=dtype, progress=not quiet, device=device)
     if "batch_size" in report:
         probe = report["batch_size"]
         out.print(f"--batch-size auto: {probe['chosen']} ({probe['rule']}: {probe['measured']})")
@@ -454,6 +476,12 @@ def calib(
     num_candidates: int | None = typer.Option(
         None, help="With --detect: score at most this many source texts.", show_default="all of the calib pool"
     ),
+    dtype: str | None = typer.Option(
+        None,
+        help="With --synthetic/--detect: weights dtype, auto | float32 | bfloat16 | float16.",
+        show_default="auto: the checkpoint's",
+    ),
+    device: str = typer.Option("auto", help="With --synthetic/--detect: auto | cpu | cuda | cuda:N."),
     overwrite: bool = typer.Option(False, help="Replace an existing --output (and restart an unfinished generation)."),
     quiet: bool = typer.Option(False, help="No progress bars, no notices."),
 ):
@@ -485,6 +513,12 @@ def calib(
     _refuse_text_field(ctx, source)
     detect_options = ("keep_top", "mink_k", "num_candidates")
     _refuse_unused(ctx, detect_options, bool(detect), "without --detect: drop them or pass --detect mink++")
+    _refuse_unused(
+        ctx,
+        ("device", "dtype"),
+        bool(synthetic or detect),
+        "without --synthetic or --detect: sampling a source runs no model (only its tokenizer); drop them",
+    )
     job = CalibJob(
         source=source,
         nsamples=nsamples,
@@ -518,7 +552,9 @@ def calib(
             "rerun the same command to resume from them"
         )
     _on_interrupt(note, quiet)
-    calibration = run_calib(model, job, output, overwrite=overwrite, progress=not quiet, say=_notice(quiet))
+    calibration = run_calib(
+        model, job, output, overwrite=overwrite, progress=not quiet, say=_notice(quiet), device=device, dtype=dtype
+    )
     manifest = calibration.manifest
     line = f" {calibration.nsamples} x {calibration.seqlen} tokens from {manifest['source']} ({manifest['strategy']})"
     if "filter" in manifest:
@@ -679,6 +715,10 @@ def analyze_membership(
     max_tokens: int = typer.Option(512, help="Tokens scored per text."),
     seed: int = typer.Option(0, help="Seed of the text subsets."),
     batch_size: int = typer.Option(8, help="Texts per forward pass."),
+    dtype: str | None = typer.Option(
+        None, help="Weights dtype: auto | float32 | bfloat16 | float16.", show_default="auto: the checkpoint's"
+    ),
+    device: str = typer.Option("auto", help="auto (CUDA when available) | cpu | cuda | cuda:N."),
     overwrite: bool = typer.Option(False, help="Replace an existing --output."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
@@ -688,7 +728,18 @@ def analyze_membership(
     _quiet_libraries()
     _on_interrupt(f"analyze membership -> {output}: nothing written", quiet)
     report = run_membership(
-        model, list(_split(sets)), output, k, max_texts, max_tokens, seed, batch_size, overwrite, progress=not quiet
+        model,
+        list(_split(sets)),
+        output,
+        k,
+        max_texts,
+        max_tokens,
+        seed,
+        batch_size,
+        overwrite,
+        progress=not quiet,
+        device=device,
+        dtype=dtype,
     )
     table = Table(title=f"membership scores under {model} (k={k}): median [q1, q3]")
     table.add_column("set")

@@ -32,9 +32,20 @@ from .corpora import get_corpus
 from .errors import CalibpruneError
 from .estimate import Estimate, forward_rate, generation_rate, prune_passes
 from .evaluation.perplexity import PPL_PROTOCOL, PROTOCOLS, perplexity
-from .models.loading import load_config, load_model, load_tokenizer, max_sequence_length, meta_model, resolve_model
+from .models.checkpoint import Checkpoint, checkpoint_folder
+from .models.loading import (
+    load_config,
+    load_model,
+    load_tokenizer,
+    max_sequence_length,
+    meta_model,
+    parse_dtype,
+    resolve_model,
+)
+from .models.offload import check_offload, choose_offload, open_model, run_dtype, weight_bytes
 from .pruning.engine import needs_calibration, prune_model, validate
 from .scoring.membership import check_k
+from .utils.device import device_record, free_memory_bytes, resolve_device
 from .utils.io import atomic_directory, check_output_dir, write_json
 from .utils.provenance import environment
 from .utils.resources import StageTracker
@@ -204,6 +215,8 @@ def run_prune(
     tasks: TaskRequest | None = None,
     evaluate_dense: bool = True,
     say: Say = _silent,
+    device: str = "auto",
+    offload: str = "auto",
 ) -> dict:
     """``calibprune prune``: returns the report that is also written to ``output``.
 
@@ -211,10 +224,15 @@ def run_prune(
     keeps the report); ``tasks`` evaluates the pruned model on lm-eval tasks;
     ``evaluate_dense=False`` skips the dense perplexity (a study caches it once per model);
     ``say`` receives one-line notices (the cost estimate) before the long stages.
+    ``device``/``offload``: where blocks are computed and where the weights wait
+    (:mod:`calibprune.models.offload`); ``offload="disk"`` streams each pruned block to
+    ``output`` as soon as it is done.
     """
     started = time.perf_counter()
-    tracker = StageTracker()
     # 1. arguments alone
+    run_device = resolve_device(device)
+    check_offload(offload)
+    parse_dtype(dtype)
     calibrated = needs_calibration(config)  # also refuses unknown method / refinement names
     calib.check()
     ppl = ppl if ppl and ppl.corpora else None  # an empty request is no request
@@ -225,6 +243,14 @@ def run_prune(
         tasks.check()
     if output is not None:
         check_output_dir(output, overwrite)
+    evaluates = bool(ppl or tasks or output is None)
+    if offload in ("cpu", "disk") and evaluates:
+        what = "--ppl/--tasks" if ppl or tasks else "a run without --output"
+        raise CalibpruneError(
+            f"--offload {offload} never holds the whole model, which {what} needs: prune with --output and "
+            "evaluate the saved folder with `calibprune eval --model OUTPUT`, or pass --offload none"
+        )
+    tracker = StageTracker(device=run_device)
     # 2. model config, a weightless copy, the tokenizer, the calibration windows
     with tracker.stage("plan"):
         resolved = resolve_model(model_name)
@@ -233,58 +259,107 @@ def run_prune(
             check_seqlen(calib.window_length, model_config)
         if ppl:
             check_seqlen(ppl.seqlen, model_config, "--ppl-seqlen")
-        validate(meta_model(model_config), config)
+        weights_dtype = run_dtype(resolved, model_config, dtype)
+        skeleton = meta_model(model_config, weights_dtype)
+        validate(skeleton, config)
+        choice = choose_offload(
+            offload,
+            weight_bytes(skeleton, weights_dtype),
+            run_device,
+            free_memory_bytes(run_device),
+            free_memory_bytes(torch.device("cpu")),
+            evaluates,
+        )
+        if choice.value == "disk":
+            Checkpoint(checkpoint_folder(resolved))  # no safetensors files: refused now, with the fix
         tokenizer = load_tokenizer(resolved)
+    if choice.value != "none":
+        say(f"offload: {choice.value} ({choice.reason})")
     calibration = None
     if calibrated:
         with tracker.stage("calibration"):
             calibration = calib.build(tokenizer)
             check_seqlen(calibration.seqlen, model_config, "the calibration windows' length")
+    job = _PruneJob(model_name, resolved, model_config, config, calibration, tokenizer, tracker, started)
+    job.placement_record = {**device_record(run_device, weights_dtype), **choice.to_dict()}
     # 3. the expensive part
+    if choice.value == "disk":  # pruned blocks stream into the output folder as they are done
+        with atomic_directory(output, overwrite=overwrite) as tmp:
+            with tracker.stage("load"):
+                model, placement = open_model(resolved, model_config, "disk", run_device, weights_dtype, tmp)
+            report = job.prune(model, placement, say, progress)
+            with tracker.stage("save"):
+                model.config.save_pretrained(tmp)
+                if model.can_generate() and model.generation_config is not None:
+                    model.generation_config.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+            report["stages"] = tracker.to_dict()
+            report["wall_s"] = round(time.perf_counter() - started, 3)
+            write_json(tmp / REPORT_NAME, report)
+        return report
     with tracker.stage("load"):
-        model = load_model(resolved, dtype=dtype)
-    if calibration is not None:
-        window = calibration.input_ids[:1, : min(calibration.seqlen, 512)]
-        tokens = calibration.nsamples * calibration.seqlen
-        what = f"pruning calibrates on {calibration.nsamples} windows x {calibration.seqlen} tokens"
-        say(Estimate(what, tokens, prune_passes(config), forward_rate(model, window)).describe())
+        model, placement = open_model(resolved, model_config, choice.value, run_device, weights_dtype)
     result: dict = {}
     if ppl and evaluate_dense:
         with tracker.stage("ppl_dense"):
             result["dense"] = evaluate_perplexities(model, tokenizer, ppl, progress)
-    with tracker.stage("prune"):
-        pruned = prune_model(model, calibration, config, progress=progress)
+    report = job.prune(model, placement, say, progress)
     if ppl:
         with tracker.stage("ppl_pruned"):
             result["pruned"] = evaluate_perplexities(model, tokenizer, ppl, progress)
-    task_results = None
+    report["perplexity"] = result or None
     if tasks:
         with tracker.stage("tasks_pruned"):
-            task_results = evaluate_task_request(model, tokenizer, tasks, progress)
-    report = {
-        "command": "prune",
-        "model": {
-            "source": str(model_name),
-            "resolved": resolved,
-            "architecture": type(model).__name__,
-            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
-        },
-        "config": config.to_dict(),
-        "calibration": calibration.describe() if calibration is not None else None,
-        "seeds": {"calibration": calibration.manifest.get("seed") if calibration is not None else None},
-        **pruned,
-        "perplexity": result or None,
-        "environment": environment(),
-    }
-    if task_results is not None:
-        report["tasks"] = task_results
-    annotate_report(report)
+            report["tasks"] = evaluate_task_request(model, tokenizer, tasks, progress)
     if output is None:
         report["stages"] = tracker.to_dict()
         report["wall_s"] = round(time.perf_counter() - started, 3)
         return report
     save_pruned(model, tokenizer, output, report, overwrite=overwrite, stages=tracker, started=started)
     return report
+
+
+@dataclass
+class _PruneJob:
+    """What :func:`run_prune` has planned, and the pruning stage shared by every ``--offload``."""
+
+    model_name: str
+    resolved: str
+    model_config: object
+    config: PruneConfig
+    calibration: CalibrationSet | None
+    tokenizer: object
+    tracker: StageTracker
+    started: float
+    placement_record: dict = field(default_factory=dict)
+
+    def prune(self, model, placement, say: Say, progress: bool) -> dict:
+        """Prune ``model`` (the estimate first, when the model is whole) and build the report."""
+        calibration, config = self.calibration, self.config
+        if calibration is not None and placement.name == "none":
+            window = calibration.input_ids[:1, : min(calibration.seqlen, 512)]
+            tokens = calibration.nsamples * calibration.seqlen
+            what = f"pruning calibrates on {calibration.nsamples} windows x {calibration.seqlen} tokens"
+            say(Estimate(what, tokens, prune_passes(config), forward_rate(model, window)).describe())
+        with self.tracker.stage("prune"):
+            pruned = prune_model(model, calibration, config, progress=progress, placement=placement)
+        report = {
+            "command": "prune",
+            "model": {
+                "source": str(self.model_name),
+                "resolved": self.resolved,
+                "architecture": type(model).__name__,
+                "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+            },
+            "device": {**self.placement_record, **placement.describe()},
+            "config": config.to_dict(),
+            "calibration": calibration.describe() if calibration is not None else None,
+            "seeds": {"calibration": calibration.manifest.get("seed") if calibration is not None else None},
+            **pruned,
+            "perplexity": None,
+            "environment": environment(),
+        }
+        return annotate_report(report)
 
 
 def annotate_report(report: dict) -> dict:
@@ -335,8 +410,11 @@ def run_eval(
     output: str | Path | None = None,
     dtype: str | None = None,
     progress: bool = True,
+    device: str = "auto",
 ) -> dict:
     """``calibprune eval``: lm-eval tasks and/or perplexity of a model folder, preset or hub id."""
+    run_device = resolve_device(device)
+    parse_dtype(dtype)
     ppl = ppl if ppl and ppl.corpora else None  # an empty request is no request
     tasks = tasks if tasks and tasks.names else None
     if not (ppl or tasks):
@@ -349,10 +427,11 @@ def run_eval(
     if ppl:
         check_seqlen(ppl.seqlen, load_config(resolved), "--ppl-seqlen")
     tokenizer = load_tokenizer(resolved)
-    tracker = StageTracker()
+    tracker = StageTracker(device=run_device)
     with tracker.stage("load"):
-        model = load_model(resolved, dtype=dtype)
+        model = load_model(resolved, dtype=dtype, device=run_device)
     report: dict = {"command": "eval", "model": {"source": str(model_name), "resolved": resolved}}
+    report["device"] = device_record(run_device, next(model.parameters()).dtype)
     if "auto" in (getattr(tasks, "batch_size", None), getattr(ppl, "batch_size", None)):
         from .evaluation.batching import pick_batch_size
 
@@ -469,13 +548,19 @@ def run_calib(
     progress: bool = True,
     work_dir: str | Path | None = None,
     say: Say = _silent,
+    device: str = "auto",
+    dtype: str | None = None,
 ) -> CalibrationSet:
     """``calibprune calib``: build a calibration set and save it as a folder.
 
     ``output=None`` returns the set without saving it; ``work_dir`` is where a
     self-generation keeps its finished batches (default: beside ``output``); ``say``
-    receives one-line notices (cost estimate, resume point) before generation.
+    receives one-line notices (cost estimate, resume point) before generation;
+    ``device``/``dtype``: where and in which dtype the model generates or scores
+    (synthetic and detect only).
     """
+    run_device = resolve_device(device)
+    parse_dtype(dtype)
     job.check()
     if output is not None:
         check_output_dir(output, overwrite)
@@ -494,42 +579,51 @@ def run_calib(
             corpus, tokenizer, job.nsamples, job.seqlen, job.seed, mode=job.sampling, windows=job.windows
         )
     else:
-        model = load_model(resolved)
+        tracker = StageTracker(device=run_device)
+        with tracker.stage("load"):
+            model = load_model(resolved, dtype=dtype, device=run_device)
         if job.strategy == "synthetic":
             if say is not _silent:  # the estimate measures a generation: only when someone listens
                 _announce_generation(model, tokenizer, job, work_dir, overwrite, say)
-            calib = build_synthetic(
-                model,
-                tokenizer,
-                corpus,
-                job.nsamples,
-                job.seqlen,
-                job.seed,
-                job.generation,
-                work_dir=work_dir,
-                overwrite=overwrite,
-                progress=progress,
-                windows=job.windows,
-            )
+            with tracker.stage("generate"):
+                calib = build_synthetic(
+                    model,
+                    tokenizer,
+                    corpus,
+                    job.nsamples,
+                    job.seqlen,
+                    job.seed,
+                    job.generation,
+                    work_dir=work_dir,
+                    overwrite=overwrite,
+                    progress=progress,
+                    windows=job.windows,
+                )
         elif job.strategy == "detect":
-            calib = build_detected(
-                model,
-                tokenizer,
-                corpus,
-                job.nsamples,
-                job.seqlen,
-                job.seed,
-                job.keep_top,
-                job.mink_k,
-                job.num_candidates,
-                job.detector,
-                progress=progress,
-                windows=job.windows,
-            )
+            with tracker.stage("detect"):
+                calib = build_detected(
+                    model,
+                    tokenizer,
+                    corpus,
+                    job.nsamples,
+                    job.seqlen,
+                    job.seed,
+                    job.keep_top,
+                    job.mink_k,
+                    job.num_candidates,
+                    job.detector,
+                    progress=progress,
+                    windows=job.windows,
+                )
         else:
             raise CalibpruneError(f"unknown calibration strategy {job.strategy!r}: use sample, synthetic or detect")
     calib.manifest["model"] = str(model_name)
     calib.manifest["environment"] = environment()
+    if job.strategy != "sample":  # where the model generated / scored, with the GPU's peak memory
+        calib.manifest["environment"]["compute"] = {
+            **device_record(run_device, next(model.parameters()).dtype),
+            "stages": tracker.to_dict(),
+        }
     if output is not None:
         calib.save(output, overwrite=overwrite)
     if work_dir is not None:

@@ -78,18 +78,25 @@ def run_membership(
     batch_size: int = 8,
     overwrite: bool = False,
     progress: bool = True,
+    device: str = "auto",
+    dtype: str | None = None,
 ) -> dict:
-    from ..models.loading import load_model, load_tokenizer, resolve_model, special_tokens_added
+    from ..models.loading import load_model, load_tokenizer, parse_dtype, resolve_model, special_tokens_added
     from ..scoring.membership import check_k
+    from ..utils.device import device_record, resolve_device
 
+    run_device = resolve_device(device)
+    parse_dtype(dtype)
     check_k(k)
     check_output_dir(output, overwrite)
     sets = load_sets(specs, max_texts, seed)
     resolved = resolve_model(model)
     tokenizer = load_tokenizer(resolved)
-    scores = membership_scores(load_model(resolved), tokenizer, sets, k, max_tokens, batch_size, progress)
+    loaded = load_model(resolved, dtype=dtype, device=run_device)
+    scores = membership_scores(loaded, tokenizer, sets, k, max_tokens, batch_size, progress)
     report = {
         "model": model,
+        "device": device_record(run_device, next(loaded.parameters()).dtype),
         "params": {"k": k, "max_texts": max_texts, "max_tokens": max_tokens, "seed": seed},
         "special_tokens": special_tokens_added(tokenizer),
         "sets": {s.name: s.origin | {"texts": len(s.texts)} for s in sets},

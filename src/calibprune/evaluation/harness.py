@@ -179,7 +179,7 @@ class InMemoryLM(_template_lm()):
             context, kwargs = request.args
             until = kwargs.get("until") or [self.tok_decode([self.eot_token_id])]
             until = [until] if isinstance(until, str) else until
-            ids = torch.tensor([self.tok_encode(context)[-self.max_length :]])
+            ids = torch.tensor([self.tok_encode(context)[-self.max_length :]], device=self.model.device)
             out = self.model.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),

@@ -85,12 +85,25 @@ def check_hub_reachable(repo_id: str, timeout: float = 3.0) -> None:
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
+    """``--dtype``: a torch dtype, or None for ``auto`` (the checkpoint's own dtype)."""
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return None if dtype == "auto" else dtype
     try:
         return _DTYPES[dtype]
     except KeyError:
-        raise CalibpruneError(f"dtype {dtype!r} is unknown: use one of {', '.join(_DTYPES)}") from None
+        raise CalibpruneError(f"dtype {dtype!r} is unknown: use one of auto, {', '.join(_DTYPES)}") from None
+
+
+def checkpoint_dtype(config) -> torch.dtype | None:
+    """The dtype ``from_pretrained(dtype="auto")`` picks from a config (None: not recorded)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for owner in (config, text):
+        value = getattr(owner, "dtype", None) or getattr(owner, "torch_dtype", None)
+        if isinstance(value, str) and value != "auto":
+            value = getattr(torch, value, None)
+        if isinstance(value, torch.dtype):
+            return value
+    return None
 
 
 def load_config(resolved: str):
@@ -162,23 +175,36 @@ def special_tokens_added(tokenizer) -> dict:
     }
 
 
-def load_model(resolved: str, dtype: str | torch.dtype | None = None):
-    """Load a causal LM in eval mode. Its config is left untouched (callers pass
+def load_model(resolved: str, dtype: str | torch.dtype | None = None, device: str | torch.device = "cpu"):
+    """Load a causal LM in eval mode onto ``device`` (weights go there directly, never
+    through a CPU copy of the whole model). Its config is left untouched (callers pass
     ``use_cache=False`` per call), so a saved copy generates like the original."""
     from transformers import AutoModelForCausalLM
 
+    device = torch.device(device)
+    placement = {} if device.type == "cpu" else {"device_map": {"": device}}
     with _load_errors(resolved, "weights"):
-        model = AutoModelForCausalLM.from_pretrained(resolved, dtype=parse_dtype(dtype) or "auto")
+        model = AutoModelForCausalLM.from_pretrained(resolved, dtype=parse_dtype(dtype) or "auto", **placement)
     model.eval()
     return model
 
 
-def meta_model(config):
-    """The model's module tree with no weights (shapes only), for planning and validation."""
+def meta_model(config, dtype: torch.dtype | None = None):
+    """The model's module tree with no weights (shapes only), for planning and validation.
+
+    Parameters are on the meta device; buffers computed at construction (rotary
+    frequency tables, embedding scales) are real CPU tensors, as accelerate's
+    ``init_empty_weights`` leaves them, so the skeleton can run once its weights are
+    put in place (``--offload disk``). Tied weights (lm_head = embed_tokens) are one
+    parameter, as in a loaded model."""
+    from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
 
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config)
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(config, **kwargs)
+    model.tie_weights()
+    return model.eval()
 
 
 def max_sequence_length(config) -> int | None:

@@ -25,6 +25,11 @@ model, and nothing about pruning:
 
 Hidden states of all samples wait between blocks in an :class:`ActivationStore`; the
 disk store keeps resident memory flat in the number of samples.
+
+Where the weights wait is the runner's :class:`~calibprune.models.placement.BlockPlacement`
+(``--offload none|cpu|disk``): the runner onloads each block before its step and
+offloads it after, and asks for the non-block parts only during the capture. The
+runner computes on the placement's device; everything else is the same code.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from torch import nn
 from ..config import RunnerOptions
 from ..errors import CalibpruneError
 from .layers import find_decoder_blocks
+from .placement import BlockPlacement
 
 InputCallback = Callable[[str, torch.Tensor], None]
 
@@ -112,22 +118,24 @@ class MemoryStore(ActivationStore):
 
 class DiskStore(ActivationStore):
     """One raw file per batch. Plain reads (no mmap), so the pages are not counted in
-    this process's resident memory once the tensor is freed."""
+    this process's resident memory once the tensor is freed. Tensors go through the
+    CPU on their way to the file and come back on ``device``."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, device: torch.device | str = "cpu"):
         self.folder = folder
+        self.device = torch.device(device)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._meta: dict[int, tuple[torch.dtype, tuple[int, ...]]] = {}
 
     def write(self, index, tensor):
-        tensor = tensor.detach().contiguous()
+        tensor = tensor.detach().to("cpu").contiguous()
         self._meta[index] = (tensor.dtype, tuple(tensor.shape))
         tensor.view(-1).view(torch.uint8).numpy().tofile(self.folder / f"{index}.bin")
 
     def read(self, index):
         dtype, shape = self._meta[index]
         raw = np.fromfile(self.folder / f"{index}.bin", dtype=np.uint8)
-        return torch.from_numpy(raw).view(dtype).view(shape)
+        return torch.from_numpy(raw).view(dtype).view(shape).to(self.device)
 
     def close(self):
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -227,7 +235,13 @@ class SequentialRunner:
     ...     step.advance()                   # recompute outputs with the new weights
     """
 
-    def __init__(self, model: nn.Module, input_ids: torch.Tensor, options: RunnerOptions = RunnerOptions()):
+    def __init__(
+        self,
+        model: nn.Module,
+        input_ids: torch.Tensor,
+        options: RunnerOptions = RunnerOptions(),
+        placement: BlockPlacement | None = None,
+    ):
         if input_ids.ndim != 2 or input_ids.shape[0] == 0:
             raise CalibpruneError(
                 f"calibration input must be [nsamples, seqlen] with nsamples >= 1, got {tuple(input_ids.shape)}"
@@ -236,6 +250,7 @@ class SequentialRunner:
         self.input_ids = input_ids
         self.options = options
         self.path, self.blocks = find_decoder_blocks(model)
+        self.placement = placement or BlockPlacement(model)
         n = input_ids.shape[0]
         size = options.batch_size
         self.batches = [slice(start, min(start + size, n)) for start in range(0, n, size)]
@@ -250,7 +265,7 @@ class SequentialRunner:
         if self._tmp is None:
             sweep_stale_stores()
             self._tmp = Path(tempfile.mkdtemp(prefix=f"{STORE_PREFIX}{os.getpid()}-"))
-        return DiskStore(self._tmp / tag)
+        return DiskStore(self._tmp / tag, self.placement.device)
 
     def close(self) -> None:
         if self._inputs is not None:
@@ -264,34 +279,46 @@ class SequentialRunner:
     @torch.no_grad()
     def _capture(self) -> None:
         store = self._new_store("in-0")
-        device = next(self.model.parameters()).device
-        for index, batch in enumerate(self.batches):
-            ids = self.input_ids[batch].to(device)
-            need_calls = ids.shape[0] not in self._calls
-            with _recording_blocks(self.blocks, record_calls=need_calls) as record:
-                try:
-                    self.model(input_ids=ids, use_cache=False)
-                except _StopForward:
-                    pass
-            if record["first_input"] is None:
-                raise CalibpruneError("the model's forward never reached its first decoder block")
-            store.write(index, record["first_input"])
-            if need_calls:
-                self._calls[ids.shape[0]] = record["calls"]
+        with self.placement.capture():
+            for index, batch in enumerate(self.batches):
+                ids = self.input_ids[batch].to(self.placement.device)
+                need_calls = ids.shape[0] not in self._calls
+                with _recording_blocks(self.blocks, record_calls=need_calls) as record:
+                    try:
+                        self.model(input_ids=ids, use_cache=False)
+                    except _StopForward:
+                        pass
+                if record["first_input"] is None:
+                    raise CalibpruneError("the model's forward never reached its first decoder block")
+                store.write(index, record["first_input"])
+                if need_calls:
+                    self._calls[ids.shape[0]] = record["calls"]
         self._inputs = store
 
     def call_for(self, block_index: int, batch_size: int) -> BlockCall:
         return self._calls[batch_size][block_index]
 
     def __iter__(self) -> Iterator[BlockStep]:
+        current = None  # the block on the device, if any
         try:
             self._capture()
             for index, block in enumerate(self.blocks):
+                self.placement.onload(index)
+                current = index
                 step = BlockStep(self, index, block)
                 yield step
                 if not step.advanced:
                     step.advance()
+                current = None
+                self.placement.offload(index)
+        except GeneratorExit:  # the caller stopped after this block (nothing later to prune): it is done
+            if current is not None:
+                current, done = None, current
+                self.placement.offload(done)
+            raise
         finally:
+            if current is not None:  # an error: the block is abandoned, not saved
+                self.placement.offload(current, save=False)
             self.close()
 
     def __len__(self) -> int:

@@ -26,6 +26,7 @@ from ..calibration import CalibrationSet
 from ..config import OWLOptions, PruneConfig, SparsityTarget
 from ..errors import CalibpruneError
 from ..models.layers import find_decoder_blocks, weight_matrix
+from ..models.placement import BlockPlacement
 from .blocks import iterate_blocks
 
 
@@ -68,13 +69,17 @@ def owl_nm(ratios: list[float], n: int, m: int, nm_lambda: float) -> list[int]:
 
 @torch.no_grad()
 def measure_outlier_ratios(
-    model: nn.Module, calibration: CalibrationSet, config: PruneConfig, progress: bool = True
+    model: nn.Module,
+    calibration: CalibrationSet,
+    config: PruneConfig,
+    progress: bool = True,
+    placement: BlockPlacement | None = None,
 ) -> dict[int, float]:
     """Outlier ratio of every block that has selected layers, from the dense model."""
     _, blocks = find_decoder_blocks(model)
     ratios: dict[int, float] = {}
     bar = tqdm(total=len(blocks), desc="owl outlier ratios", unit="block", disable=not progress, leave=False)
-    for work in iterate_blocks(model, calibration, config, frozenset({"sq"}), read_only=True):
+    for work in iterate_blocks(model, calibration, config, frozenset({"sq"}), read_only=True, placement=placement):
         scores = [
             weight_matrix(layer).abs() * work.stats[leader].col_norm
             for leader, names in work.groups.items()
@@ -87,7 +92,11 @@ def measure_outlier_ratios(
 
 
 def allocate(
-    model: nn.Module, calibration: CalibrationSet | None, config: PruneConfig, progress: bool = True
+    model: nn.Module,
+    calibration: CalibrationSet | None,
+    config: PruneConfig,
+    progress: bool = True,
+    placement: BlockPlacement | None = None,
 ) -> tuple[dict[int, SparsityTarget], dict]:
     """Target of every block (index -> SparsityTarget) and what the report should say."""
     _, blocks = find_decoder_blocks(model)
@@ -96,7 +105,7 @@ def allocate(
     if calibration is None:
         raise CalibpruneError("--allocation owl needs calibration data (its outlier ratios come from activations)")
     owl: OWLOptions = config.owl
-    ratios = measure_outlier_ratios(model, calibration, config, progress)
+    ratios = measure_outlier_ratios(model, calibration, config, progress, placement)
     indices = sorted(ratios)
     values = [ratios[i] for i in indices]
     info = {"method": "owl", "hyper_m": owl.hyper_m, "outlier_ratios": dict(zip(indices, values, strict=True))}

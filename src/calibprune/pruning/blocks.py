@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from ..calibration import CalibrationSet
 from ..config import PruneConfig
 from ..errors import CalibpruneError
 from ..models.layers import LayerSelection, block_layers, find_decoder_blocks
+from ..models.placement import BlockPlacement
 from ..models.runner import SequentialRunner
 from .stats import InputStatistics, StatisticsCollector
 
@@ -39,6 +41,7 @@ def iterate_blocks(
     config: PruneConfig,
     needs: frozenset[str],
     read_only: bool = False,
+    placement: BlockPlacement | None = None,
 ) -> Iterator[BlockWork]:
     """Yield every block with selected layers, in order, after collecting ``needs``.
 
@@ -48,14 +51,19 @@ def iterate_blocks(
     OWL pass changes nothing (a dense pass) and says so with ``read_only=True``: each
     block then runs once, its observed forward doubling as the one that feeds the next
     block. Blocks after the last one with selected layers are never run.
+
+    ``placement`` (``--offload``) puts each yielded block on the device for the time
+    the caller holds it (default: the model stays where it is).
     """
     selection = LayerSelection(config.targets, config.ignore)
     path, blocks = find_decoder_blocks(model)
+    placement = placement or BlockPlacement(model)
     if not needs:
         for index, block in enumerate(blocks):
             layers = block_layers(block, f"{path}.{index}", selection)
             if layers:
-                yield BlockWork(index, f"{path}.{index}", layers, {n: [n] for n in layers}, None)
+                with placement.block(index):
+                    yield BlockWork(index, f"{path}.{index}", layers, {n: [n] for n in layers}, None)
         return
     if calibration is None:
         raise CalibpruneError(
@@ -63,12 +71,14 @@ def iterate_blocks(
             "and needs calibration data: pass --calib"
         )
     last = max(i for i, block in enumerate(blocks) if block_layers(block, f"{path}.{i}", selection))
-    for step in SequentialRunner(model, calibration.input_ids, config.runner):
-        layers = block_layers(step.block, step.name, selection)
-        if layers:
-            collector = StatisticsCollector(needs)
-            leader_of = step.observe(layers, collector, advance=read_only)
-            yield BlockWork(step.index, step.name, layers, _group_by_leader(leader_of), collector.stats)
-        if step.index == last:
-            break
-        step.advance()
+    runner = SequentialRunner(model, calibration.input_ids, config.runner, placement)
+    with contextlib.closing(iter(runner)) as steps:  # stopping early offloads (and saves) the last block now
+        for step in steps:
+            layers = block_layers(step.block, step.name, selection)
+            if layers:
+                collector = StatisticsCollector(needs)
+                leader_of = step.observe(layers, collector, advance=read_only)
+                yield BlockWork(step.index, step.name, layers, _group_by_leader(leader_of), collector.stats)
+            if step.index == last:
+                break
+            step.advance()

@@ -54,7 +54,7 @@ def _signed_order(values: torch.Tensor) -> torch.Tensor:
     """Per row, the positions of negative entries in order, then those of positive
     entries in reverse order; positions holding an exact zero become 0 (the reference's
     ``return_reorder_indice``)."""
-    positions = torch.arange(values.shape[1], dtype=torch.float64).expand_as(values)
+    positions = torch.arange(values.shape[1], dtype=torch.float64, device=values.device).expand_as(values)
     inf = float("inf")
     negatives = torch.where(values < 0, positions, inf).sort(dim=1).values
     positives = torch.where(values > 0, positions, inf).sort(dim=1).values.flip(1)
@@ -68,8 +68,8 @@ class _TwoEndedList:
     def __init__(self, order: torch.Tensor):
         self.order = order
         rows = order.shape[0]
-        self.head = torch.zeros(rows, dtype=torch.long)
-        self.tail = torch.full((rows,), order.shape[1] - 1, dtype=torch.long)
+        self.head = torch.zeros(rows, dtype=torch.long, device=order.device)
+        self.tail = torch.full((rows,), order.shape[1] - 1, dtype=torch.long, device=order.device)
 
     def peek(self, from_end: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each row's current candidate, and whether its pointer is still inside the list."""
@@ -86,7 +86,7 @@ class _TwoEndedList:
 def _lowest_in_group(key: torch.Tensor, start: torch.Tensor, m: int) -> torch.Tensor:
     """Column of the lowest ``key`` in each row's M-group starting at ``start``
     (ties: the lower column, also when the whole group is used up)."""
-    group = start.unsqueeze(1) + torch.arange(m)
+    group = start.unsqueeze(1) + torch.arange(m, device=start.device)
     return start + key.gather(1, group).argmin(1)
 
 
@@ -107,7 +107,7 @@ def dsnot_refine(
     N:M ones; ``nm_m`` is M for N:M masks."""
     reference = options.accept == "reference"
     rows, cols = weight.shape
-    index = torch.arange(rows)
+    index = torch.arange(rows, device=weight.device)
     mask = mask.clone()
     contrib = weight.float() * input_sum.unsqueeze(0)
     priority = contrib.masked_fill(~mask, 0.0)
@@ -127,7 +127,7 @@ def dsnot_refine(
     else:
         group_key = initial_score.float().masked_fill(mask, float("inf"))
 
-    active = torch.ones(rows, dtype=torch.bool)
+    active = torch.ones(rows, dtype=torch.bool, device=weight.device)
     swaps = cycles_run = 0
     for _ in range(options.cycles):
         if not active.any():

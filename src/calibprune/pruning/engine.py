@@ -28,6 +28,7 @@ from ..models.layers import (
     input_width,
     weight_matrix,
 )
+from ..models.placement import BlockPlacement
 from .allocation import allocate
 from .blocks import BlockWork, iterate_blocks
 from .masks import check_nm_width, nm_conformance
@@ -102,22 +103,33 @@ def layer_record(weight: torch.Tensor, mask: torch.Tensor, target: SparsityTarge
 
 @torch.no_grad()
 def prune_model(
-    model: nn.Module, calibration: CalibrationSet | None, config: PruneConfig, progress: bool = True
+    model: nn.Module,
+    calibration: CalibrationSet | None,
+    config: PruneConfig,
+    progress: bool = True,
+    placement: BlockPlacement | None = None,
 ) -> dict:
     """Prune ``model`` in place: allocation -> per block: statistics -> mask (+ update)
-    -> refinement. Returns the per-layer, allocation and global part of the report."""
+    -> refinement. Returns the per-layer, allocation and global part of the report.
+
+    ``placement`` (``--offload``) decides where the weights wait and the device blocks
+    are computed on; default: the model stays where it is. The pruning pass runs in
+    its :meth:`~BlockPlacement.saving` scope: with ``--offload disk`` each finished
+    block goes straight to the output's shards."""
     method = get_method(config.method)
     refiner = get_refiner(config.refine)
     validate(model, config)
-    block_targets, allocation = allocate(model, calibration, config, progress)
+    placement = placement or BlockPlacement(model)
+    block_targets, allocation = allocate(model, calibration, config, progress, placement)
     needs = method.needs | (refiner.needs if refiner else frozenset())
     _, blocks = find_decoder_blocks(model)
     bar = tqdm(total=len(blocks), desc=config.describe(), unit="block", disable=not progress)
     records: dict[str, dict] = {}
-    for work in iterate_blocks(model, calibration, config, needs):
-        for names in work.groups.values():
-            records.update(_prune_group(work, names, block_targets[work.index], config, method, refiner))
-        bar.update(work.index + 1 - bar.n)
+    with placement.saving():
+        for work in iterate_blocks(model, calibration, config, needs, placement=placement):
+            for names in work.groups.values():
+                records.update(_prune_group(work, names, block_targets[work.index], config, method, refiner))
+            bar.update(work.index + 1 - bar.n)
     bar.update(len(blocks) - bar.n)
     bar.close()
     return {

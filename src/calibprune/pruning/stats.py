@@ -26,7 +26,10 @@ KINDS = frozenset({"sq", "sum", "svar", "xxt"})
 
 
 class InputStatistics:
-    def __init__(self, width: int, needs: frozenset[str]):
+    """Running fp32 sums of one layer's inputs, kept on ``device`` (the device the
+    inputs arrive on: the block's, so a GPU run never copies activations to the host)."""
+
+    def __init__(self, width: int, needs: frozenset[str], device: torch.device | str = "cpu"):
         unknown = set(needs) - KINDS
         if unknown:
             raise ValueError(f"unknown statistics {sorted(unknown)}; known: {sorted(KINDS)}")
@@ -36,10 +39,11 @@ class InputStatistics:
         self.samples = 0  # sequences
         if "svar" in needs:
             needs = needs | {"sq", "sum"}
-        self._xxt = torch.zeros(width, width, dtype=torch.float32) if "xxt" in needs else None
-        self._sq = torch.zeros(width, dtype=torch.float32) if "sq" in needs and self._xxt is None else None
-        self._sum = torch.zeros(width, dtype=torch.float32) if "sum" in needs else None
-        self._svar = torch.zeros(width, dtype=torch.float32) if "svar" in needs else None
+        f32 = dict(dtype=torch.float32, device=device)
+        self._xxt = torch.zeros(width, width, **f32) if "xxt" in needs else None
+        self._sq = torch.zeros(width, **f32) if "sq" in needs and self._xxt is None else None
+        self._sum = torch.zeros(width, **f32) if "sum" in needs else None
+        self._svar = torch.zeros(width, **f32) if "svar" in needs else None
 
     def update(self, x: torch.Tensor) -> None:
         """Add a batch of inputs: ``[samples, tokens, width]`` (a 2-D input is one sample)."""
@@ -98,5 +102,5 @@ class StatisticsCollector:
 
     def __call__(self, leader: str, x: torch.Tensor) -> None:
         if leader not in self.stats:
-            self.stats[leader] = InputStatistics(x.shape[-1], self.needs)
+            self.stats[leader] = InputStatistics(x.shape[-1], self.needs, device=x.device)
         self.stats[leader].update(x)
