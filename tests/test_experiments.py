@@ -468,4 +468,5 @@ def test_c1_spread_grows_with_sparsity_and_structure():
     ]
     # point estimates from the seed means: a = 20.2; b = 20.02 + gap
     assert [e["mean"] for e in c1["effects"]] == pytest.approx([3.0, 1.0, 2.0])
+    assert all(e["n"] == 5 and e["resamples"] == 2000 for e in c1["effects"])  # 5 seeds per source
     assert c1["verdict"] == "replicated"

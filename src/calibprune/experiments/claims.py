@@ -81,14 +81,19 @@ def _oriented(stats: dict, sign: float) -> dict:
 
 
 def _bootstrap(fn, groups: list[dict[str, list[float]]], reps: int = 2000, seed: int = 0) -> dict:
-    """Interval of ``fn(*groups)`` resampling every strategy's seed values independently."""
+    """Interval of ``fn(*groups)`` resampling every strategy's seed values independently.
+
+    ``n`` is the fewest seed values behind any strategy (what the interval rests on);
+    ``resamples`` the bootstrap's draws."""
     rng = random.Random(seed)
     point = fn(*groups)
     draws = []
     for _ in range(reps):
         draws.append(fn(*[{k: [rng.choice(v) for _ in v] for k, v in g.items()} for g in groups]))
     draws.sort()
-    return {"mean": point, "ci_low": draws[int(0.025 * reps)], "ci_high": draws[int(0.975 * reps) - 1], "n": reps}
+    n = min(len(v) for g in groups for v in g.values())
+    low, high = draws[int(0.025 * reps)], draws[int(0.975 * reps) - 1]
+    return {"mean": point, "ci_low": low, "ci_high": high, "n": n, "resamples": reps}
 
 
 def _spread(group: dict[str, list[float]], sign: float) -> float:
