@@ -151,14 +151,7 @@ def generation(device: torch.device, shape: dict, blocks: int, batches: list[int
     from calibprune.calibration.synthetic import GenerationOptions
     from calibprune.estimate import generation_rate
 
-    options = GenerationOptions()
-    sampling = dict(
-        do_sample=True,
-        temperature=options.temperature,
-        top_p=options.top_p,
-        top_k=options.top_k,
-        repetition_penalty=options.repetition_penalty,
-    )
+    sampling = GenerationOptions().sampling()
     model = llama(shape, blocks, torch.bfloat16).to(device)
     rates = {str(b): round(generation_rate(model, b, 1, sampling, steps=steps), 1) for b in batches}
     return {"tokens_per_s": rates, "b128_over_b1": round(rates[str(batches[-1])] / rates[str(batches[0])], 2)}

@@ -518,14 +518,7 @@ def _announce_generation(model, tokenizer, job: CalibJob, work_dir, overwrite: b
     texts = options.first_round(job.nsamples)
     batches = -(-texts // options.batch_size)
     start = (start_token(tokenizer)["ids"] or [tokenizer.eos_token_id or 0])[0]
-    sampling = dict(
-        do_sample=True,
-        temperature=options.temperature,
-        top_p=options.top_p,
-        top_k=options.top_k,
-        repetition_penalty=options.repetition_penalty,
-    )
-    rate = generation_rate(model, options.batch_size, start, sampling)
+    rate = generation_rate(model, options.batch_size, start, options.sampling())
     rounds = "" if job.generation.num_texts else "; more rounds if texts stop early"
     what = (
         f"self-generation of {texts} texts x up to {options.max_new_tokens} new tokens "

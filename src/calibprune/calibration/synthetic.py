@@ -98,6 +98,16 @@ class GenerationOptions:
         max_new = self.max_new_tokens or max(1, seqlen - self.prefix_tokens - 1)
         return GenerationOptions(**{**asdict(self), "max_new_tokens": max_new})
 
+    def sampling(self) -> dict:
+        """The keyword arguments of ``model.generate`` that make the sampling rule."""
+        return dict(
+            do_sample=True,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            repetition_penalty=self.repetition_penalty,
+        )
+
     def first_round(self, nsamples: int) -> int:
         """Texts to generate first: ``num_texts``, or whole batches enough for ``nsamples``
         window-long texts after the filter (x1.25)."""
@@ -285,11 +295,7 @@ def generate_texts(
         out = model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
-            do_sample=True,
-            temperature=options.temperature,
-            top_p=options.top_p,
-            top_k=options.top_k,
-            repetition_penalty=options.repetition_penalty,
+            **options.sampling(),
             max_new_tokens=options.max_new_tokens,
             eos_token_id=eos,
             pad_token_id=pad,
