@@ -131,6 +131,15 @@ def test_sweep_caches_by_content_and_resumes(tmp_path, model_dir, text_corpus):
     assert len(build_report(tmp_path / "run")["cells"]) == 6
     assert run_sweep(spec, tmp_path / "run").executed["cell"] == 0
     assert len(build_report(tmp_path / "run")["cells"]) == 4
+    # the same cells under other setting names (names are labels, not content): nothing runs, and the
+    # report shows this study's names
+    named = tiny_spec(model_dir, text_corpus)
+    named["pruning"] = [
+        {"method": "wanda", "sparsity": s, "name": f"w{int(s * 100)}", "runner": {"activation_store": "memory"}}
+        for s in (0.3, 0.5)
+    ]
+    assert run_sweep(write_spec(tmp_path, named, "named.yaml"), tmp_path / "run").executed["cell"] == 0
+    assert {c["attrs"]["setting"] for c in build_report(tmp_path / "run")["cells"]} == {"w30", "w50"}
     assert not list((tmp_path / "run").rglob("model.safetensors"))  # no weights kept by default
     dense = json.loads(next((tmp_path / "run" / "dense").glob("*.json")).read_text())
     # the cell (pruned and evaluated in memory) equals `calibprune prune` on the stored calibration set

@@ -65,7 +65,10 @@ def build_report(rundir: str | Path) -> dict:
         raise CalibpruneError(f"run folder {str(rundir)!r} does not exist: pass the --output of `calibprune sweep`")
     meta_path = store.root / "study.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    cells = store.cells(meta.get("cells"))  # the study's own cells (None: every cell, older run folders)
+    own = meta.get("cells")  # the study's own cells (None: every cell, older run folders)
+    cells = store.cells(own)
+    if isinstance(own, dict):  # ... under the study's own labels
+        cells = [c | {"attrs": own.get(c.get("key"), c.get("attrs"))} for c in cells]
     if not cells and not (store.root / "analysis").is_dir():
         raise CalibpruneError(
             f"{rundir} holds no cell results (cells/*.json): run `calibprune sweep SPEC --output {rundir}`"

@@ -127,12 +127,14 @@ def run_sweep(
 
 
 def study_meta(study: Study, plan: Plan) -> dict:
-    """What ``report`` needs of the study; ``cells``/``denses``: the keys of the study's own
-    stages, so a run folder that also holds other studies' results reports only its own."""
+    """What ``report`` needs of the study. ``cells``: the study's own cells, key -> this
+    study's labels for it (a cell found done under another study, by content, keeps its
+    metrics but is reported under these labels); ``denses``: its dense evaluations. A run
+    folder that also holds other studies' results so reports only its own."""
     raw = study.raw
     return {k: raw.get(k) for k in ("study", "description", "scale", "stands_in", "claims", "report")} | {
         "seeds": study.seeds,
-        "cells": sorted(plan.cells),
+        "cells": {key: plan.cells[key].attrs for key in sorted(plan.cells)},
         "denses": sorted(plan.denses),
     }
 
