@@ -9,6 +9,7 @@ streamed, sharded output folder that ``from_pretrained`` loads and that equals
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,34 @@ def test_bfloat16_model_pruned_on_cpu_keeps_its_dtype_and_sparsity(method):
 
 
 # ----------------------------------------------------------------- offload choice
+
+
+def test_auto_activation_store_rule():
+    from calibprune.models.runner import choose_activation_store
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    # a CPU run keeps today's default whatever the sizes; an explicit choice is taken as given
+    assert choose_activation_store("auto", 1, cpu, 100 * GIB, 100 * GIB)[0] == "disk"
+    assert choose_activation_store("memory", 50 * GIB, cuda, GIB, GIB)[0] == "memory"
+    # on a GPU: half the device's free memory, else half the host's, else disk
+    assert choose_activation_store("auto", 5 * GIB, cuda, 10 * GIB, 100 * GIB)[0] == "memory"
+    value, reason = choose_activation_store("auto", 6 * GIB, cuda, 10 * GIB, 100 * GIB)
+    assert value == "cpu" and "6.00 GiB" in reason and "100.0 GiB free on the host" in reason
+    assert choose_activation_store("auto", 51 * GIB, cuda, 10 * GIB, 100 * GIB)[0] == "disk"
+
+
+def test_cpu_activation_store_gives_the_disk_stores_masks_and_the_report_says_which():
+    config = PruneConfig(method="wanda", target=SparsityTarget.unstructured(0.5))
+    masks = {}
+    for store in ("disk", "cpu", "auto"):
+        model = tiny_model("llama")
+        runner = RunnerOptions(activation_store=store)
+        report = prune_model(model, _calibration(), replace(config, runner=runner), progress=False)
+        masks[store] = [p.detach().eq(0) for p in model.parameters()]
+        assert report["activations"]["store"] == ("disk" if store == "auto" else store)
+    assert "auto: a CPU run keeps activations on disk" in report["activations"]["reason"]
+    assert all(a.equal(b) for a, b in zip(masks["disk"], masks["cpu"], strict=True))
+    assert all(a.equal(b) for a, b in zip(masks["disk"], masks["auto"], strict=True))
 
 
 def test_auto_offload_rule():

@@ -43,7 +43,7 @@ def test_finds_blocks_and_linear_layers(any_arch_model):
         assert weight_matrix(layer).shape[1] == input_width(layer)
 
 
-@pytest.mark.parametrize("store", ["memory", "disk"])
+@pytest.mark.parametrize("store", ["memory", "disk", "cpu"])
 @pytest.mark.parametrize("batch_size", [1, 4])  # 4 leaves a remainder batch of 2 out of 6
 def test_block_outputs_match_the_models_own_forward(any_arch_model, calib_ids, store, batch_size):
     """Captured kwargs are right iff running blocks one by one reproduces the model's hidden states."""

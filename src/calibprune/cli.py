@@ -125,7 +125,11 @@ def prune(
     targets: list[str] | None = typer.Option(None, help="Only prune layers matching these globs (comma-separated)."),
     ignore: list[str] | None = typer.Option(None, help="Never prune layers matching these globs."),
     batch_size: int = typer.Option(4, help="Calibration samples per block call."),
-    activation_store: str = typer.Option("disk", help="Where hidden states wait between blocks: disk | memory."),
+    activation_store: str = typer.Option(
+        "auto",
+        help="Where hidden states wait between blocks: disk | memory (on the device) | cpu (host RAM) | auto "
+        "(disk on the CPU; on a GPU the device, else the host, else disk, whichever fits).",
+    ),
     allocation: str = typer.Option("uniform", help="Per-block sparsity: uniform | owl."),
     refine: str = typer.Option("none", help="Mask refinement: none | dsnot."),
     owl_m: float = typer.Option(5.0, help="OWL outlier threshold M (scores above M x mean)."),

@@ -137,13 +137,18 @@ class SparseGPTOptions:
             )
 
 
+ACTIVATION_STORES = ("disk", "memory", "cpu", "auto")
+
+
 @dataclass(frozen=True)
 class RunnerOptions:
     """How calibration activations move through the model, block by block.
 
     ``batch_size`` samples go through a block per call. ``activation_store`` decides where
     the hidden states of all samples wait between blocks: ``disk`` (a temporary folder;
-    resident memory does not grow with the number of samples) or ``memory``.
+    resident memory does not grow with the number of samples), ``memory`` (on the device
+    the blocks run on), ``cpu`` (host RAM, moved to the device batch by batch) or ``auto``
+    (whichever fits: :func:`calibprune.models.runner.choose_activation_store`).
     """
 
     batch_size: int = 4
@@ -152,8 +157,10 @@ class RunnerOptions:
     def __post_init__(self):
         if self.batch_size <= 0:
             raise CalibpruneError(f"batch size {self.batch_size} must be >= 1")
-        if self.activation_store not in ("disk", "memory"):
-            raise CalibpruneError(f"activation store {self.activation_store!r} is unknown: use 'disk' or 'memory'")
+        if self.activation_store not in ACTIVATION_STORES:
+            raise CalibpruneError(
+                f"activation store {self.activation_store!r} is unknown: use one of {', '.join(ACTIVATION_STORES)}"
+            )
 
 
 @dataclass(frozen=True)

@@ -103,17 +103,69 @@ class ActivationStore:
 
 
 class MemoryStore(ActivationStore):
-    def __init__(self):
+    """In memory: where the tensors are (``memory``: the device), or in ``home`` and
+    brought to ``device`` on read (``cpu``: host RAM for a GPU run whose activations do
+    not fit next to the block)."""
+
+    def __init__(self, home: torch.device | str | None = None, device: torch.device | str | None = None):
+        self.home = torch.device(home) if home is not None else None
+        self.device = torch.device(device) if device is not None else None
         self._tensors: dict[int, torch.Tensor] = {}
 
     def write(self, index, tensor):
-        self._tensors[index] = tensor.detach()
+        tensor = tensor.detach()
+        self._tensors[index] = tensor.to(self.home) if self.home is not None else tensor
 
     def read(self, index):
-        return self._tensors[index]
+        tensor = self._tensors[index]
+        return tensor.to(self.device) if self.device is not None else tensor
 
     def close(self):
         self._tensors.clear()
+
+
+STORE_FIT_SHARE = 0.5  # of the free memory: the rest is room for the block, its statistics and a batch
+
+
+def choose_activation_store(
+    requested: str, activation_bytes: int, device: torch.device, free_device: int, free_host: int
+) -> tuple[str, str]:
+    """``--activation-store`` (value, reason). ``auto``: ``disk`` on a CPU run (resident
+    memory stays flat in the number of samples; the files cost little next to CPU compute);
+    on a GPU ``memory`` when the block inputs and outputs (``activation_bytes``) take at most
+    half the device's free memory, else ``cpu`` when they take at most half the host's
+    available memory, else ``disk``."""
+    gib = 1024**3
+    size = f"{activation_bytes / gib:.2f} GiB of block inputs and outputs"
+    if requested != "auto":
+        return requested, f"--activation-store {requested} ({size})"
+    if device.type == "cpu":
+        return "disk", f"auto: a CPU run keeps activations on disk ({size})"
+    if activation_bytes <= STORE_FIT_SHARE * free_device:
+        return "memory", f"auto: {size}, {free_device / gib:.1f} GiB free on {device}"
+    if activation_bytes <= STORE_FIT_SHARE * free_host:
+        return "cpu", f"auto: {size}: too big for {device}; {free_host / gib:.1f} GiB free on the host"
+    return "disk", f"auto: {size}: too big for {device} and the host"
+
+
+def activation_bytes(model: nn.Module, input_ids: torch.Tensor) -> int:
+    """Bytes of one block's inputs plus outputs for every calibration sample."""
+    width = model.get_input_embeddings().embedding_dim
+    element = next(model.parameters()).element_size()
+    return 2 * input_ids.numel() * width * element
+
+
+def resolve_activation_store(model: nn.Module, input_ids: torch.Tensor, requested: str, device) -> tuple[str, str]:
+    """:func:`choose_activation_store` with the model's sizes and the memory free now."""
+    from ..utils.device import free_memory_bytes
+
+    device = torch.device(device)
+    needed = activation_bytes(model, input_ids)
+    if requested != "auto" or device.type == "cpu":
+        return choose_activation_store(requested, needed, device, 0, 0)
+    return choose_activation_store(
+        requested, needed, device, free_memory_bytes(device), free_memory_bytes(torch.device("cpu"))
+    )
 
 
 class DiskStore(ActivationStore):
@@ -251,6 +303,9 @@ class SequentialRunner:
         self.options = options
         self.path, self.blocks = find_decoder_blocks(model)
         self.placement = placement or BlockPlacement(model)
+        self.store, self.store_reason = resolve_activation_store(
+            model, input_ids, options.activation_store, self.placement.device
+        )
         n = input_ids.shape[0]
         size = options.batch_size
         self.batches = [slice(start, min(start + size, n)) for start in range(0, n, size)]
@@ -260,8 +315,10 @@ class SequentialRunner:
 
     # -- stores ------------------------------------------------------------------
     def _new_store(self, tag: str) -> ActivationStore:
-        if self.options.activation_store == "memory":
+        if self.store == "memory":
             return MemoryStore()
+        if self.store == "cpu":
+            return MemoryStore(home="cpu", device=self.placement.device)
         if self._tmp is None:
             sweep_stale_stores()
             self._tmp = Path(tempfile.mkdtemp(prefix=f"{STORE_PREFIX}{os.getpid()}-"))

@@ -14,6 +14,8 @@ forward passes altogether.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -29,6 +31,7 @@ from ..models.layers import (
     weight_matrix,
 )
 from ..models.placement import BlockPlacement
+from ..models.runner import resolve_activation_store
 from .allocation import allocate
 from .blocks import BlockWork, iterate_blocks
 from .masks import check_nm_width, nm_conformance
@@ -120,6 +123,13 @@ def prune_model(
     refiner = get_refiner(config.refine)
     validate(model, config)
     placement = placement or BlockPlacement(model)
+    activations = None
+    if calibration is not None:  # resolve ``auto`` once, for every runner of this run (OWL's included)
+        store, reason = resolve_activation_store(
+            model, calibration.input_ids, config.runner.activation_store, placement.device
+        )
+        config = replace(config, runner=replace(config.runner, activation_store=store))
+        activations = {"store": store, "reason": reason}
     block_targets, allocation = allocate(model, calibration, config, progress, placement)
     needs = method.needs | (refiner.needs if refiner else frozenset())
     _, blocks = find_decoder_blocks(model)
@@ -137,6 +147,7 @@ def prune_model(
         "allocation": allocation,
         "summary": summarize(model, records),
         "batching": batching_record(config, calibration is not None and needs),
+        "activations": activations,
     }
 
 
