@@ -14,6 +14,7 @@ identical, over the tasks done so far, and names the tasks still missing.
     python benchmarks/eval_equivalence.py --limit 20                    # every task, all 57 MMLU subjects
     python benchmarks/eval_equivalence.py --limit 20 --mmlu-subjects 4  # 4 seeded subjects
     python benchmarks/eval_equivalence.py --limit 20 --max-minutes 30   # stop starting tasks after 30 min
+    python benchmarks/eval_equivalence.py --limit 20 --reverse          # beside the first: one process per core
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--mmlu-subjects", type=int, default=0, help="seeded MMLU subjects (0: all 57)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reverse", action="store_true", help="last task first: a second process meets the first")
     parser.add_argument("--max-minutes", type=float, default=0, help="start no new task after this (0: no limit)")
     parser.add_argument("--output", default=str(RESULTS / "eval_equivalence.json"))
     args = parser.parse_args()
@@ -65,10 +67,12 @@ def main() -> None:
     if todo:
         resolved = resolve_model(args.model)
         model, tokenizer = load_model(resolved), load_tokenizer(resolved)
-    for config in todo:
+    for config in reversed(todo) if args.reverse else todo:
         if args.max_minutes and time.perf_counter() - started > 60 * args.max_minutes:
             print(f"--max-minutes {args.max_minutes} reached: rerun the same command to go on")
             break
+        if (store / f"{config['task']}.json").exists():  # done meanwhile by another process (--reverse)
+            continue
         result = compare(model, tokenizer, config, args.limit, args.seed, Recording)
         partial = store / f".{config['task']}.json.tmp"
         partial.write_text(json.dumps(result, indent=2) + "\n")
