@@ -92,6 +92,32 @@ def test_spec_axes_expand_into_the_product(model_dir, text_corpus):
     assert len(plan.cells) == 1 * 1 * 4 * 3 and len(plan.calibs) == 3 and len(plan.denses) == 1
 
 
+def test_stage_labels_tell_apart_strategies_that_share_a_name(model_dir, text_corpus):
+    """A list inside one strategy (nsamples: [2, 3]) expands into variants of one name; the
+    progress and --dry-run labels name what differs, and leave a strategy without siblings alone."""
+    from calibprune.experiments.plan import make_plan
+
+    strategies = [
+        {"name": "a", "source": str(text_corpus), "nsamples": [2, 3]},
+        {"name": "b", "source": str(text_corpus)},
+    ]
+    spec = tiny_spec(model_dir, text_corpus, seeds=[0])
+    spec["calibration"]["strategies"] = strategies
+    spec["pruning"] = [{"method": "wanda", "sparsity": 0.5, "runner": {"activation_store": "memory"}}]
+    plan = make_plan(parse_study(spec))
+    cells = sorted(stage.label for stage in plan.cells.values())
+    assert cells == [
+        f"{model_dir} | a (2 samples) | wanda 50% unstructured | seed 0",
+        f"{model_dir} | a (3 samples) | wanda 50% unstructured | seed 0",
+        f"{model_dir} | b | wanda 50% unstructured | seed 0",
+    ]
+    assert sorted(stage.label for stage in plan.calibs.values()) == [
+        f"calib {model_dir} | a (2 samples) | 0", f"calib {model_dir} | a (3 samples) | 0", f"calib {model_dir} | b | 0"
+    ]  # fmt: skip
+    # the label is display only: the cells' attrs (what study.json and the report use) keep the name
+    assert {stage.attrs["calib"] for stage in plan.cells.values()} == {"a", "b"}
+
+
 # --- 2-4. sweeps on a tiny random model ------------------------------------------------
 
 

@@ -33,13 +33,44 @@ class Stage:
     payload: dict  # what the worker function needs (picklable)
     needs: str | None = None  # key of the stage whose result is this stage's input
     attrs: dict = field(default_factory=dict)
+    detail: str = ""  # what tells this stage's calibration apart from others with the same name
 
     @property
     def label(self) -> str:
-        a = self.attrs
+        a = dict(self.attrs)
+        if self.detail:
+            a["calib"] = f"{a['calib']} ({self.detail})"
         if self.kind == "cell":
             return f"{a['model']} | {a['calib']} | {a['setting']} | seed {a['seed']}"
         return f"{self.kind} {' | '.join(str(v) for v in a.values())}"
+
+
+# How a calibration parameter reads in a stage's label, when strategies that share a name differ in it.
+_DETAIL_FORMATS = {
+    "nsamples": "{} samples",
+    "seqlen": "{} tokens",
+    "prefix_tokens": "prefix {}",
+    "filter_top": "filter {:.0%}",
+    "keep_top": "keep {:.0%}",
+}
+
+
+def variant_details(variants: list[CalibVariant]) -> list[str]:
+    """Per variant, the parameters in which it differs from variants of the same name.
+
+    One spec entry with a list (``prefix_tokens: [0, 1, 4]``) expands into variants that
+    share their name; without this, progress lines and ``--dry-run`` rows would read the same.
+    """
+    by_name: dict[str, list[dict]] = {}
+    for variant in variants:
+        by_name.setdefault(variant.label, []).append(variant.attrs())
+    details = []
+    for variant in variants:
+        siblings = by_name[variant.label]
+        mine = variant.attrs()
+        varying = [k for k in _DETAIL_FORMATS if k in mine and len({str(s.get(k)) for s in siblings}) > 1]
+        details.append(", ".join(_DETAIL_FORMATS[k].format(mine[k]) for k in varying))
+    return details
 
 
 @dataclass
@@ -52,7 +83,7 @@ class Plan:
     sets: dict[tuple[str, str], dict[int, str]] = field(default_factory=dict)
 
 
-def calib_stage(study: Study, model: str, variant: CalibVariant, seed: int, plan: Plan) -> Stage:
+def calib_stage(study: Study, model: str, variant: CalibVariant, seed: int, plan: Plan, detail: str = "") -> Stage:
     job = replace(variant.job, seed=seed)
     needs = None
     if variant.pool == "shared":
@@ -60,11 +91,17 @@ def calib_stage(study: Study, model: str, variant: CalibVariant, seed: int, plan
         needs = digest({"stage": "pool", "model": model, "job": asdict(pool_job)})
         plan.pools.setdefault(
             needs,
-            Stage("pool", needs, {"model": model, "job": pool_job}, attrs={"model": model, "calib": variant.label}),
+            Stage(
+                "pool",
+                needs,
+                {"model": model, "job": pool_job},
+                attrs={"model": model, "calib": variant.label},
+                detail=detail,
+            ),
         )
     key = digest({"stage": "calib", "model": model, "job": asdict(job), "pool": needs})
     attrs = {"model": model, "calib": variant.label, "seed": seed}
-    return plan.calibs.setdefault(key, Stage("calib", key, {"model": model, "job": job}, needs, attrs))
+    return plan.calibs.setdefault(key, Stage("calib", key, {"model": model, "job": job}, needs, attrs, detail))
 
 
 def make_plan(study: Study) -> Plan:
@@ -75,13 +112,13 @@ def make_plan(study: Study) -> Plan:
             key = digest({"stage": "dense", "model": model, "evaluation": evaluation, "dtype": study.dtype})
             payload = {"model": model, "evaluation": study.evaluation, "dtype": study.dtype}
             plan.denses[key] = Stage("dense", key, payload, attrs={"model": model})
-        for variant in study.calibrations:
+        for variant, detail in zip(study.calibrations, variant_details(study.calibrations), strict=True):
             for seed in study.seeds:
-                calib = calib_stage(study, model, variant, seed, plan) if _needs_sets(study) else None
+                calib = calib_stage(study, model, variant, seed, plan, detail) if _needs_sets(study) else None
                 if calib is not None:
                     plan.sets.setdefault((model, variant.label), {})[seed] = calib.key
                 for setting in study.settings:
-                    add_cell(study, plan, model, variant, setting, seed, evaluation)
+                    add_cell(study, plan, model, variant, setting, seed, evaluation, detail)
     return plan
 
 
@@ -89,9 +126,18 @@ def _needs_sets(study: Study) -> bool:
     return bool(study.analyses) or any(needs_calibration(s.config) for s in study.settings)
 
 
-def add_cell(study: Study, plan: Plan, model: str, variant: CalibVariant, setting: Setting, seed: int, evaluation):
+def add_cell(
+    study: Study,
+    plan: Plan,
+    model: str,
+    variant: CalibVariant,
+    setting: Setting,
+    seed: int,
+    evaluation,
+    detail: str = "",
+):
     calibrated = needs_calibration(setting.config)
-    calib = calib_stage(study, model, variant, seed, plan) if calibrated else None
+    calib = calib_stage(study, model, variant, seed, plan, detail) if calibrated else None
     key = digest(
         {
             "stage": "cell",
@@ -111,4 +157,4 @@ def add_cell(study: Study, plan: Plan, model: str, variant: CalibVariant, settin
         "keep_model": study.keep_models,
         "dense_key": digest({"stage": "dense", "model": model, "evaluation": evaluation, "dtype": study.dtype}),
     }
-    plan.cells[key] = Stage("cell", key, payload, calib.key if calib else None, attrs)
+    plan.cells[key] = Stage("cell", key, payload, calib.key if calib else None, attrs, detail)
