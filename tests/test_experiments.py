@@ -421,6 +421,25 @@ def test_dry_run_lists_cells_and_cost_without_running(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_summary_shows_the_effect_the_verdict_hinges_on():
+    from calibprune.experiments.claims import verdict
+    from calibprune.experiments.report import deciding_effect
+
+    def e(what, low, high):
+        return {"what": what, "mean": (low + high) / 2, "ci_low": low, "ci_high": high}
+
+    # not replicated by the 4:8 interval (below 0), though 2:4's reaches lower
+    effects = [e("2:4", -838.0, 296.0), e("4:8", -461.0, -12.0), e("50%", -138.0, 16.0), e("65%", -3.0, -1.0)]
+    assert verdict(effects)[0] == "not replicated"
+    assert deciding_effect(effects) == ("against the claim, 2 of 4", effects[1])
+    # inconclusive or replicated: the interval that reaches lowest
+    effects = [e("a", 1.0, 3.0), e("b", -0.5, 2.0)]
+    assert verdict(effects)[0] == "inconclusive" and deciding_effect(effects) == ("weakest of 2", effects[1])
+    effects = [e("a", 1.0, 3.0), e("b", 0.5, 2.0)]
+    assert verdict(effects)[0] == "replicated" and deciding_effect(effects) == ("weakest of 2", effects[1])
+    assert deciding_effect([]) == ("", None)
+
+
 def test_claim_verdicts_from_hand_made_rows():
     from calibprune.experiments.claims import evaluate_claims
 

@@ -146,13 +146,28 @@ def _models(data: dict) -> str:
     return ", ".join(data["models"]) or "-"
 
 
-def _weakest(effects: list[dict]) -> str:
-    """The effect whose interval reaches lowest: the one a verdict hinges on."""
+def deciding_effect(effects: list[dict]) -> tuple[str, dict | None]:
+    """The effect a verdict hinges on, and how to introduce it.
+
+    If an interval lies below 0 (not replicated), the one furthest below (lowest upper end);
+    otherwise the one whose interval reaches lowest (what keeps it from, or just makes it,
+    replicated)."""
     if not effects:
+        return "", None
+    against = [e for e in effects if e.get("ci_high") is not None and e["ci_high"] < 0]
+    if against:
+        chosen = min(against, key=lambda e: e["ci_high"])
+        return f"against the claim, {len(against)} of {len(effects)}", chosen
+    chosen = min(effects, key=lambda e: float("-inf") if e.get("ci_low") is None else e["ci_low"])
+    return f"weakest of {len(effects)}", chosen
+
+
+def _deciding_text(effects: list[dict]) -> str:
+    intro, e = deciding_effect(effects)
+    if e is None:
         return "-"
-    e = min(effects, key=lambda e: float("-inf") if e.get("ci_low") is None else e["ci_low"])
     text = f"{e['what']}: {_num(e.get('mean'))} [{_num(e.get('ci_low'))}, {_num(e.get('ci_high'))}]"
-    return text if len(effects) == 1 else f"weakest of {len(effects)}: {text}"
+    return text if len(effects) == 1 else f"{intro}: {text}"
 
 
 def _replication_markdown(studies: list[dict], links: PurePosixPath, rundirs: str, output, summary) -> str:
@@ -192,7 +207,7 @@ def _replication_markdown(studies: list[dict], links: PurePosixPath, rundirs: st
             out.append(
                 f"| {name} | **{claim['verdict']}** | [{data['meta'].get('study', data['name'])}]"
                 f"({links / data['name'] / 'report.md'}) | {_models(data)} | `{claim['metric']}` | {claim['seeds']} "
-                f"| {_weakest(claim['effects'])} | {link} |"
+                f"| {_deciding_text(claim['effects'])} | {link} |"
             )
     out.append("")
     for name, found in addressed.items():
