@@ -39,6 +39,9 @@ def metric_vs(
             )
         if x in ("nsamples", "prefix_tokens"):
             ax.set_xscale("symlog" if x == "prefix_tokens" else "log", base=2)
+            values = sorted({r[x] for r in rows})  # ticks at the values run, written plainly (not 2^k)
+            ax.set_xticks(values, [f"{v:g}" for v in values])
+            ax.minorticks_off()
         ax.set_xlabel(x)
         ax.set_ylabel(metric)
         ax.set_title(str(name), fontsize=9)
