@@ -495,6 +495,7 @@ def test_shared_pool_analysis_steps_and_membership_verdict(tmp_path, model_dir, 
     assert set(data["membership"]) == {"a", "syn"} and len(data["membership"]["a"]) == 4  # 4 windows of seed 0
     c8 = {c["claim"]: c for c in data["claims"]}["C8"]
     assert [e["what"] for e in c8["effects"]] == ["syn - a (mean Min-K%++)"]
+    assert c8["seeds"] == 1 and c8["effects"][0]["n"] == 4  # one seed's set, its 4 windows: not 2 seeds
     assert c8["effects"][0]["ci_low"] < c8["effects"][0]["mean"] < c8["effects"][0]["ci_high"]
     assert (tmp_path / "report" / "mink_distributions.png").exists() and (
         tmp_path / "report" / "similarity.png"
