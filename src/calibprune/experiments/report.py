@@ -183,7 +183,8 @@ def _replication_markdown(studies: list[dict], links: PurePosixPath, rundirs: st
         f"    {command}\n",
         "Each effect is oriented so that a positive value is what the paper claims, on the study's primary "
         "metric (perplexities negated: lower is better), with a 95% interval over seeds (seed-paired t "
-        "intervals; a seeded bootstrap for ranges). **Replicated**: every interval above 0; **not "
+        "intervals; a seeded bootstrap for ranges; for C8, a Welch interval over the texts of the first seed's "
+        "sets). **Replicated**: every interval above 0; **not "
         "replicated**: an interval below 0; **inconclusive**: otherwise, with the reason and the paper-scale "
         "spec that would decide it.\n",
         "## Verdicts\n",
