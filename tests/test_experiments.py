@@ -435,6 +435,7 @@ def test_summary_shows_the_effect_the_verdict_hinges_on():
     # inconclusive or replicated: the interval that reaches lowest
     effects = [e("a", 1.0, 3.0), e("b", -0.5, 2.0)]
     assert verdict(effects)[0] == "inconclusive" and deciding_effect(effects) == ("weakest of 2", effects[1])
+    assert verdict(effects, over="texts")[1].endswith("the texts do not resolve the effect")  # C8's wording
     effects = [e("a", 1.0, 3.0), e("b", 0.5, 2.0)]
     assert verdict(effects)[0] == "replicated" and deciding_effect(effects) == ("weakest of 2", effects[1])
     assert deciding_effect([]) == ("", None)

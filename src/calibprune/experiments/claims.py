@@ -56,7 +56,8 @@ def primary_metric(meta: dict, rows: list[dict]) -> str | None:
     return "acc/average" if "acc/average" in metrics else (metrics[0] if metrics else None)
 
 
-def verdict(effects: list[dict], missing: str | None = None) -> tuple[str, str]:
+def verdict(effects: list[dict], missing: str | None = None, over: str = "seeds") -> tuple[str, str]:
+    """``over``: what the intervals are over (the seeds; for C8, the texts scored)."""
     if missing:
         return "inconclusive", missing
     if not effects:
@@ -67,7 +68,7 @@ def verdict(effects: list[dict], missing: str | None = None) -> tuple[str, str]:
         return "replicated", "every 95% interval lies above 0"
     if any(e["ci_high"] < 0 for e in effects):
         return "not replicated", "a 95% interval lies below 0 (the opposite of the claim)"
-    return "inconclusive", "a 95% interval includes 0: the seeds do not resolve the effect"
+    return "inconclusive", f"a 95% interval includes 0: the {over} do not resolve the effect"
 
 
 def _oriented(stats: dict, sign: float) -> dict:
@@ -297,7 +298,7 @@ def evaluate_claims(meta: dict, rows: list[dict], membership: dict[str, list[flo
             missing = f"report.claims.{claim} names no strategies to compare"
         else:
             effects = CHECKS[claim](Evidence(rows, metric), params)
-        state, reason = verdict(effects, missing)
+        state, reason = verdict(effects, missing, "texts" if claim == "C8" else "seeds")
         if state == "inconclusive":
             reason += f"; decided at paper scale by `calibprune sweep {PAPER_SPEC[claim]}`"
         out.append(

@@ -142,6 +142,10 @@ def write_reports(rundirs: list[str | Path], output: str | Path, summary: str | 
     return studies
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
 def _models(data: dict) -> str:
     return ", ".join(data["models"]) or "-"
 
@@ -218,7 +222,7 @@ def _replication_markdown(studies: list[dict], links: PurePosixPath, rundirs: st
         for data, claim in found:
             out.append(f"### {data['meta'].get('study', data['name'])} ({_models(data)})\n")
             verdict = f"**Verdict: {claim['verdict']}** ({claim['reason']})."
-            out.append(f"{verdict} Metric `{claim['metric']}`, {claim['seeds']} seeds.\n")
+            out.append(f"{verdict} Metric `{claim['metric']}`, {_seeds(claim['seeds'])}.\n")
             if claim["effects"]:
                 out.append(_table(claim["effects"], ["what", "mean", "ci_low", "ci_high", "n"]))
             if claim["figure"] in data["figures"]:
@@ -313,7 +317,7 @@ def _markdown(data: dict, figures: dict[str, str]) -> str:
         out.append(f"### {claim['claim']}: {claim['text']}\n")
         out.append(
             f"**Verdict: {claim['verdict']}** ({claim['reason']}). "
-            f"Metric `{claim['metric']}`, {claim['seeds']} seeds.\n"
+            f"Metric `{claim['metric']}`, {_seeds(claim['seeds'])}.\n"
         )
         if claim["effects"]:
             out.append(_table(claim["effects"], ["what", "mean", "ci_low", "ci_high", "n"]))
