@@ -51,9 +51,10 @@ def _labelled(store: RunStore, kind: str) -> list[tuple[dict, dict]]:
     return out
 
 
-def membership_scores(store: RunStore) -> dict[str, list[float]]:
+def membership_scores(labelled: list[tuple[dict, dict]]) -> dict[str, list[float]]:
+    """Min-K%++ per text, by strategy label, from the stored membership analyses."""
     scores: dict[str, list[float]] = {}
-    for result, labels in _labelled(store, "membership"):
+    for result, labels in labelled:
         for name, per in result["scores"].items():
             scores[labels.get(name, name)] = [v for v in per["mink++"] if v == v]
     return scores
@@ -76,8 +77,9 @@ def build_report(rundir: str | Path) -> dict:
     rows = rows_of(cells)
     summary = summarize(rows)
     baseline = (meta.get("report") or {}).get("baseline")
-    membership = membership_scores(store)
-    scorers = {result.get("model") for result, _ in _labelled(store, "membership")}
+    analyses = _labelled(store, "membership")  # read once: scores and the models that scored
+    membership = membership_scores(analyses)
+    scorers = {result.get("model") for result, _ in analyses}
     return {
         "models": sorted({r["model"] for r in rows} | scorers - {None}),
         "meta": meta,
