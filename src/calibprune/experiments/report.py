@@ -148,6 +148,18 @@ def _seeds(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
+def _claim_body(claim: dict, figure: str | PurePosixPath | None) -> list[str]:
+    """A claim's verdict line, its effects table and (``figure``: the link to it) its figure."""
+    out = [
+        f"**Verdict: {claim['verdict']}** ({claim['reason']}). Metric `{claim['metric']}`, {_seeds(claim['seeds'])}.\n"
+    ]
+    if claim["effects"]:
+        out.append(_table(claim["effects"], ["what", "mean", "ci_low", "ci_high", "n"]))
+    if figure is not None:
+        out.append(f"![{claim['figure']}]({figure})\n")
+    return out
+
+
 def _models(data: dict) -> str:
     return ", ".join(data["models"]) or "-"
 
@@ -223,12 +235,8 @@ def _replication_markdown(studies: list[dict], links: PurePosixPath, rundirs: st
             out.append(f"No study in this report addresses it: run `calibprune sweep {PAPER_SPEC[name]}`.\n")
         for data, claim in found:
             out.append(f"### {data['meta'].get('study', data['name'])} ({_models(data)})\n")
-            verdict = f"**Verdict: {claim['verdict']}** ({claim['reason']})."
-            out.append(f"{verdict} Metric `{claim['metric']}`, {_seeds(claim['seeds'])}.\n")
-            if claim["effects"]:
-                out.append(_table(claim["effects"], ["what", "mean", "ci_low", "ci_high", "n"]))
-            if claim["figure"] in data["figures"]:
-                out.append(f"![{claim['figure']}]({links / data['name'] / claim['figure']})\n")
+            figure = links / data["name"] / claim["figure"] if claim["figure"] in data["figures"] else None
+            out += _claim_body(claim, figure)
     out.append("## Studies\n")
     out.append("| study | model | cells ok | cells failed | primary metric | report |")
     out.append("|---|---|---|---|---|---|")
@@ -317,14 +325,8 @@ def _markdown(data: dict, figures: dict[str, str]) -> str:
     out.append("## Claims\n")
     for claim in data["claims"]:
         out.append(f"### {claim['claim']}: {claim['text']}\n")
-        out.append(
-            f"**Verdict: {claim['verdict']}** ({claim['reason']}). "
-            f"Metric `{claim['metric']}`, {_seeds(claim['seeds'])}.\n"
-        )
-        if claim["effects"]:
-            out.append(_table(claim["effects"], ["what", "mean", "ci_low", "ci_high", "n"]))
-        if claim["figure"] in figures and "does not address" not in claim["reason"]:
-            out.append(f"![{claim['figure']}]({claim['figure']})\n")
+        shown = claim["figure"] in figures and "does not address" not in claim["reason"]
+        out += _claim_body(claim, claim["figure"] if shown else None)
     out.append("## Mean ± std over seeds\n")
     columns = ["model", "setting", "nsamples", "calib", "metric", "mean", "std", "n"]
     out.append(_table([r for r in data["summary"] if r["metric"] == metric] if metric else data["summary"], columns))
