@@ -281,6 +281,9 @@ def evaluate_claims(meta: dict, rows: list[dict], membership: dict[str, list[flo
     metric = primary_metric(meta, rows)
     seeds = len(meta.get("seeds") or [])
     out = []
+    # C8 rests on the membership analysis, which scores the first seed's sets: its metric is
+    # Min-K%++ and its intervals are over their texts, not over seeds
+    basis = {claim: (metric, seeds, "seeds") for claim in TEXT} | {"C8": ("mink++", min(seeds, 1), "texts")}
     for claim, text in TEXT.items():
         params = params_of.get(claim) or {}
         missing = None
@@ -298,7 +301,8 @@ def evaluate_claims(meta: dict, rows: list[dict], membership: dict[str, list[flo
             missing = f"report.claims.{claim} names no strategies to compare"
         else:
             effects = CHECKS[claim](Evidence(rows, metric), params)
-        state, reason = verdict(effects, missing, "texts" if claim == "C8" else "seeds")
+        claim_metric, claim_seeds, over = basis[claim]
+        state, reason = verdict(effects, missing, over)
         if state == "inconclusive":
             reason += f"; decided at paper scale by `calibprune sweep {PAPER_SPEC[claim]}`"
         out.append(
@@ -307,10 +311,9 @@ def evaluate_claims(meta: dict, rows: list[dict], membership: dict[str, list[flo
                 "text": text,
                 "verdict": state,
                 "reason": reason,
-                "metric": metric if claim != "C8" else "mink++",
+                "metric": claim_metric,
                 "effects": effects,
-                # the membership analysis scores the first seed's set: C8's interval is over its texts
-                "seeds": seeds if claim != "C8" else min(seeds, 1),
+                "seeds": claim_seeds,
                 "figure": FIGURE[claim],
             }
         )
