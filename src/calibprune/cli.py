@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -857,6 +858,21 @@ def main() -> None:
         app()
     except CalibpruneError as error:
         console.print(_styled("error:", f" {error}", "bold red"), soft_wrap=True)
+        sys.exit(2)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {error.filename}" if error.filename else ""
+        console.print(
+            _styled(
+                "error:",
+                f" no space left on the device{where}: free some space (or point --output or CALIBPRUNE_CACHE "
+                "elsewhere) and rerun; outputs are written to a temporary sibling first, so no finished output "
+                "was replaced or left half-written",
+                "bold red",
+            ),
+            soft_wrap=True,
+        )
         sys.exit(2)
     except SystemExit as exit_:
         if exit_.code == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into exit status 130, silently

@@ -48,6 +48,7 @@ from torch import nn
 
 from ..config import RunnerOptions
 from ..errors import CalibpruneError
+from ..utils.io import pid_alive
 from .layers import find_decoder_blocks
 from .placement import BlockPlacement
 
@@ -63,16 +64,6 @@ class _StopForward(Exception):
 STORE_PREFIX = "calibprune-acts-"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
 def sweep_stale_stores(root: str | Path | None = None) -> list[Path]:
     """Remove activation stores whose process is gone (killed with -9, power loss...).
 
@@ -83,7 +74,7 @@ def sweep_stale_stores(root: str | Path | None = None) -> list[Path]:
     removed = []
     for folder in root.glob(f"{STORE_PREFIX}*"):
         pid = folder.name[len(STORE_PREFIX) :].split("-", 1)[0]
-        if folder.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+        if folder.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed

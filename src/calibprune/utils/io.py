@@ -1,16 +1,26 @@
-"""Atomic outputs: a folder or file either appears complete or not at all."""
+"""Atomic outputs: a folder or file either appears complete or not at all.
+
+Temporaries are hidden siblings named ``.<name>.tmp-<pid>-<random>``. A process killed
+with -9 (or a power loss) cannot remove its own; the next writer of the same output
+removes those whose ``<pid>`` no longer runs, so concurrent writers are never touched.
+A write that fails (disk full, Ctrl-C, an exception) removes its temporary and leaves
+any existing output exactly as it was.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import CalibpruneError
+
+_TEMPORARY = re.compile(r"\.tmp-(?P<pid>\d+)-[0-9a-f]{8}")  # the tail of a temporary_sibling name
 
 
 def check_output_dir(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -36,7 +46,8 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     final = Path(path)
     check_output_dir(final, overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    sweep_dead_temporaries(final)
+    tmp = temporary_sibling(final)
     tmp.mkdir()
     try:
         yield tmp
@@ -75,12 +86,46 @@ def write_json(path: str | os.PathLike, data, indent: int = 2) -> Path:
     """Write JSON through a temporary file and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=indent, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
+    tmp = temporary_sibling(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=indent, default=_json_default)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:  # disk full, a value that does not serialise, Ctrl-C: the old file stays
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def temporary_sibling(final: Path) -> Path:
+    """``.<name>.tmp-<pid>-<random>`` beside ``final``: hidden, and traceable to its writer."""
+    return final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (someone else's live process counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_dead_temporaries(final: Path) -> list[Path]:
+    """Remove the temporaries of ``final`` whose writing process is gone (kill -9 debris).
+
+    Temporaries without a pid (written before pids were recorded) are left alone: their
+    writer cannot be told dead from alive."""
+    removed = []
+    for tmp in final.parent.glob(f".{final.name}.tmp-*"):
+        match = _TEMPORARY.fullmatch(tmp.name[len(final.name) + 1 :])
+        if match and not pid_alive(int(match["pid"])):
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def _json_default(obj):
