@@ -203,3 +203,60 @@ def test_kill_9_during_self_generation_resumes_to_the_same_set(tmp_path, model_d
         json.loads((killed / "manifest.json").read_text())["fingerprint"]
         == json.loads((clean / "manifest.json").read_text())["fingerprint"]
     )
+
+
+# --- platforms ------------------------------------------------------------------------------
+
+
+def test_a_stage_runs_at_the_fixed_thread_count_and_records_its_platform(model_dir, text_corpus):
+    import torch
+
+    from calibprune.experiments.executors import DEFAULT_THREADS, LocalExecutor
+    from calibprune.experiments.stages import execute
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert LocalExecutor(workers=1).threads == DEFAULT_THREADS == 1
+        outcome = execute("cell", {"bogus": True}, threads=1)  # fails (no model), but is still recorded
+    finally:
+        torch.set_num_threads(before)
+    assert not outcome["ok"] and outcome["threads"] == 1
+    record = outcome["platform"]
+    assert record["torch_threads"] == 1 and record["packages"]["torch"] and record["packages"]["transformers"]
+    assert set(record["cpu"]) == {"model", "machine", "isa", "logical_cpus"} and record["cpu"]["model"]
+
+
+def test_report_warns_when_cells_come_from_two_platforms():
+    from calibprune.experiments.platforms import mixing_warning
+
+    record = {"cpu": {"model": "Xeon", "isa": ["avx2"]}, "torch_threads": 1, "packages": {"torch": "2.13.0"}}
+    other = {**record, "cpu": {"model": "EPYC", "isa": ["avx2", "avx512f"]}}
+    same = [{"status": "ok", "platform": record}, {"status": "ok", "platform": dict(record)}]
+    assert mixing_warning(same) is None
+    assert mixing_warning(same + [{"status": "failed", "platform": other}]) is None  # failed cells carry no metric
+    warning = mixing_warning(same + [{"status": "ok", "platform": other}])
+    assert warning.startswith("the cells were computed on 2 platforms (2 on Xeon [avx2], 1 threads, torch 2.13.0; 1 on")
+    old = [{"status": "ok", "threads": 1}, {"status": "ok", "threads": 2}]  # cells from before platforms were recorded
+    assert "2 platforms" in mixing_warning(old)
+
+
+def test_a_sweep_rerun_at_the_fixed_thread_count_is_bit_identical(tmp_path, model_dir, text_corpus):
+    from test_experiments import tiny_spec, write_spec
+
+    from calibprune.experiments.sweep import run_sweep
+
+    spec = tiny_spec(model_dir, text_corpus, resources={"threads": 2})
+    spec["pruning"][0]["method"] = "sparsegpt"  # the method whose sums most depend on the kernels
+    path = write_spec(tmp_path, spec)
+    run_sweep(path, tmp_path / "one")
+    run_sweep(path, tmp_path / "two")
+
+    def cells(run):
+        return {p.stem: json.loads(p.read_text()) for p in sorted((run / "cells").glob("*.json"))}
+
+    one, two = cells(tmp_path / "one"), cells(tmp_path / "two")
+    assert len(one) == 4 and one.keys() == two.keys()
+    for key in one:
+        assert one[key]["metrics"] == two[key]["metrics"]  # exact floats, not approx
+        assert one[key]["threads"] == 2 and one[key]["platform"] == two[key]["platform"]

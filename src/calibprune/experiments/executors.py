@@ -7,7 +7,6 @@ each finishes; results travel back by value, so workers need no shared filesyste
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 
 from ..errors import CalibpruneError
@@ -17,17 +16,31 @@ from .stages import execute
 Done = Callable[[Stage, dict], None]
 EXECUTORS = ("local", "ray")
 
+# torch's CPU kernels split their sums by thread, so the thread count moves a cell's last
+# digits (and, through flipped near-tied scores, more): every stage runs at one fixed,
+# recorded count, the spec's ``resources.threads``, whatever the machine or --workers.
+# 1 is what every committed replication cell ran at.
+DEFAULT_THREADS = 1
+
+
+def stage_threads(resources: dict | None) -> int:
+    threads = int((resources or {}).get("threads", DEFAULT_THREADS))
+    if threads < 1:
+        raise CalibpruneError(f"resources.threads {threads} must be >= 1")
+    return threads
+
 
 class LocalExecutor:
     """``workers=1``: stages one after another in this process. ``workers=N``: N spawned
-    processes with the CPU threads divided between them (``cpu_count // N`` each)."""
+    processes. Every stage runs at ``threads`` torch threads (see :data:`DEFAULT_THREADS`);
+    ``workers x threads`` above the CPU count only slows a sweep down, it changes no result."""
 
-    def __init__(self, workers: int = 1, scratch: str | None = None):
+    def __init__(self, workers: int = 1, scratch: str | None = None, threads: int = DEFAULT_THREADS):
         if workers < 1:
             raise CalibpruneError(f"--workers {workers} must be >= 1")
         self.workers = workers
         self.scratch = scratch
-        self.threads = max(1, (os.cpu_count() or 1) // workers)
+        self.threads = threads
         self.pool = None
 
     @property
@@ -38,7 +51,7 @@ class LocalExecutor:
         jobs = list(jobs)
         if self.workers == 1:
             for stage, given in jobs:
-                done(stage, execute(stage.kind, stage.payload, given, self._scratch(stage)))
+                done(stage, execute(stage.kind, stage.payload, given, self._scratch(stage), self.threads))
             return
         import concurrent.futures as cf
         import multiprocessing
@@ -76,8 +89,9 @@ class RayExecutor:
             options = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
             ray.init(log_to_driver=False, configure_logging=False, **options)
         resources = dict(resources or {})
-        self.threads = int(resources.get("num_cpus", 1))
-        self.remote = ray.remote(max_retries=3, **{"num_cpus": 1, **resources})(execute)
+        self.threads = stage_threads(resources)
+        resources.pop("threads", None)
+        self.remote = ray.remote(max_retries=3, **{"num_cpus": self.threads, **resources})(execute)
         self.refs: dict[str, object] = {}
 
     @property
@@ -110,7 +124,7 @@ class RayExecutor:
 
 def make_executor(name: str, workers: int = 1, address: str | None = None, resources=None, scratch=None):
     if name == "local":
-        return LocalExecutor(workers, scratch)
+        return LocalExecutor(workers, scratch, stage_threads(resources))
     if name == "ray":
         return RayExecutor(address, resources)
     raise CalibpruneError(f"--executor {name!r} is unknown: use one of {', '.join(EXECUTORS)}")

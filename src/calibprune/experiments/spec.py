@@ -49,7 +49,7 @@ ANALYSIS_KEYS = {
     "membership": {"kind", "k", "max_texts", "max_tokens", "seed", "batch_size", "extra"},
 }
 REPORT_KEYS = {"baseline", "primary_metric", "claims"}
-RESOURCE_KEYS = {"num_cpus", "num_gpus", "memory"}
+RESOURCE_KEYS = {"num_cpus", "num_gpus", "memory", "threads"}
 # fields that a list expands into variants (everything else that takes a list is a list)
 EXPANDING = {
     "strategy": ("source", "nsamples", "seqlen"),

@@ -97,8 +97,13 @@ RUNNERS = {"pool": _pool, "calib": _calib, "dense": _dense, "cell": _cell}
 
 
 def execute(kind: str, payload: dict, given=None, scratch: str | None = None, threads: int | None = None) -> dict:
-    """Run one stage; ``given`` is the result of the stage it needs (a pool or calibration set)."""
+    """Run one stage; ``given`` is the result of the stage it needs (a pool or calibration set).
+
+    ``threads``: torch's CPU thread count for the stage (None: leave it as it is); the
+    result records it with the platform (CPU model, instruction sets, library versions)."""
     import torch
+
+    from ..utils.provenance import platform_record
 
     if threads:
         torch.set_num_threads(threads)
@@ -117,4 +122,5 @@ def execute(kind: str, payload: dict, given=None, scratch: str | None = None, th
         "wall_s": round(time.perf_counter() - started, 3),
         "host": socket.gethostname(),
         "threads": torch.get_num_threads(),
+        "platform": platform_record(),
     }

@@ -213,7 +213,7 @@ def failed_dense(store: RunStore, key: str) -> bool:
 
 def _outcome(outcome: dict) -> dict:
     value = outcome.get("value") or {}
-    out = {"wall_s": outcome["wall_s"], "host": outcome.get("host"), "threads": outcome.get("threads")}
+    out = {key: outcome.get(key) for key in ("wall_s", "host", "threads", "platform")}
     if outcome["ok"]:
         out.update(value)
     else:

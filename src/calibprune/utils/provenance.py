@@ -33,6 +33,56 @@ def environment() -> dict:
     }
 
 
+# Instruction-set extensions that pick a different BLAS / oneDNN kernel, and so other float
+# rounding: two machines that differ in one of them may give other digits for one cell.
+_KERNEL_FLAGS = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+    "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve", "sve2", "bf16", "i8mm",
+)  # fmt: skip
+
+
+def cpu_record() -> dict:
+    """The processor a result was computed on: model name, the kernel-relevant instruction
+    sets it has, and the number of logical CPUs (from /proc/cpuinfo where there is one)."""
+    import os
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                if key in ("model name", "cpu model", "hardware") and value.strip():
+                    model = value.strip()
+                elif key in ("flags", "features"):
+                    flags |= set(value.split())
+    except OSError:
+        pass
+    return {
+        "model": model,
+        "machine": platform.machine(),
+        "isa": [f for f in _KERNEL_FLAGS if f in flags],
+        "logical_cpus": os.cpu_count(),
+    }
+
+
+def platform_record() -> dict:
+    """What can move a result's last digits between machines: the CPU (model and
+    instruction sets), the torch thread count and the library versions."""
+    import torch
+
+    return {"cpu": cpu_record(), "torch_threads": torch.get_num_threads(), "packages": package_versions()}
+
+
+def platform_signature(record: dict | None) -> str:
+    """One line that is equal for two cells exactly when their platforms match (None: unknown)."""
+    if not record:
+        return "unknown platform"
+    cpu = record.get("cpu") or {}
+    packages = ", ".join(f"{k} {v}" for k, v in sorted((record.get("packages") or {}).items()) if v)
+    return f"{cpu.get('model')} [{' '.join(cpu.get('isa') or [])}], {record.get('torch_threads')} threads, {packages}"
+
+
 def tensor_fingerprint(tensor) -> str:
     """sha256 of a tensor's dtype, shape and bytes (first 16 hex digits)."""
     import torch
