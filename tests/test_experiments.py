@@ -129,6 +129,28 @@ def _metrics(rundir) -> dict:
     return out
 
 
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        (lambda m, c: m, "--output '{m}' is models[0] '{m}'"),
+        (lambda m, c: m / "run", "lies inside models[0]"),
+        (lambda m, c: c.parent, "contains the calibration source of 'a'"),
+        (lambda m, c: c, "--output '{c}' is a file: pass a run folder"),
+    ],
+)
+def test_sweep_run_folder_overlapping_what_the_study_reads_is_refused(tmp_path, model_dir, text_corpus, where, message):
+    (tmp_path / "specs").mkdir()  # the spec outside the folders a run could overlap
+    (tmp_path / "texts").mkdir()
+    text_corpus = text_corpus.rename(tmp_path / "texts" / text_corpus.name)
+    spec = write_spec(tmp_path / "specs", tiny_spec(model_dir, text_corpus))
+    output = where(model_dir, text_corpus)
+    before = sorted(p.name for p in model_dir.iterdir())
+    with pytest.raises(CalibpruneError) as error:
+        run_sweep(spec, output)
+    assert message.format(m=model_dir, c=text_corpus) in str(error.value)
+    assert sorted(p.name for p in model_dir.iterdir()) == before and not (model_dir / "run").exists()
+
+
 def test_sweep_caches_by_content_and_resumes(tmp_path, model_dir, text_corpus):
     spec = write_spec(tmp_path, tiny_spec(model_dir, text_corpus))
     first = run_sweep(spec, tmp_path / "run")
@@ -396,6 +418,10 @@ def test_replication_summary_gathers_the_claims_each_study_addresses(tmp_path):
     assert len(links) >= 5 and all((summary.parent / link).is_file() for link in links)
     assert "metric_by_source.png" in text  # C3's figure: the metric per source and setting
     proc = run_cli("report", str(first), str(second), "--output", str(tmp_path / "out2"), "--summary", str(summary))
+    assert proc.returncode == 2 and "already exists: choose another --summary or pass --overwrite" in proc.stderr
+    proc = run_cli(
+        "report", str(first), str(second), "--output", str(tmp_path / "out2"), "--summary", str(summary), "--overwrite"
+    )
     assert proc.returncode == 0 and "C3: replicated" in proc.stdout and proc.stdout.count("C3:") == 2
 
 

@@ -22,7 +22,7 @@ import os
 from pathlib import Path, PurePosixPath
 
 from ..errors import CalibpruneError
-from ..utils.io import atomic_directory
+from ..utils.io import atomic_directory, check_output_dir, check_output_file
 from . import plots
 from .aggregate import diffs, ranges, rows_of, summarize
 from .claims import evaluate_claims, primary_metric
@@ -100,9 +100,19 @@ def build_report(rundir: str | Path) -> dict:
     }
 
 
-def write_report(rundir: str | Path, output: str | Path) -> dict:
+def check_outputs(rundirs: list[str | Path], output: str | Path, summary: str | Path | None, overwrite: bool) -> None:
+    """Before any run folder is read: the outputs overlap no run folder, and replace an
+    existing folder or summary only with ``overwrite``."""
+    runs = [("the run folder", r) for r in rundirs]
+    check_output_dir(output, overwrite, runs)
+    if summary is not None:
+        check_output_file(summary, overwrite, runs, flag="--summary")
+
+
+def write_report(rundir: str | Path, output: str | Path, overwrite: bool = False) -> dict:
+    check_outputs([rundir], output, None, overwrite)
     data = build_report(rundir)
-    with atomic_directory(output, overwrite=True) as tmp:
+    with atomic_directory(output, overwrite=overwrite) as tmp:
         _write_into(tmp, data)
     return data
 
@@ -115,12 +125,15 @@ def _write_into(folder: Path, data: dict) -> None:
     (folder / "report.md").write_text(_markdown(data, data["figures"]))
 
 
-def write_reports(rundirs: list[str | Path], output: str | Path, summary: str | Path | None = None) -> list[dict]:
+def write_reports(
+    rundirs: list[str | Path], output: str | Path, summary: str | Path | None = None, overwrite: bool = False
+) -> list[dict]:
     """One report per run folder in ``output/<folder name>/``; ``summary``: the claims across them.
 
     Every run folder is read (and refused if it is not one) before anything is written;
     the output folder and the summary file each appear whole or not at all.
     """
+    check_outputs(rundirs, output, summary, overwrite)
     names = [Path(r).resolve().name for r in rundirs]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -129,7 +142,7 @@ def write_reports(rundirs: list[str | Path], output: str | Path, summary: str | 
             "output/<name>/; pass each run folder once, or rename one"
         )
     studies = [build_report(r) | {"name": n} for r, n in zip(rundirs, names, strict=True)]
-    with atomic_directory(output, overwrite=True) as tmp:
+    with atomic_directory(output, overwrite=overwrite) as tmp:
         for data in studies:
             (tmp / data["name"]).mkdir()
             _write_into(tmp / data["name"], data)
@@ -192,7 +205,7 @@ def _replication_markdown(studies: list[dict], links: PurePosixPath, rundirs: st
     """Claim by claim, the verdict of every study that addresses it, with effects and figures."""
     from .claims import PAPER_SPEC, TEXT
 
-    command = f"calibprune report {rundirs} --output {output} --summary {summary}"
+    command = f"calibprune report {rundirs} --output {output} --summary {summary} --overwrite"
     out = [
         "# Replication report\n",
         'Claims of "Beware of Calibration Data for Pruning Large Language Models" (Ji et al., ICLR 2025), '
