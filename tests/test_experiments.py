@@ -425,6 +425,87 @@ def test_replication_summary_gathers_the_claims_each_study_addresses(tmp_path):
     assert proc.returncode == 0 and "C3: replicated" in proc.stdout and proc.stdout.count("C3:") == 2
 
 
+def _committed_run(tmp_path, name: str) -> Path:
+    """A copy of a committed replication run folder (without its pools: a report reads none)."""
+    import shutil
+
+    shutil.copytree(f"docs/replication/runs/{name}", tmp_path / name, ignore=shutil.ignore_patterns("pools"))
+    return tmp_path / name
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGES = {
+    "truncated": _truncate,
+    "not json": lambda path: path.write_text("not json at all"),
+    "a list": lambda path: path.write_text("[1, 2]"),
+    "deleted": lambda path: path.unlink(),
+}
+WHAT_IS_WRONG = {
+    "truncated": "is not valid JSON (",
+    "not json": "is not valid JSON (",
+    "a list": "holds a JSON list, not an object",
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+@pytest.mark.parametrize(
+    "run, where, fix",
+    [
+        ("amount", "cells/07ec023a67425342.json", "delete it and rerun `{rerun}` to recompute that cell"),
+        ("amount", "dense/716320163976b310.json", "delete it and rerun `{rerun}` to recompute that dense evaluation"),
+        ("amount", "study.json", "rerun `{rerun}` to rewrite it (finished cells are kept)"),
+        ("mink", "analysis/membership-74a64fbcd62129e5/membership.json",
+         "delete {run}/analysis/membership-74a64fbcd62129e5 and membership-74a64fbcd62129e5.labels.json, "
+         "and rerun `{rerun}` to recompute that analysis"),
+        ("mink", "analysis/membership-74a64fbcd62129e5.labels.json", "to recompute that analysis"),
+    ],
+)  # fmt: skip
+def test_a_damaged_run_folder_is_refused_naming_the_file_and_the_fix(tmp_path, run, where, fix, damage):
+    from calibprune.experiments.report import build_report
+
+    folder = _committed_run(tmp_path, run)
+    build_report(folder)  # intact: reports
+    DAMAGES[damage](folder / where)
+    rerun = f"calibprune sweep {folder}/study.yaml --output {folder}"
+    if damage == "deleted" and where == "study.json":
+        assert build_report(folder)["meta"] == {}  # an older run folder without one: every cell is reported
+        return
+    with pytest.raises(CalibpruneError) as error:
+        build_report(folder)
+    message = str(error.value)
+    if damage != "deleted":
+        assert message.startswith(f"{folder / where} {WHAT_IS_WRONG[damage]}") and "it is damaged" in message
+        assert fix.format(rerun=rerun, run=folder) in message
+    elif where.startswith("analysis"):
+        assert message.startswith(f"{folder / where} is missing: ") and fix.format(rerun=rerun, run=folder) in message
+    else:  # a cell or dense evaluation study.json lists
+        kind = "1 of its 45 cells (e.g. cells/" if where.startswith("cells") else "1 dense evaluation(s) (e.g. dense/"
+        assert f"{kind}{Path(where).name})" in message and f"run `{rerun}` to compute them" in message
+        assert "or pass --partial" in message
+        data = build_report(folder, partial=True)
+        assert data["missing"] and len(data["cells"]) == (44 if where.startswith("cells") else 45)
+
+
+def test_report_of_a_damaged_run_is_one_line_with_the_fix_and_writes_nothing(tmp_path):
+    folder = _committed_run(tmp_path, "amount")
+    cell = folder / "cells" / "07ec023a67425342.json"
+    _truncate(cell)
+    proc = run_cli("report", str(folder), "--output", str(tmp_path / "report"))
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr
+    assert lines[0].startswith(f"error: {cell} is not valid JSON") and "to recompute that cell" in lines[0]
+    assert not (tmp_path / "report").exists()
+    cell.unlink()
+    proc = run_cli("report", str(folder), "--output", str(tmp_path / "report"), "--partial")
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "**Partial report** (--partial): missing 1 of its 45 cells (e.g. cells/07ec023a67425342.json)." in text
+    assert "Cells: 44 ok, 0 failed." in text
+
+
 # --- 6. shipped studies --------------------------------------------------------------------
 
 

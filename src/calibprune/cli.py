@@ -840,6 +840,9 @@ def report(
         None, "--summary", help="Also write one markdown with every claim's verdict across the run folders."
     ),
     overwrite: bool = typer.Option(False, help="Replace an existing --output folder and --summary file."),
+    partial: bool = typer.Option(
+        False, help="Report a run folder that lacks some of its study's cells (a sweep not finished yet)."
+    ),
 ):
     """Aggregate run folders: mean/std/n over seeds, ranges across sources, differences vs a baseline, claims.
 
@@ -851,9 +854,9 @@ def report(
     from .experiments.report import write_report, write_reports
 
     if len(rundirs) == 1 and summary is None:
-        studies = [write_report(rundirs[0], output, overwrite) | {"name": None}]
+        studies = [write_report(rundirs[0], output, overwrite, partial) | {"name": None}]
     else:
-        studies = write_reports(rundirs, output, summary, overwrite)
+        studies = write_reports(rundirs, output, summary, overwrite, partial)
     for data in studies:
         where = os.path.join(output, data["name"]) if data["name"] else output
         addressed = set(data["meta"].get("claims") or [])

@@ -17,7 +17,6 @@ report). Output folder (written atomically)::
 from __future__ import annotations
 
 import csv
-import json
 import os
 from pathlib import Path, PurePosixPath
 
@@ -39,18 +38,6 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def _labelled(store: RunStore, kind: str) -> list[tuple[dict, dict]]:
-    """(results json, {path: strategy label}) of each stored analysis of ``kind``."""
-    out = []
-    for folder in sorted((store.root / "analysis").glob(f"{kind}-*")) if (store.root / "analysis").is_dir() else []:
-        if not folder.is_dir():
-            continue
-        labels_file = folder.parent / f"{folder.name}.labels.json"
-        labels = json.loads(labels_file.read_text()) if labels_file.exists() else {}
-        out.append((json.loads((folder / f"{kind}.json").read_text()), labels))
-    return out
-
-
 def membership_scores(labelled: list[tuple[dict, dict]]) -> dict[str, list[float]]:
     """Min-K%++ per text, by strategy label, from the stored membership analyses."""
     scores: dict[str, list[float]] = {}
@@ -60,14 +47,22 @@ def membership_scores(labelled: list[tuple[dict, dict]]) -> dict[str, list[float
     return scores
 
 
-def build_report(rundir: str | Path) -> dict:
+def build_report(rundir: str | Path, partial: bool = False) -> dict:
+    """Read a run folder; a cell or dense evaluation its study.json lists but the folder lacks
+    is refused (with the command that computes it) unless ``partial``."""
     store = RunStore(rundir)
     if not store.root.is_dir():
         raise CalibpruneError(f"run folder {str(rundir)!r} does not exist: pass the --output of `calibprune sweep`")
-    meta_path = store.root / "study.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta = store.read_meta() or {}
     own = meta.get("cells")  # the study's own cells (None: every cell, older run folders)
     cells = store.cells(own)
+    denses = store.denses(meta.get("denses"))
+    missing = _missing(store, own, meta.get("denses"))
+    if missing and not partial:
+        raise CalibpruneError(
+            f"{rundir}: {missing} listed in study.json but not in the run folder (not run yet, or deleted): run "
+            f"`{store.rerun()}` to compute them, or pass --partial to report the results that are there"
+        )
     if isinstance(own, dict):  # ... under the study's own labels
         cells = [c | {"attrs": own.get(c.get("key"), c.get("attrs"))} for c in cells]
     if not cells and not (store.root / "analysis").is_dir():
@@ -77,7 +72,7 @@ def build_report(rundir: str | Path) -> dict:
     rows = rows_of(cells)
     summary = summarize(rows)
     baseline = (meta.get("report") or {}).get("baseline")
-    analyses = _labelled(store, "membership")  # read once: scores and the models that scored
+    analyses = store.analyses("membership")  # read once: scores and the models that scored
     membership = membership_scores(analyses)
     scorers = {result.get("model") for result, _ in analyses}
     return {
@@ -88,14 +83,11 @@ def build_report(rundir: str | Path) -> dict:
         "summary": summary,
         "ranges": ranges(summary),
         "diffs": diffs(rows, baseline) if baseline else [],
-        "dense": [
-            {"model": d["attrs"]["model"], **d.get("metrics", {})}
-            for d in store.denses(meta.get("denses"))
-            if d.get("status") == "ok"
-        ],
+        "dense": [{"model": d["attrs"]["model"], **d.get("metrics", {})} for d in denses if d.get("status") == "ok"],
         "claims": evaluate_claims(meta, rows, membership),
         "membership": membership,
-        "similarity": _labelled(store, "similarity"),
+        "similarity": store.analyses("similarity"),
+        "missing": missing,
         "metric": primary_metric(meta, rows),
     }
 
@@ -109,9 +101,18 @@ def check_outputs(rundirs: list[str | Path], output: str | Path, summary: str | 
         check_output_file(summary, overwrite, runs, flag="--summary")
 
 
-def write_report(rundir: str | Path, output: str | Path, overwrite: bool = False) -> dict:
+def _missing(store: RunStore, cell_keys, dense_keys) -> str:
+    """What study.json lists that the run folder lacks, in words ('' if nothing)."""
+    cells = [k for k in cell_keys or [] if not store.cell_path(k).exists()]
+    denses = [k for k in dense_keys or [] if not store.dense_path(k).exists()]
+    parts = [f"{len(cells)} of its {len(cell_keys)} cells (e.g. cells/{cells[0]}.json)"] if cells else []
+    parts += [f"{len(denses)} dense evaluation(s) (e.g. dense/{denses[0]}.json)"] if denses else []
+    return " and ".join(parts)
+
+
+def write_report(rundir: str | Path, output: str | Path, overwrite: bool = False, partial: bool = False) -> dict:
     check_outputs([rundir], output, None, overwrite)
-    data = build_report(rundir)
+    data = build_report(rundir, partial)
     with atomic_directory(output, overwrite=overwrite) as tmp:
         _write_into(tmp, data)
     return data
@@ -126,7 +127,11 @@ def _write_into(folder: Path, data: dict) -> None:
 
 
 def write_reports(
-    rundirs: list[str | Path], output: str | Path, summary: str | Path | None = None, overwrite: bool = False
+    rundirs: list[str | Path],
+    output: str | Path,
+    summary: str | Path | None = None,
+    overwrite: bool = False,
+    partial: bool = False,
 ) -> list[dict]:
     """One report per run folder in ``output/<folder name>/``; ``summary``: the claims across them.
 
@@ -141,7 +146,7 @@ def write_reports(
             f"run folders named {', '.join(map(repr, twice))} appear twice: their reports would share "
             "output/<name>/; pass each run folder once, or rename one"
         )
-    studies = [build_report(r) | {"name": n} for r, n in zip(rundirs, names, strict=True)]
+    studies = [build_report(r, partial) | {"name": n} for r, n in zip(rundirs, names, strict=True)]
     with atomic_directory(output, overwrite=overwrite) as tmp:
         for data in studies:
             (tmp / data["name"]).mkdir()
@@ -335,6 +340,8 @@ def _markdown(data: dict, figures: dict[str, str]) -> str:
     if meta.get("stands_in"):
         out.append(f"**Stand-ins at this scale.** {meta['stands_in'].strip()}\n")
     out.append(f"Cells: {ok} ok, {failed} failed. Seeds: {meta.get('seeds')}. Primary metric: `{metric}`.\n")
+    if data["missing"]:
+        out.append(f"**Partial report** (--partial): missing {data['missing']}.\n")
     out.append("## Claims\n")
     for claim in data["claims"]:
         out.append(f"### {claim['claim']}: {claim['text']}\n")
