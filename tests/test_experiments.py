@@ -379,11 +379,17 @@ def test_report_writes_tables_plots_and_verdicts(tmp_path):
         verdicts["C1"]["verdict"] == "inconclusive"
         and "studies/paper/sparsity-pattern.yaml" in verdicts["C1"]["reason"]
     )
-    assert verdicts["C8"]["verdict"] == "inconclusive" and "does not address" in verdicts["C8"]["reason"]
+    assert [c["claim"] for c in data["claims"] if c["addressed"]] == ["C1", "C3"]  # what study.json claims
+    assert verdicts["C8"]["verdict"] == "inconclusive" and not verdicts["C8"]["addressed"]
     text = (out / "report.md").read_text()
     assert "### C3:" in text and "**Verdict: replicated**" in text and "![range_vs_setting.png]" in text
+    # only the claims the study addresses: no section, table row or printed line for the six others
+    assert re.findall(r"^### (C\d):", text, re.M) == ["C1", "C3"] and "does not address" not in text
+    with open(out / "claims.csv") as f:
+        assert [line.split(",")[0] for line in f.read().splitlines()[1:]] == ["C1", "C3"]
     proc = run_cli("report", str(tmp_path / "fake"), "--output", str(tmp_path / "report2"))
     assert proc.returncode == 0 and "C3: replicated" in proc.stdout
+    assert re.findall(r"^(C\d):", proc.stdout, re.M) == ["C1", "C3"]
 
 
 def test_replication_summary_gathers_the_claims_each_study_addresses(tmp_path):

@@ -859,9 +859,8 @@ def report(
         studies = write_reports(rundirs, output, summary, overwrite, partial)
     for data in studies:
         where = os.path.join(output, data["name"]) if data["name"] else output
-        addressed = set(data["meta"].get("claims") or [])
         for claim in data["claims"]:
-            if claim["claim"] in addressed or len(studies) == 1:
+            if claim["addressed"]:
                 out.print(f"{claim['claim']}: {claim['verdict']} ({claim['reason']})")
         out.print(f"-> {where}/report.md, summary.csv, ranges.csv, diffs.csv, claims.csv, {len(data['figures'])} plots")
     if summary:

@@ -121,7 +121,7 @@ def write_report(rundir: str | Path, output: str | Path, overwrite: bool = False
 def _write_into(folder: Path, data: dict) -> None:
     for name in ("summary", "ranges", "diffs", "dense"):
         _write_csv(folder / f"{name}.csv", data[name])
-    _write_csv(folder / "claims.csv", [_claim_row(c) for c in data["claims"]])
+    _write_csv(folder / "claims.csv", [_claim_row(c) for c in data["claims"] if c["addressed"]])
     data["figures"] = _figures(data, data["metric"], folder)
     (folder / "report.md").write_text(_markdown(data, data["figures"]))
 
@@ -230,7 +230,7 @@ def _replication_markdown(studies: list[dict], links: PurePosixPath, rundirs: st
     addressed: dict[str, list[tuple[dict, dict]]] = {c: [] for c in TEXT}
     for data in studies:
         for claim in data["claims"]:
-            if claim["claim"] in (data["meta"].get("claims") or []):
+            if claim["addressed"]:
                 addressed[claim["claim"]].append((data, claim))
     for name, found in addressed.items():
         if not found:
@@ -343,10 +343,12 @@ def _markdown(data: dict, figures: dict[str, str]) -> str:
     if data["missing"]:
         out.append(f"**Partial report** (--partial): missing {data['missing']}.\n")
     out.append("## Claims\n")
-    for claim in data["claims"]:
+    addressed = [claim for claim in data["claims"] if claim["addressed"]]
+    if not addressed:
+        out.append("This study addresses none of the paper's claims C1-C8 (its spec's `claims` is empty).\n")
+    for claim in addressed:
         out.append(f"### {claim['claim']}: {claim['text']}\n")
-        shown = claim["figure"] in figures and "does not address" not in claim["reason"]
-        out += _claim_body(claim, claim["figure"] if shown else None)
+        out += _claim_body(claim, claim["figure"] if claim["figure"] in figures else None)
     out.append("## Mean ± std over seeds\n")
     columns = ["model", "setting", "nsamples", "calib", "metric", "mean", "std", "n"]
     out.append(_table([r for r in data["summary"] if r["metric"] == metric] if metric else data["summary"], columns))
