@@ -512,6 +512,31 @@ def test_report_of_a_damaged_run_is_one_line_with_the_fix_and_writes_nothing(tmp
     assert "Cells: 44 ok, 0 failed." in text
 
 
+def test_plots_order_settings_by_sparsity_and_draw_the_dense_model(tmp_path, monkeypatch):
+    from calibprune.experiments import plots
+
+    labels = {"2:4": (0.5, "2:4"), "30 %": (0.3, "unstructured"), "4:8": (0.5, "4:8"), "50 %": (0.5, "unstructured"),
+              "60 %": (0.6, "unstructured"), "1:4": (0.25, "1:4")}  # fmt: skip
+    rows = [{"setting": k, "sparsity": v[0], "pattern": v[1]} for k, v in labels.items()]
+    assert [r["setting"] for r in sorted(rows, key=plots.setting_key)] == ["30 %", "50 %", "60 %", "1:4", "4:8", "2:4"]
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    summary = [{"model": "m", "method": "wanda", "nsamples": 8, "metric": "ppl/x", "calib": c, "mean": 10.0 + i,
+                "std": 1.0, **r} for r in rows for i, c in enumerate(("a", "b"))]  # fmt: skip
+    assert plots.metric_bars(summary, "ppl/x", tmp_path / "bars.png", {"m": 7.5})
+    ax = figures[-1].axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["30 %", "50 %", "60 %", "1:4", "4:8", "2:4"]
+    dense = [line for line in ax.get_lines() if line.get_label() == "dense"]
+    assert len(dense) == 1 and list(dense[0].get_ydata()) == [7.5, 7.5] and dense[0].get_linestyle() == "--"
+    unstructured = [r for r in summary if r["pattern"] == "unstructured"]
+    assert plots.metric_vs(unstructured, "ppl/x", "sparsity", tmp_path / "vs.png", "t", dense={"m": 7.5})
+    assert [line.get_label() for line in figures[-1].axes[0].get_lines()].count("dense") == 1
+    plots.metric_bars(summary, "ppl/x", tmp_path / "bars.png", {"other": 1.0})  # no dense value for this model
+    assert not [line for line in figures[-1].axes[0].get_lines() if line.get_label() == "dense"]
+    long = "ppl/wiki-en per calibration source (mean ± std over seeds) and a much longer tail than fits"
+    assert all(len(line) <= 54 for line in plots._fit(long, 5).splitlines())  # a 5-inch figure's title wraps
+
+
 # --- 6. shipped studies --------------------------------------------------------------------
 
 

@@ -278,6 +278,7 @@ def _figures(data: dict, metric: str | None, tmp: Path) -> dict[str, str]:
     from ..analysis import plots as analysis_plots
 
     made = {}
+    dense = {d["model"]: d[metric] for d in data["dense"] if d.get(metric) is not None}
     if metric:
         for name, x, title, where in (
             (
@@ -290,9 +291,9 @@ def _figures(data: dict, metric: str | None, tmp: Path) -> dict[str, str]:
             ("metric_vs_prefix.png", "prefix_tokens", f"{metric} vs prefix length", None),
             ("metric_vs_filter.png", "filter_top", f"{metric} vs filter rate", None),
         ):
-            if plots.metric_vs(data["summary"], metric, x, tmp / name, title, where):
+            if plots.metric_vs(data["summary"], metric, x, tmp / name, title, where, dense=dense):
                 made[name] = title
-        if plots.metric_bars(data["summary"], metric, tmp / "metric_by_source.png"):
+        if plots.metric_bars(data["summary"], metric, tmp / "metric_by_source.png", dense):
             made["metric_by_source.png"] = f"{metric} per calibration source and setting"
         if plots.range_bars(data["ranges"], metric, tmp / "range_vs_setting.png"):
             made["range_vs_setting.png"] = "range across sources vs sparsity and pattern"
