@@ -219,6 +219,28 @@ def test_keep_models_saves_loadable_pruned_weights(tmp_path, model_dir, text_cor
     )
 
 
+def test_progress_counts_the_plan_from_the_first_line(tmp_path, model_dir, text_corpus):
+    import io
+
+    from calibprune.experiments.progress import Progress
+
+    progress = Progress(stream=io.StringIO())
+    progress.start({"cell": 3}, parallelism=1, before={"done": 2, "failed": 1})
+    assert progress.line().startswith("cells 2 done / 1 failed / 3 pending")
+    progress.update("cell", True, 1.0, "x")
+    progress.update("cell", False, 1.0, "y")
+    assert progress.line().startswith("cells 3 done / 2 failed / 1 pending")
+    assert progress.eta_s() == pytest.approx(1.0)  # timed on this sweep's cells only
+    # a sweep over a finished run folder: the plan's counts, as the final summary gives them
+    spec = write_spec(tmp_path, tiny_spec(model_dir, text_corpus))
+    run_sweep(spec, tmp_path / "run")
+    stream = io.StringIO()
+    again = run_sweep(spec, tmp_path / "run", progress=Progress(stream=stream))
+    first = stream.getvalue().splitlines()[0]
+    assert list(again.status.values()).count("done") == 4
+    assert first.startswith("[sweep] cells 4 done / 0 failed / 0 pending") and first.endswith("-- start")
+
+
 def test_progress_eta_charges_each_kind_its_mean_time():
     import io
 

@@ -163,8 +163,11 @@ def _execute(study, plan: Plan, store: RunStore, todo, runner, result: SweepResu
     calibs = [plan.calibs[k] for k in sorted(set_keys) if not store.has_set("calib", k)]
     pools = [plan.pools[k] for k in sorted({c.needs for c in calibs if c.needs}) if not store.has_set("pool", k)]
     denses = [s for k, s in plan.denses.items() if store.read_dense(k) is None or (retry and failed_dense(store, k))]
+    kept = [s for k, s in result.status.items() if k not in todo]  # found done / failed, not rerun
     progress.start(
-        {"pool": len(pools), "calib": len(calibs), "dense": len(denses), "cell": len(cells)}, runner.parallelism
+        {"pool": len(pools), "calib": len(calibs), "dense": len(denses), "cell": len(cells)},
+        runner.parallelism,
+        before={"done": kept.count("done"), "failed": kept.count("failed")},
     )
     failed_inputs: dict[str, str] = {}
 
