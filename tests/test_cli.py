@@ -241,3 +241,99 @@ def test_lm_eval_progress_bars_are_swapped_only_during_a_quiet_call():
         assert lm_task.tqdm([1, 2]).disable  # a bar lm-eval builds is disabled
         assert lm_evaluator.get_git_commit_hash is not before[1]
     assert (lm_task.tqdm, lm_evaluator.get_git_commit_hash) == before
+
+
+# --- outputs never overlap inputs, and replace an existing output only with --overwrite ---------
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """A bogus model folder (no config.json: loading it would fail, so a refusal proves it came
+    first), a folder of local texts and a run folder copied from the committed replication runs."""
+    import shutil
+
+    model = tmp_path / "bogus-model"
+    model.mkdir()
+    (model / "weights.bin").write_text("precious")
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "a.txt").write_text("Some text to calibrate on.\n\nAnd a second paragraph of it.")
+    runs = tmp_path / "runs"
+    shutil.copytree("docs/replication/runs/amount", runs / "amount")
+    shutil.copytree("docs/replication/runs/mink", runs / "mink", ignore=shutil.ignore_patterns("pools"))
+    return {"model": model, "texts": texts, "runs": runs, "tmp": tmp_path}
+
+
+def _snapshot(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+OVERLAPS = [
+    (["prune", "--model", "{model}", "--sparsity", "0.5", "--output", "{model}", "--overwrite"],
+     "--output '{model}' is the --model folder '{model}', which this command reads"),
+    (["prune", "--model", "{model}", "--sparsity", "0.5", "--calib", "{texts}", "--output", "{texts}/pruned"],
+     "--output '{texts}/pruned' lies inside --calib '{texts}'"),
+    (["prune", "--model", "{model}", "--sparsity", "0.5", "--calib", "{texts}/a.txt", "--output", "{texts}",
+      "--overwrite"], "--output '{texts}' contains --calib '{texts}/a.txt'"),
+    (["calib", "--source", "{texts}", "--output", "{texts}/set"], "--output '{texts}/set' lies inside --source"),
+    (["calib", "--model", "{model}", "--source", "kjv", "--output", "{model}", "--overwrite"],
+     "is the --model folder"),
+    (["eval", "--model", "{model}", "--ppl", "{texts}/a.txt", "--output", "{texts}/a.txt", "--overwrite"],
+     "--output '{texts}/a.txt' is --ppl '{texts}/a.txt'"),
+    (["eval", "--model", "{model}", "--ppl", "kjv", "--output", "{model}/results.json"],
+     "lies inside the --model folder"),
+    (["analyze", "similarity", "--sets", "{texts},corpus:kjv", "--output", "{texts}", "--overwrite"],
+     "--output '{texts}' is --sets '{texts}'"),
+    (["analyze", "membership", "--model", "{model}", "--sets", "corpus:kjv,{texts}", "--output", "{texts}/m"],
+     "lies inside --sets '{texts}'"),
+    (["analyze", "membership", "--model", "{model}", "--sets", "corpus:kjv", "--output", "{model}", "--overwrite"],
+     "is the --model folder"),
+    (["report", "{runs}/amount", "--output", "{runs}/amount", "--overwrite"],
+     "--output '{runs}/amount' is the run folder '{runs}/amount'"),
+    (["report", "{runs}/amount", "--output", "{runs}/amount/reports"], "lies inside the run folder"),
+    (["report", "{runs}/amount", "{runs}/mink", "--output", "{runs}", "--summary", "{tmp}/s.md", "--overwrite"],
+     "--output '{runs}' contains the run folder '{runs}/amount'"),
+    (["report", "{runs}/amount", "{runs}/mink", "--output", "{tmp}/out", "--summary", "{runs}/mink/s.md"],
+     "--summary '{runs}/mink/s.md' lies inside the run folder '{runs}/mink'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("args, message", OVERLAPS, ids=[f"{a[0]}-{i}" for i, (a, _) in enumerate(OVERLAPS)])
+def test_an_output_overlapping_an_input_is_refused_even_with_overwrite(inputs, args, message):
+    paths = {k: str(v) for k, v in inputs.items()}
+    before = _snapshot(inputs["tmp"])
+    line = _one_line_error(run_cli(*(a.format(**paths) for a in args)))
+    assert message.format(**paths) in line
+    assert "choose a --" in line and "outside every input" in line
+    assert _snapshot(inputs["tmp"]) == before  # nothing written, nothing deleted
+
+
+def test_report_replaces_an_existing_output_or_summary_only_with_overwrite(inputs):
+    runs, tmp = inputs["runs"], inputs["tmp"]
+    (tmp / "out").mkdir()
+    (tmp / "out" / "mine.txt").write_text("not a report")
+    line = _one_line_error(run_cli("report", str(runs / "amount"), "--output", str(tmp / "out")))
+    assert f"output folder '{tmp / 'out'}' already exists: choose another --output or pass --overwrite" in line
+    assert (tmp / "out" / "mine.txt").exists()
+    (tmp / "s.md").write_text("my notes")
+    args = ["report", str(runs / "amount"), "--output", str(tmp / "new"), "--summary", str(tmp / "s.md")]
+    line = _one_line_error(run_cli(*args))
+    assert f"output file '{tmp / 's.md'}' already exists: choose another --summary or pass --overwrite" in line
+    assert (tmp / "s.md").read_text() == "my notes" and not (tmp / "new").exists()
+    done = run_cli(*args, "--overwrite")
+    assert done.returncode == 0, done.stderr
+    assert (tmp / "new" / "amount" / "report.md").exists() and "# Replication report" in (tmp / "s.md").read_text()
+    assert (runs / "amount" / "cells").is_dir()  # the inputs are still there
+
+
+def test_eval_replaces_an_existing_results_file_only_with_overwrite(inputs):
+    results = inputs["tmp"] / "results.json"
+    results.write_text("{}")
+    args = ["eval", "--model", str(inputs["model"]), "--ppl", "kjv", "--output", str(results)]
+    line = _one_line_error(run_cli(*args))
+    assert f"output file '{results}' already exists: choose another --output or pass --overwrite" in line
+    assert "has no config.json" in _one_line_error(run_cli(*args, "--overwrite"))  # past the check: the model
+    assert results.read_text() == "{}"
+    assert "--overwrite has no effect without --output" in _one_line_error(
+        run_cli("eval", "--model", str(inputs["model"]), "--ppl", "kjv", "--overwrite")
+    )

@@ -129,6 +129,28 @@ def _metrics(rundir) -> dict:
     return out
 
 
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        (lambda m, c: m, "--output '{m}' is models[0] '{m}'"),
+        (lambda m, c: m / "run", "lies inside models[0]"),
+        (lambda m, c: c.parent, "contains the calibration source of 'a'"),
+        (lambda m, c: c, "--output '{c}' is a file: pass a run folder"),
+    ],
+)
+def test_sweep_run_folder_overlapping_what_the_study_reads_is_refused(tmp_path, model_dir, text_corpus, where, message):
+    (tmp_path / "specs").mkdir()  # the spec outside the folders a run could overlap
+    (tmp_path / "texts").mkdir()
+    text_corpus = text_corpus.rename(tmp_path / "texts" / text_corpus.name)
+    spec = write_spec(tmp_path / "specs", tiny_spec(model_dir, text_corpus))
+    output = where(model_dir, text_corpus)
+    before = sorted(p.name for p in model_dir.iterdir())
+    with pytest.raises(CalibpruneError) as error:
+        run_sweep(spec, output)
+    assert message.format(m=model_dir, c=text_corpus) in str(error.value)
+    assert sorted(p.name for p in model_dir.iterdir()) == before and not (model_dir / "run").exists()
+
+
 def test_sweep_caches_by_content_and_resumes(tmp_path, model_dir, text_corpus):
     spec = write_spec(tmp_path, tiny_spec(model_dir, text_corpus))
     first = run_sweep(spec, tmp_path / "run")
@@ -195,6 +217,28 @@ def test_keep_models_saves_loadable_pruned_weights(tmp_path, model_dir, text_cor
     assert (
         json.loads((tmp_path / "run" / "models" / key / "prune_report.json").read_text())["config"]["method"] == "wanda"
     )
+
+
+def test_progress_counts_the_plan_from_the_first_line(tmp_path, model_dir, text_corpus):
+    import io
+
+    from calibprune.experiments.progress import Progress
+
+    progress = Progress(stream=io.StringIO())
+    progress.start({"cell": 3}, parallelism=1, before={"done": 2, "failed": 1})
+    assert progress.line().startswith("cells 2 done / 1 failed / 3 pending")
+    progress.update("cell", True, 1.0, "x")
+    progress.update("cell", False, 1.0, "y")
+    assert progress.line().startswith("cells 3 done / 2 failed / 1 pending")
+    assert progress.eta_s() == pytest.approx(1.0)  # timed on this sweep's cells only
+    # a sweep over a finished run folder: the plan's counts, as the final summary gives them
+    spec = write_spec(tmp_path, tiny_spec(model_dir, text_corpus))
+    run_sweep(spec, tmp_path / "run")
+    stream = io.StringIO()
+    again = run_sweep(spec, tmp_path / "run", progress=Progress(stream=stream))
+    first = stream.getvalue().splitlines()[0]
+    assert list(again.status.values()).count("done") == 4
+    assert first.startswith("[sweep] cells 4 done / 0 failed / 0 pending") and first.endswith("-- start")
 
 
 def test_progress_eta_charges_each_kind_its_mean_time():
@@ -357,11 +401,17 @@ def test_report_writes_tables_plots_and_verdicts(tmp_path):
         verdicts["C1"]["verdict"] == "inconclusive"
         and "studies/paper/sparsity-pattern.yaml" in verdicts["C1"]["reason"]
     )
-    assert verdicts["C8"]["verdict"] == "inconclusive" and "does not address" in verdicts["C8"]["reason"]
+    assert [c["claim"] for c in data["claims"] if c["addressed"]] == ["C1", "C3"]  # what study.json claims
+    assert verdicts["C8"]["verdict"] == "inconclusive" and not verdicts["C8"]["addressed"]
     text = (out / "report.md").read_text()
     assert "### C3:" in text and "**Verdict: replicated**" in text and "![range_vs_setting.png]" in text
+    # only the claims the study addresses: no section, table row or printed line for the six others
+    assert re.findall(r"^### (C\d):", text, re.M) == ["C1", "C3"] and "does not address" not in text
+    with open(out / "claims.csv") as f:
+        assert [line.split(",")[0] for line in f.read().splitlines()[1:]] == ["C1", "C3"]
     proc = run_cli("report", str(tmp_path / "fake"), "--output", str(tmp_path / "report2"))
     assert proc.returncode == 0 and "C3: replicated" in proc.stdout
+    assert re.findall(r"^(C\d):", proc.stdout, re.M) == ["C1", "C3"]
 
 
 def test_replication_summary_gathers_the_claims_each_study_addresses(tmp_path):
@@ -396,7 +446,117 @@ def test_replication_summary_gathers_the_claims_each_study_addresses(tmp_path):
     assert len(links) >= 5 and all((summary.parent / link).is_file() for link in links)
     assert "metric_by_source.png" in text  # C3's figure: the metric per source and setting
     proc = run_cli("report", str(first), str(second), "--output", str(tmp_path / "out2"), "--summary", str(summary))
+    assert proc.returncode == 2 and "already exists: choose another --summary or pass --overwrite" in proc.stderr
+    proc = run_cli(
+        "report", str(first), str(second), "--output", str(tmp_path / "out2"), "--summary", str(summary), "--overwrite"
+    )
     assert proc.returncode == 0 and "C3: replicated" in proc.stdout and proc.stdout.count("C3:") == 2
+
+
+def _committed_run(tmp_path, name: str) -> Path:
+    """A copy of a committed replication run folder (without its pools: a report reads none)."""
+    import shutil
+
+    shutil.copytree(f"docs/replication/runs/{name}", tmp_path / name, ignore=shutil.ignore_patterns("pools"))
+    return tmp_path / name
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGES = {
+    "truncated": _truncate,
+    "not json": lambda path: path.write_text("not json at all"),
+    "a list": lambda path: path.write_text("[1, 2]"),
+    "deleted": lambda path: path.unlink(),
+}
+WHAT_IS_WRONG = {
+    "truncated": "is not valid JSON (",
+    "not json": "is not valid JSON (",
+    "a list": "holds a JSON list, not an object",
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+@pytest.mark.parametrize(
+    "run, where, fix",
+    [
+        ("amount", "cells/07ec023a67425342.json", "delete it and rerun `{rerun}` to recompute that cell"),
+        ("amount", "dense/716320163976b310.json", "delete it and rerun `{rerun}` to recompute that dense evaluation"),
+        ("amount", "study.json", "rerun `{rerun}` to rewrite it (finished cells are kept)"),
+        ("mink", "analysis/membership-74a64fbcd62129e5/membership.json",
+         "delete {run}/analysis/membership-74a64fbcd62129e5 and membership-74a64fbcd62129e5.labels.json, "
+         "and rerun `{rerun}` to recompute that analysis"),
+        ("mink", "analysis/membership-74a64fbcd62129e5.labels.json", "to recompute that analysis"),
+    ],
+)  # fmt: skip
+def test_a_damaged_run_folder_is_refused_naming_the_file_and_the_fix(tmp_path, run, where, fix, damage):
+    from calibprune.experiments.report import build_report
+
+    folder = _committed_run(tmp_path, run)
+    build_report(folder)  # intact: reports
+    DAMAGES[damage](folder / where)
+    rerun = f"calibprune sweep {folder}/study.yaml --output {folder}"
+    if damage == "deleted" and where == "study.json":
+        assert build_report(folder)["meta"] == {}  # an older run folder without one: every cell is reported
+        return
+    with pytest.raises(CalibpruneError) as error:
+        build_report(folder)
+    message = str(error.value)
+    if damage != "deleted":
+        assert message.startswith(f"{folder / where} {WHAT_IS_WRONG[damage]}") and "it is damaged" in message
+        assert fix.format(rerun=rerun, run=folder) in message
+    elif where.startswith("analysis"):
+        assert message.startswith(f"{folder / where} is missing: ") and fix.format(rerun=rerun, run=folder) in message
+    else:  # a cell or dense evaluation study.json lists
+        kind = "1 of its 45 cells (e.g. cells/" if where.startswith("cells") else "1 dense evaluation(s) (e.g. dense/"
+        assert f"{kind}{Path(where).name})" in message and f"run `{rerun}` to compute them" in message
+        assert "or pass --partial" in message
+        data = build_report(folder, partial=True)
+        assert data["missing"] and len(data["cells"]) == (44 if where.startswith("cells") else 45)
+
+
+def test_report_of_a_damaged_run_is_one_line_with_the_fix_and_writes_nothing(tmp_path):
+    folder = _committed_run(tmp_path, "amount")
+    cell = folder / "cells" / "07ec023a67425342.json"
+    _truncate(cell)
+    proc = run_cli("report", str(folder), "--output", str(tmp_path / "report"))
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr
+    assert lines[0].startswith(f"error: {cell} is not valid JSON") and "to recompute that cell" in lines[0]
+    assert not (tmp_path / "report").exists()
+    cell.unlink()
+    proc = run_cli("report", str(folder), "--output", str(tmp_path / "report"), "--partial")
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "**Partial report** (--partial): missing 1 of its 45 cells (e.g. cells/07ec023a67425342.json)." in text
+    assert "Cells: 44 ok, 0 failed." in text
+
+
+def test_plots_order_settings_by_sparsity_and_draw_the_dense_model(tmp_path, monkeypatch):
+    from calibprune.experiments import plots
+
+    labels = {"2:4": (0.5, "2:4"), "30 %": (0.3, "unstructured"), "4:8": (0.5, "4:8"), "50 %": (0.5, "unstructured"),
+              "60 %": (0.6, "unstructured"), "1:4": (0.25, "1:4")}  # fmt: skip
+    rows = [{"setting": k, "sparsity": v[0], "pattern": v[1]} for k, v in labels.items()]
+    assert [r["setting"] for r in sorted(rows, key=plots.setting_key)] == ["30 %", "50 %", "60 %", "1:4", "4:8", "2:4"]
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    summary = [{"model": "m", "method": "wanda", "nsamples": 8, "metric": "ppl/x", "calib": c, "mean": 10.0 + i,
+                "std": 1.0, **r} for r in rows for i, c in enumerate(("a", "b"))]  # fmt: skip
+    assert plots.metric_bars(summary, "ppl/x", tmp_path / "bars.png", {"m": 7.5})
+    ax = figures[-1].axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["30 %", "50 %", "60 %", "1:4", "4:8", "2:4"]
+    dense = [line for line in ax.get_lines() if line.get_label() == "dense"]
+    assert len(dense) == 1 and list(dense[0].get_ydata()) == [7.5, 7.5] and dense[0].get_linestyle() == "--"
+    unstructured = [r for r in summary if r["pattern"] == "unstructured"]
+    assert plots.metric_vs(unstructured, "ppl/x", "sparsity", tmp_path / "vs.png", "t", dense={"m": 7.5})
+    assert [line.get_label() for line in figures[-1].axes[0].get_lines()].count("dense") == 1
+    plots.metric_bars(summary, "ppl/x", tmp_path / "bars.png", {"other": 1.0})  # no dense value for this model
+    assert not [line for line in figures[-1].axes[0].get_lines() if line.get_label() == "dense"]
+    long = "ppl/wiki-en per calibration source (mean ± std over seeds) and a much longer tail than fits"
+    assert all(len(line) <= 54 for line in plots._fit(long, 5).splitlines())  # a 5-inch figure's title wraps
 
 
 # --- 6. shipped studies --------------------------------------------------------------------

@@ -339,6 +339,7 @@ def eval_(
         "shared-prefix", help="shared-prefix (each shared context computed once) | plain (lm-eval's way)."
     ),
     output: str | None = typer.Option(None, "--output", "-o", help="Write the results as JSON here."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --output file."),
     dtype: str | None = typer.Option(
         None, help="Weights dtype: auto | float32 | bfloat16 | float16.", show_default="auto: the checkpoint's"
     ),
@@ -357,6 +358,7 @@ def eval_(
         "without --ppl: drop them or pass --ppl CORPUS",
     )
     _refuse_unused(ctx, ("limit", "seed"), with_tasks, "without --tasks: drop them or pass --tasks")
+    _refuse_unused(ctx, ("overwrite",), output is not None, "without --output: drop it or pass --output FILE")
     _refuse_unused(
         ctx,
         ("mmlu_shots",),
@@ -377,7 +379,16 @@ def eval_(
     task_request = TaskRequest(
         list(_split(tasks)), limit=limit, seed=seed, mmlu_shots=mmlu_shots, batch_size=batch_size, scoring=scoring
     )
-    report = run_eval(model, ppl_request, task_request, output=output, dtype=dtype, progress=not quiet, device=device)
+    report = run_eval(
+        model,
+        ppl_request,
+        task_request,
+        output=output,
+        dtype=dtype,
+        progress=not quiet,
+        device=device,
+        overwrite=overwrite,
+    )
     if "batch_size" in report:
         probe = report["batch_size"]
         out.print(f"--batch-size auto: {probe['chosen']} ({probe['rule']}: {probe['measured']})")
@@ -829,23 +840,28 @@ def report(
     summary: str | None = typer.Option(
         None, "--summary", help="Also write one markdown with every claim's verdict across the run folders."
     ),
+    overwrite: bool = typer.Option(False, help="Replace an existing --output folder and --summary file."),
+    partial: bool = typer.Option(
+        False, help="Report a run folder that lacks some of its study's cells (a sweep not finished yet)."
+    ),
 ):
     """Aggregate run folders: mean/std/n over seeds, ranges across sources, differences vs a baseline, claims.
 
     One run folder: its report in OUTPUT. Several (or --summary): each study's report in
-    OUTPUT/<run folder name>/, and --summary FILE gathers the claims across them.
+    OUTPUT/<run folder name>/, and --summary FILE gathers the claims across them. An existing
+    OUTPUT or FILE is replaced only with --overwrite; one that is, lies inside or contains a
+    run folder is refused.
     """
     from .experiments.report import write_report, write_reports
 
     if len(rundirs) == 1 and summary is None:
-        studies = [write_report(rundirs[0], output) | {"name": None}]
+        studies = [write_report(rundirs[0], output, overwrite, partial) | {"name": None}]
     else:
-        studies = write_reports(rundirs, output, summary)
+        studies = write_reports(rundirs, output, summary, overwrite, partial)
     for data in studies:
         where = os.path.join(output, data["name"]) if data["name"] else output
-        addressed = set(data["meta"].get("claims") or [])
         for claim in data["claims"]:
-            if claim["claim"] in addressed or len(studies) == 1:
+            if claim["addressed"]:
                 out.print(f"{claim['claim']}: {claim['verdict']} ({claim['reason']})")
         out.print(f"-> {where}/report.md, summary.csv, ranges.csv, diffs.csv, claims.csv, {len(data['figures'])} plots")
     if summary:

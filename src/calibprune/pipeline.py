@@ -28,7 +28,7 @@ from .calibration import (
 )
 from .calibration.filters import check_keep_top
 from .config import PruneConfig
-from .corpora import get_corpus
+from .corpora import get_corpus, local_source
 from .errors import CalibpruneError
 from .estimate import Estimate, forward_rate, generation_rate, prune_passes
 from .evaluation.perplexity import PPL_PROTOCOL, PROTOCOLS, perplexity
@@ -39,6 +39,7 @@ from .models.loading import (
     load_tokenizer,
     max_sequence_length,
     meta_model,
+    model_folder,
     parse_dtype,
     resolve_model,
 )
@@ -46,7 +47,7 @@ from .models.offload import check_offload, choose_offload, open_model, run_dtype
 from .pruning.engine import needs_calibration, prune_model, validate
 from .scoring.membership import check_k
 from .utils.device import device_record, free_memory_bytes, resolve_device
-from .utils.io import atomic_directory, check_output_dir, write_json
+from .utils.io import atomic_directory, check_output_dir, check_output_file, write_json
 from .utils.provenance import environment
 from .utils.resources import StageTracker
 
@@ -203,6 +204,11 @@ def evaluate_task_request(model, tokenizer, request: TaskRequest, progress: bool
     )
 
 
+def _ppl_inputs(ppl: PerplexityRequest | None) -> list[tuple[str, str | None]]:
+    """The local files --ppl reads (an output must not overlap them)."""
+    return [("--ppl", local_source(name)) for name in (ppl.corpora if ppl else [])]
+
+
 def run_prune(
     model_name: str,
     config: PruneConfig,
@@ -242,7 +248,8 @@ def run_prune(
     if tasks:
         tasks.check()
     if output is not None:
-        check_output_dir(output, overwrite)
+        inputs = [("the --model folder", model_folder(model_name)), ("--calib", local_source(calib.source))]
+        check_output_dir(output, overwrite, inputs + _ppl_inputs(ppl))
     evaluates = bool(ppl or tasks or output is None)
     if offload in ("cpu", "disk") and evaluates:
         what = "--ppl/--tasks" if ppl or tasks else "a run without --output"
@@ -411,8 +418,10 @@ def run_eval(
     dtype: str | None = None,
     progress: bool = True,
     device: str = "auto",
+    overwrite: bool = False,
 ) -> dict:
-    """``calibprune eval``: lm-eval tasks and/or perplexity of a model folder, preset or hub id."""
+    """``calibprune eval``: lm-eval tasks and/or perplexity of a model folder, preset or hub id;
+    ``output``: a JSON file, replaced only with ``overwrite``."""
     run_device = resolve_device(device)
     parse_dtype(dtype)
     ppl = ppl if ppl and ppl.corpora else None  # an empty request is no request
@@ -423,6 +432,8 @@ def run_eval(
         tasks.check()
     if ppl:
         ppl.check()
+    if output:
+        check_output_file(output, overwrite, [("the --model folder", model_folder(model_name)), *_ppl_inputs(ppl)])
     resolved = resolve_model(model_name)
     if ppl:
         check_seqlen(ppl.seqlen, load_config(resolved), "--ppl-seqlen")
@@ -556,7 +567,8 @@ def run_calib(
     parse_dtype(dtype)
     job.check()
     if output is not None:
-        check_output_dir(output, overwrite)
+        inputs = [("the --model folder", model_folder(model_name)), ("--source", local_source(job.source))]
+        check_output_dir(output, overwrite, inputs)
     if work_dir is None and output is not None:
         work_dir = generation_work_dir(output)
     corpus = get_corpus(job.source, text_field=job.text_field)  # unknown names fail here, listing the known ones

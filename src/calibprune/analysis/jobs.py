@@ -10,7 +10,7 @@ from ..utils.io import atomic_directory, check_output_dir, write_json
 from ..utils.provenance import environment
 from . import plots
 from .membership import KINDS, membership_scores, summarize
-from .sets import load_sets, stream_texts
+from .sets import load_sets, set_inputs, stream_texts
 from .similarity import CONTAINMENT_THRESHOLD, NgramHasher, ReferenceIndex, check_params, similarity_report
 
 
@@ -30,8 +30,11 @@ def run_similarity(
     progress: bool = True,
 ) -> dict:
     """``max_texts`` cuts the compared sets only; the reference is indexed whole, streamed."""
+    from ..models.loading import model_folder
+
     check_params(n, num_perm, unit, lsh_threshold, containment_threshold)
-    check_output_dir(output, overwrite)
+    reads = [("--reference", reference), ("the --model folder", model_folder(model) if model else None)]
+    check_output_dir(output, overwrite, set_inputs(specs) + reads)
     if unit == "token" and model is None:
         raise CalibpruneError("--unit token needs --model (whose tokenizer defines the tokens)")
     tokenizer = None
@@ -81,14 +84,21 @@ def run_membership(
     device: str = "auto",
     dtype: str | None = None,
 ) -> dict:
-    from ..models.loading import load_model, load_tokenizer, parse_dtype, resolve_model, special_tokens_added
+    from ..models.loading import (
+        load_model,
+        load_tokenizer,
+        model_folder,
+        parse_dtype,
+        resolve_model,
+        special_tokens_added,
+    )
     from ..scoring.membership import check_k
     from ..utils.device import device_record, resolve_device
 
     run_device = resolve_device(device)
     parse_dtype(dtype)
     check_k(k)
-    check_output_dir(output, overwrite)
+    check_output_dir(output, overwrite, set_inputs(specs) + [("the --model folder", model_folder(model))])
     sets = load_sets(specs, max_texts, seed)
     resolved = resolve_model(model)
     tokenizer = load_tokenizer(resolved)

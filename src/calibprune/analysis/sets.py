@@ -47,6 +47,11 @@ def _source(spec: str):
     return get_corpus(str(Path(spec).expanduser())), "all", {"kind": "local files", "path": spec}
 
 
+def set_inputs(specs: list[str]) -> list[tuple[str, str]]:
+    """The folders and files ``--sets`` reads (``corpus:NAME`` reads none), for an output to stay out of."""
+    return [("--sets", spec) for spec in specs if not spec.startswith("corpus:")]
+
+
 def load_set(spec: str, max_texts: int | None = None, seed: int = 0) -> TextSet:
     if is_calibration_folder(spec):
         calib = CalibrationSet.load(spec)

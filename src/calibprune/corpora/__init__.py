@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..utils.registry import Registry
@@ -32,6 +33,13 @@ for _name in HUB_SOURCES:
     CORPORA.register(_name)(lambda _name=_name: HubCorpus(_name, offline_names=OFFLINE_NAMES))
 
 
+def local_source(source) -> str | None:
+    """The local file or folder a source reads, or None for a registered corpus (or a set in memory)."""
+    if not isinstance(source, str | os.PathLike) or str(source) in CORPORA:
+        return None
+    return str(source)
+
+
 def get_corpus(source: str | Corpus, text_field: str = "text") -> Corpus:
     """A registered corpus name, or a local file or folder."""
     if isinstance(source, Corpus):
@@ -53,5 +61,6 @@ __all__ = [
     "WikiCorpus",
     "document_split",
     "get_corpus",
+    "local_source",
     "install_all",
 ]

@@ -275,7 +275,8 @@ CHECKS = {"C1": c1, "C2": c2, "C3": c3, "C4": c4, "C5": c4, "C6": c6, "C7": c7}
 
 
 def evaluate_claims(meta: dict, rows: list[dict], membership: dict[str, list[float]] | None) -> list[dict]:
-    """A verdict per claim of the paper (all eight; those this study does not address are inconclusive)."""
+    """A verdict per claim of the paper: all eight, ``addressed`` saying which the study claims
+    to test (the others are inconclusive, and a report shows only the addressed ones)."""
     claimed = set(meta.get("claims") or [])
     params_of = (meta.get("report") or {}).get("claims") or {}
     metric = primary_metric(meta, rows)
@@ -308,6 +309,7 @@ def evaluate_claims(meta: dict, rows: list[dict], membership: dict[str, list[flo
         out.append(
             {
                 "claim": claim,
+                "addressed": claim in claimed,
                 "text": text,
                 "verdict": state,
                 "reason": reason,

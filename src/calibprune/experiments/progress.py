@@ -1,5 +1,9 @@
 """Live progress of a sweep: stages done / failed / pending per kind, and an ETA.
 
+The cell counts are the plan's from the first line on: cells found done or failed by an
+earlier sweep (and not rerun) count as done / failed, the cells this sweep runs as pending
+until they finish; the final summary gives the same numbers.
+
 The ETA charges each pending stage the mean wall time of the finished stages of its
 kind (or, for a kind with none finished yet, of all finished stages), divided by the
 executor's parallelism.
@@ -21,8 +25,11 @@ class Progress:
         self.seconds: dict[str, float] = {}
         self.parallel = 1
         self.started = time.perf_counter()
+        self.before = {"done": 0, "failed": 0}  # cells an earlier sweep finished, not run again
 
-    def start(self, totals: dict[str, int], parallelism: int) -> None:
+    def start(self, totals: dict[str, int], parallelism: int, before: dict[str, int] | None = None) -> None:
+        """``totals``: the stages to run, per kind; ``before``: cells already done / failed."""
+        self.before = {"done": 0, "failed": 0} | (before or {})
         self.total = dict(totals)
         self.done = dict.fromkeys(totals, 0)
         self.failed = dict.fromkeys(totals, 0)
@@ -44,9 +51,9 @@ class Progress:
         return remaining / self.parallel
 
     def line(self) -> str:
-        cells = f"cells {self.done.get('cell', 0)} done / {self.failed.get('cell', 0)} failed / " + (
-            f"{self.total.get('cell', 0) - self.done.get('cell', 0) - self.failed.get('cell', 0)} pending"
-        )
+        done, failed = self.done.get("cell", 0), self.failed.get("cell", 0)
+        pending = self.total.get("cell", 0) - done - failed
+        cells = f"cells {self.before['done'] + done} done / {self.before['failed'] + failed} failed / {pending} pending"
         others = ", ".join(
             f"{k} {self.done[k]}/{self.total[k]}" for k in ("pool", "calib", "dense") if self.total.get(k)
         )

@@ -17,12 +17,11 @@ report). Output folder (written atomically)::
 from __future__ import annotations
 
 import csv
-import json
 import os
 from pathlib import Path, PurePosixPath
 
 from ..errors import CalibpruneError
-from ..utils.io import atomic_directory
+from ..utils.io import atomic_directory, check_output_dir, check_output_file
 from . import plots
 from .aggregate import diffs, ranges, rows_of, summarize
 from .claims import evaluate_claims, primary_metric
@@ -39,18 +38,6 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def _labelled(store: RunStore, kind: str) -> list[tuple[dict, dict]]:
-    """(results json, {path: strategy label}) of each stored analysis of ``kind``."""
-    out = []
-    for folder in sorted((store.root / "analysis").glob(f"{kind}-*")) if (store.root / "analysis").is_dir() else []:
-        if not folder.is_dir():
-            continue
-        labels_file = folder.parent / f"{folder.name}.labels.json"
-        labels = json.loads(labels_file.read_text()) if labels_file.exists() else {}
-        out.append((json.loads((folder / f"{kind}.json").read_text()), labels))
-    return out
-
-
 def membership_scores(labelled: list[tuple[dict, dict]]) -> dict[str, list[float]]:
     """Min-K%++ per text, by strategy label, from the stored membership analyses."""
     scores: dict[str, list[float]] = {}
@@ -60,14 +47,22 @@ def membership_scores(labelled: list[tuple[dict, dict]]) -> dict[str, list[float
     return scores
 
 
-def build_report(rundir: str | Path) -> dict:
+def build_report(rundir: str | Path, partial: bool = False) -> dict:
+    """Read a run folder; a cell or dense evaluation its study.json lists but the folder lacks
+    is refused (with the command that computes it) unless ``partial``."""
     store = RunStore(rundir)
     if not store.root.is_dir():
         raise CalibpruneError(f"run folder {str(rundir)!r} does not exist: pass the --output of `calibprune sweep`")
-    meta_path = store.root / "study.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta = store.read_meta() or {}
     own = meta.get("cells")  # the study's own cells (None: every cell, older run folders)
     cells = store.cells(own)
+    denses = store.denses(meta.get("denses"))
+    missing = _missing(store, own, meta.get("denses"))
+    if missing and not partial:
+        raise CalibpruneError(
+            f"{rundir}: {missing} listed in study.json but not in the run folder (not run yet, or deleted): run "
+            f"`{store.rerun()}` to compute them, or pass --partial to report the results that are there"
+        )
     if isinstance(own, dict):  # ... under the study's own labels
         cells = [c | {"attrs": own.get(c.get("key"), c.get("attrs"))} for c in cells]
     if not cells and not (store.root / "analysis").is_dir():
@@ -77,7 +72,7 @@ def build_report(rundir: str | Path) -> dict:
     rows = rows_of(cells)
     summary = summarize(rows)
     baseline = (meta.get("report") or {}).get("baseline")
-    analyses = _labelled(store, "membership")  # read once: scores and the models that scored
+    analyses = store.analyses("membership")  # read once: scores and the models that scored
     membership = membership_scores(analyses)
     scorers = {result.get("model") for result, _ in analyses}
     return {
@@ -88,21 +83,37 @@ def build_report(rundir: str | Path) -> dict:
         "summary": summary,
         "ranges": ranges(summary),
         "diffs": diffs(rows, baseline) if baseline else [],
-        "dense": [
-            {"model": d["attrs"]["model"], **d.get("metrics", {})}
-            for d in store.denses(meta.get("denses"))
-            if d.get("status") == "ok"
-        ],
+        "dense": [{"model": d["attrs"]["model"], **d.get("metrics", {})} for d in denses if d.get("status") == "ok"],
         "claims": evaluate_claims(meta, rows, membership),
         "membership": membership,
-        "similarity": _labelled(store, "similarity"),
+        "similarity": store.analyses("similarity"),
+        "missing": missing,
         "metric": primary_metric(meta, rows),
     }
 
 
-def write_report(rundir: str | Path, output: str | Path) -> dict:
-    data = build_report(rundir)
-    with atomic_directory(output, overwrite=True) as tmp:
+def check_outputs(rundirs: list[str | Path], output: str | Path, summary: str | Path | None, overwrite: bool) -> None:
+    """Before any run folder is read: the outputs overlap no run folder, and replace an
+    existing folder or summary only with ``overwrite``."""
+    runs = [("the run folder", r) for r in rundirs]
+    check_output_dir(output, overwrite, runs)
+    if summary is not None:
+        check_output_file(summary, overwrite, runs, flag="--summary")
+
+
+def _missing(store: RunStore, cell_keys, dense_keys) -> str:
+    """What study.json lists that the run folder lacks, in words ('' if nothing)."""
+    cells = [k for k in cell_keys or [] if not store.cell_path(k).exists()]
+    denses = [k for k in dense_keys or [] if not store.dense_path(k).exists()]
+    parts = [f"{len(cells)} of its {len(cell_keys)} cells (e.g. cells/{cells[0]}.json)"] if cells else []
+    parts += [f"{len(denses)} dense evaluation(s) (e.g. dense/{denses[0]}.json)"] if denses else []
+    return " and ".join(parts)
+
+
+def write_report(rundir: str | Path, output: str | Path, overwrite: bool = False, partial: bool = False) -> dict:
+    check_outputs([rundir], output, None, overwrite)
+    data = build_report(rundir, partial)
+    with atomic_directory(output, overwrite=overwrite) as tmp:
         _write_into(tmp, data)
     return data
 
@@ -110,17 +121,24 @@ def write_report(rundir: str | Path, output: str | Path) -> dict:
 def _write_into(folder: Path, data: dict) -> None:
     for name in ("summary", "ranges", "diffs", "dense"):
         _write_csv(folder / f"{name}.csv", data[name])
-    _write_csv(folder / "claims.csv", [_claim_row(c) for c in data["claims"]])
+    _write_csv(folder / "claims.csv", [_claim_row(c) for c in data["claims"] if c["addressed"]])
     data["figures"] = _figures(data, data["metric"], folder)
     (folder / "report.md").write_text(_markdown(data, data["figures"]))
 
 
-def write_reports(rundirs: list[str | Path], output: str | Path, summary: str | Path | None = None) -> list[dict]:
+def write_reports(
+    rundirs: list[str | Path],
+    output: str | Path,
+    summary: str | Path | None = None,
+    overwrite: bool = False,
+    partial: bool = False,
+) -> list[dict]:
     """One report per run folder in ``output/<folder name>/``; ``summary``: the claims across them.
 
     Every run folder is read (and refused if it is not one) before anything is written;
     the output folder and the summary file each appear whole or not at all.
     """
+    check_outputs(rundirs, output, summary, overwrite)
     names = [Path(r).resolve().name for r in rundirs]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -128,8 +146,8 @@ def write_reports(rundirs: list[str | Path], output: str | Path, summary: str | 
             f"run folders named {', '.join(map(repr, twice))} appear twice: their reports would share "
             "output/<name>/; pass each run folder once, or rename one"
         )
-    studies = [build_report(r) | {"name": n} for r, n in zip(rundirs, names, strict=True)]
-    with atomic_directory(output, overwrite=True) as tmp:
+    studies = [build_report(r, partial) | {"name": n} for r, n in zip(rundirs, names, strict=True)]
+    with atomic_directory(output, overwrite=overwrite) as tmp:
         for data in studies:
             (tmp / data["name"]).mkdir()
             _write_into(tmp / data["name"], data)
@@ -192,7 +210,7 @@ def _replication_markdown(studies: list[dict], links: PurePosixPath, rundirs: st
     """Claim by claim, the verdict of every study that addresses it, with effects and figures."""
     from .claims import PAPER_SPEC, TEXT
 
-    command = f"calibprune report {rundirs} --output {output} --summary {summary}"
+    command = f"calibprune report {rundirs} --output {output} --summary {summary} --overwrite"
     out = [
         "# Replication report\n",
         'Claims of "Beware of Calibration Data for Pruning Large Language Models" (Ji et al., ICLR 2025), '
@@ -212,7 +230,7 @@ def _replication_markdown(studies: list[dict], links: PurePosixPath, rundirs: st
     addressed: dict[str, list[tuple[dict, dict]]] = {c: [] for c in TEXT}
     for data in studies:
         for claim in data["claims"]:
-            if claim["claim"] in (data["meta"].get("claims") or []):
+            if claim["addressed"]:
                 addressed[claim["claim"]].append((data, claim))
     for name, found in addressed.items():
         if not found:
@@ -260,6 +278,7 @@ def _figures(data: dict, metric: str | None, tmp: Path) -> dict[str, str]:
     from ..analysis import plots as analysis_plots
 
     made = {}
+    dense = {d["model"]: d[metric] for d in data["dense"] if d.get(metric) is not None}
     if metric:
         for name, x, title, where in (
             (
@@ -272,9 +291,9 @@ def _figures(data: dict, metric: str | None, tmp: Path) -> dict[str, str]:
             ("metric_vs_prefix.png", "prefix_tokens", f"{metric} vs prefix length", None),
             ("metric_vs_filter.png", "filter_top", f"{metric} vs filter rate", None),
         ):
-            if plots.metric_vs(data["summary"], metric, x, tmp / name, title, where):
+            if plots.metric_vs(data["summary"], metric, x, tmp / name, title, where, dense=dense):
                 made[name] = title
-        if plots.metric_bars(data["summary"], metric, tmp / "metric_by_source.png"):
+        if plots.metric_bars(data["summary"], metric, tmp / "metric_by_source.png", dense):
             made["metric_by_source.png"] = f"{metric} per calibration source and setting"
         if plots.range_bars(data["ranges"], metric, tmp / "range_vs_setting.png"):
             made["range_vs_setting.png"] = "range across sources vs sparsity and pattern"
@@ -322,11 +341,15 @@ def _markdown(data: dict, figures: dict[str, str]) -> str:
     if meta.get("stands_in"):
         out.append(f"**Stand-ins at this scale.** {meta['stands_in'].strip()}\n")
     out.append(f"Cells: {ok} ok, {failed} failed. Seeds: {meta.get('seeds')}. Primary metric: `{metric}`.\n")
+    if data["missing"]:
+        out.append(f"**Partial report** (--partial): missing {data['missing']}.\n")
     out.append("## Claims\n")
-    for claim in data["claims"]:
+    addressed = [claim for claim in data["claims"] if claim["addressed"]]
+    if not addressed:
+        out.append("This study addresses none of the paper's claims C1-C8 (its spec's `claims` is empty).\n")
+    for claim in addressed:
         out.append(f"### {claim['claim']}: {claim['text']}\n")
-        shown = claim["figure"] in figures and "does not address" not in claim["reason"]
-        out += _claim_body(claim, claim["figure"] if shown else None)
+        out += _claim_body(claim, claim["figure"] if claim["figure"] in figures else None)
     out.append("## Mean ± std over seeds\n")
     columns = ["model", "setting", "nsamples", "calib", "metric", "mean", "std", "n"]
     out.append(_table([r for r in data["summary"] if r["metric"] == metric] if metric else data["summary"], columns))

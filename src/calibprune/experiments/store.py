@@ -19,6 +19,7 @@ import shutil
 from pathlib import Path
 
 from ..calibration import CalibrationSet
+from ..errors import CalibpruneError
 from ..utils.io import write_json
 
 CELL_FORMAT = "calibprune.cell/1"
@@ -42,7 +43,7 @@ class RunStore:
         return self.root / "cells" / f"{key}.json"
 
     def read_cell(self, key: str) -> dict | None:
-        return _read(self.cell_path(key))
+        return self._read(self.cell_path(key), "that cell")
 
     def write_cell(self, key: str, record: dict) -> None:
         write_json(self.cell_path(key), {"format": CELL_FORMAT, "key": key, **record})
@@ -55,17 +56,62 @@ class RunStore:
         folder = self.root / kind
         paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
         wanted = None if keys is None else set(keys)
-        return [r for p in paths if (wanted is None or p.stem in wanted) and (r := _read(p))]
+        what = "that cell" if kind == "cells" else "that dense evaluation"
+        return [r for p in paths if (wanted is None or p.stem in wanted) and (r := self._read(p, what))]
 
     def dense_path(self, key: str) -> Path:
         return self.root / "dense" / f"{key}.json"
 
     def read_dense(self, key: str) -> dict | None:
-        return _read(self.dense_path(key))
+        return self._read(self.dense_path(key), "that dense evaluation")
 
     def denses(self, keys: list[str] | None = None) -> list[dict]:
         """Every dense evaluation's record, or those of ``keys`` only."""
         return self._records("dense", keys)
+
+    def read_meta(self) -> dict | None:
+        """study.json (what ``report`` needs of the study), or None in a run folder without one."""
+        fix = f"rerun `{self.rerun()}` to rewrite it (finished cells are kept)"
+        return self._checked(self.root / "study.json", fix)
+
+    def analyses(self, kind: str) -> list[tuple[dict, dict]]:
+        """(result, {path: strategy label}) of each stored analysis of ``kind`` (similarity | membership)."""
+        folder = self.root / "analysis"
+        out = []
+        for step in sorted(folder.glob(f"{kind}-*")) if folder.is_dir() else []:
+            if step.is_dir():
+                labels = step.parent / f"{step.name}.labels.json"
+                fix = f"delete {step} and {labels.name}, and rerun `{self.rerun()}` to recompute that analysis"
+                result = self._checked(step / f"{kind}.json", fix, ANALYSIS_KEYS[kind], must_exist=True)
+                out.append((result, self._checked(labels, fix, must_exist=True)))
+        return out
+
+    def rerun(self) -> str:
+        """The command that recomputes what is missing from this run folder."""
+        spec = self.root / "study.yaml"
+        return f"calibprune sweep {spec if spec.exists() else 'SPEC'} --output {self.root}"
+
+    def _read(self, path: Path, what: str) -> dict | None:
+        """A cell's or dense evaluation's record, None if not computed yet."""
+        return self._checked(path, f"delete it and rerun `{self.rerun()}` to recompute {what}", ("status", "attrs"))
+
+    def _checked(self, path: Path, fix: str, required: tuple[str, ...] = (), must_exist: bool = False) -> dict | None:
+        """The JSON object at ``path`` (None if absent and not ``must_exist``); a damaged or
+        missing one is refused, naming the file and ``fix``."""
+        if not path.exists():
+            if must_exist:
+                raise CalibpruneError(f"{path} is missing: {fix}")
+            return None
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+            problem = None if isinstance(value, dict) else f"holds a JSON {type(value).__name__}, not an object"
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            problem = f"is not valid JSON ({error})"
+        missing = [k for k in required if k not in value] if problem is None else []
+        problem = problem or (f"lacks {', '.join(map(repr, missing))}" if missing else None)
+        if problem:
+            raise CalibpruneError(f"{path} {problem}: it is damaged; {fix}")
+        return value
 
     # calibration sets and pools: calibprune calib folders
     def set_path(self, kind: str, key: str) -> Path:
@@ -90,8 +136,4 @@ class RunStore:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def _read(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+ANALYSIS_KEYS = {"membership": ("scores",), "similarity": ("names", "matrix")}

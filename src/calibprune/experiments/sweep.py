@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import CalibpruneError
-from ..utils.io import write_json
+from ..utils.io import refuse_overlap, write_json
 from . import cost
 from .executors import make_executor
 from .plan import Plan, Stage, make_plan
@@ -68,6 +68,21 @@ def cell_status(store: RunStore, plan: Plan) -> dict[str, str]:
     return out
 
 
+def check_run_folder(study: Study, output: str | Path) -> None:
+    """The run folder may exist (a rerun resumes) but is no file and overlaps nothing the
+    study reads: a local model folder, calibration source or perplexity file."""
+    from ..corpora import local_source
+    from ..models.loading import model_folder
+
+    if Path(output).exists() and not Path(output).is_dir():
+        raise CalibpruneError(f"--output {str(output)!r} is a file: pass a run folder (new, or one to resume)")
+    reads = [(f"models[{i}]", model_folder(m)) for i, m in enumerate(study.models)]
+    reads += [(f"the calibration source of {v.label!r}", local_source(v.job.source)) for v in study.calibrations]
+    ppl = study.evaluation.ppl
+    reads += [("evaluation.ppl", local_source(c)) for c in (ppl.corpora if ppl else [])]
+    refuse_overlap(output, reads)
+
+
 def run_sweep(
     spec: str | Path,
     output: str | Path,
@@ -84,6 +99,7 @@ def run_sweep(
         raise CalibpruneError(f"--workers {workers} must be >= 1")
     if executor not in ("local", "ray"):
         raise CalibpruneError(f"--executor {executor!r} is unknown: use local or ray")
+    check_run_folder(study, output)
     plan = make_plan(study)
     store = RunStore(output)
     result = SweepResult(study, plan, cell_status(store, plan))
@@ -147,8 +163,11 @@ def _execute(study, plan: Plan, store: RunStore, todo, runner, result: SweepResu
     calibs = [plan.calibs[k] for k in sorted(set_keys) if not store.has_set("calib", k)]
     pools = [plan.pools[k] for k in sorted({c.needs for c in calibs if c.needs}) if not store.has_set("pool", k)]
     denses = [s for k, s in plan.denses.items() if store.read_dense(k) is None or (retry and failed_dense(store, k))]
+    kept = [s for k, s in result.status.items() if k not in todo]  # found done / failed, not rerun
     progress.start(
-        {"pool": len(pools), "calib": len(calibs), "dense": len(denses), "cell": len(cells)}, runner.parallelism
+        {"pool": len(pools), "calib": len(calibs), "dense": len(denses), "cell": len(cells)},
+        runner.parallelism,
+        before={"done": kept.count("done"), "failed": kept.count("failed")},
     )
     failed_inputs: dict[str, str] = {}
 

@@ -25,6 +25,12 @@ _DTYPES = {
 }
 
 
+def model_folder(name_or_path: str | os.PathLike) -> str | None:
+    """The local folder ``--model`` reads, or None for a preset or a hub id."""
+    text = str(name_or_path)
+    return None if text in PRESETS or not Path(text).expanduser().is_dir() else text
+
+
 def resolve_model(name_or_path: str | os.PathLike, probe_hub: bool = True) -> str:
     """Turn ``--model`` into something ``from_pretrained`` accepts.
 

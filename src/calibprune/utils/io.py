@@ -15,23 +15,62 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import CalibpruneError
 
 _TEMPORARY = re.compile(r"\.tmp-(?P<pid>\d+)-[0-9a-f]{8}")  # the tail of a temporary_sibling name
+Inputs = Iterable[tuple[str, "str | os.PathLike | None"]]
 
 
-def check_output_dir(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse an existing output folder unless ``overwrite``; call before any expensive work."""
-    path = Path(path)
-    if path.exists() and not overwrite:
+def refuse_overlap(output: str | os.PathLike, inputs: Inputs, flag: str = "--output") -> None:
+    """Refuse an output that is, lies inside or contains one of ``inputs``, with or without
+    ``--overwrite``: replacing it would delete what the command reads, writing into it
+    would mix the result with its input. Call before any expensive work.
+
+    ``inputs``: (what, path) pairs, e.g. ``("--model", "out/x")``; a None path, or one
+    that is not on disk (a preset, corpus or hub name), is no folder and is skipped.
+    """
+    target = Path(output).expanduser().resolve()
+    for what, given in inputs:
+        if given is None or not Path(given).expanduser().exists():
+            continue
+        source = Path(given).expanduser().resolve()
+        if target == source:
+            relation = "is"
+        elif source in target.parents:
+            relation = "lies inside"
+        elif target in source.parents:
+            relation = "contains"
+        else:
+            continue
         raise CalibpruneError(
-            f"output folder {str(path)!r} already exists: choose another --output or pass --overwrite"
+            f"{flag} {str(output)!r} {relation} {what} {str(given)!r}, which this command reads: "
+            f"choose a {flag} outside every input (writing there would replace or mix with it)"
         )
+
+
+def check_output_dir(path: str | os.PathLike, overwrite: bool, inputs: Inputs = (), flag: str = "--output") -> Path:
+    """Refuse an output folder that overlaps ``inputs`` (:func:`refuse_overlap`), or that
+    exists unless ``overwrite``; call before any expensive work."""
+    path = Path(path)
+    refuse_overlap(path, inputs, flag)
+    if path.exists() and not overwrite:
+        raise CalibpruneError(f"output folder {str(path)!r} already exists: choose another {flag} or pass --overwrite")
     if path.exists() and not path.is_dir():
-        raise CalibpruneError(f"output {str(path)!r} exists and is not a folder: choose another --output")
+        raise CalibpruneError(f"output {str(path)!r} exists and is not a folder: choose another {flag}")
+    return path
+
+
+def check_output_file(path: str | os.PathLike, overwrite: bool, inputs: Inputs = (), flag: str = "--output") -> Path:
+    """:func:`check_output_dir` for an output that is one file."""
+    path = Path(path)
+    refuse_overlap(path, inputs, flag)
+    if path.is_dir():
+        raise CalibpruneError(f"{flag} {str(path)!r} is a folder: pass a file name (e.g. {path / 'results.json'})")
+    if path.exists() and not overwrite:
+        raise CalibpruneError(f"output file {str(path)!r} already exists: choose another {flag} or pass --overwrite")
     return path
 
 
