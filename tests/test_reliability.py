@@ -260,3 +260,19 @@ def test_a_sweep_rerun_at_the_fixed_thread_count_is_bit_identical(tmp_path, mode
     for key in one:
         assert one[key]["metrics"] == two[key]["metrics"]  # exact floats, not approx
         assert one[key]["threads"] == 2 and one[key]["platform"] == two[key]["platform"]
+
+
+def test_a_report_over_cells_from_two_platforms_says_so(tmp_path):
+    from test_experiments import fake_run
+
+    from calibprune.experiments.report import write_report
+    from calibprune.experiments.store import RunStore
+
+    run = fake_run(tmp_path)
+    assert write_report(run, tmp_path / "same")["platforms"] is None  # every fake cell: unknown platform, 1 kind
+    store = RunStore(run)
+    record = store.read_cell("k0") | {"platform": {"cpu": {"model": "EPYC", "isa": ["avx512f"]}, "torch_threads": 2}}
+    store.write_cell("k0", record)
+    data = write_report(run, tmp_path / "mixed")
+    assert data["platforms"].startswith("the cells were computed on 2 platforms")
+    assert "**Warning:** the cells were computed on 2 platforms" in (tmp_path / "mixed" / "report.md").read_text()

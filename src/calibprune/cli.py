@@ -860,6 +860,8 @@ def report(
         studies = write_reports(rundirs, output, summary, overwrite, partial)
     for data in studies:
         where = os.path.join(output, data["name"]) if data["name"] else output
+        if data["platforms"]:
+            console.print(_styled("warning:", f" {where}: {data['platforms']}", "bold yellow"), soft_wrap=True)
         for claim in data["claims"]:
             if claim["addressed"]:
                 out.print(f"{claim['claim']}: {claim['verdict']} ({claim['reason']})")

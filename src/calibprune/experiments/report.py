@@ -25,6 +25,7 @@ from ..utils.io import atomic_directory, check_output_dir, check_output_file
 from . import plots
 from .aggregate import diffs, ranges, rows_of, summarize
 from .claims import evaluate_claims, primary_metric
+from .platforms import mixing_warning
 from .store import RunStore
 
 
@@ -89,6 +90,7 @@ def build_report(rundir: str | Path, partial: bool = False) -> dict:
         "similarity": store.analyses("similarity"),
         "missing": missing,
         "metric": primary_metric(meta, rows),
+        "platforms": mixing_warning(cells),
     }
 
 
@@ -343,6 +345,8 @@ def _markdown(data: dict, figures: dict[str, str]) -> str:
     out.append(f"Cells: {ok} ok, {failed} failed. Seeds: {meta.get('seeds')}. Primary metric: `{metric}`.\n")
     if data["missing"]:
         out.append(f"**Partial report** (--partial): missing {data['missing']}.\n")
+    if data["platforms"]:
+        out.append(f"**Warning:** {data['platforms']}.\n")
     out.append("## Claims\n")
     addressed = [claim for claim in data["claims"] if claim["addressed"]]
     if not addressed:
