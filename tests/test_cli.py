@@ -71,6 +71,13 @@ def test_messages_are_printed_literally(tmp_path):
             "--lsh-threshold has no effect without --reference",
         ),
         (["analyze", "similarity", "--sets", "corpus:kjv", "--model", "x/y"], "--model has no effect unless --unit"),
+        (["calib", "--source", "kjv", "--encoding", "latin-1"], "--encoding has no effect when no local file is read"),
+        (["prune", "--sparsity", "0.5", "--encoding", "latin-1"], "--encoding has no effect when no local file"),
+        (["eval", "--ppl", "wiki-en", "--encoding", "latin-1"], "--encoding has no effect when no local file"),
+        (
+            ["analyze", "similarity", "--sets", "corpus:kjv", "--encoding", "latin-1"],
+            "--encoding has no effect when no local file is read (--sets and --reference name corpora",
+        ),
     ],
 )
 def test_typed_options_that_would_be_ignored_are_refused(tmp_path, args, message):
@@ -241,3 +248,31 @@ def test_lm_eval_progress_bars_are_swapped_only_during_a_quiet_call():
         assert lm_task.tqdm([1, 2]).disable  # a bar lm-eval builds is disabled
         assert lm_evaluator.get_git_commit_hash is not before[1]
     assert (lm_task.tqdm, lm_evaluator.get_git_commit_hash) == before
+
+
+def test_a_latin1_source_is_refused_before_any_model_and_read_with_encoding(tmp_path, model_dir):
+    from calibprune.pipeline import CalibJob, run_calib
+
+    source = tmp_path / "latin1.txt"
+    texts = [f"Paragraphe {i}: données, café, naïveté et façade numéro {i}." for i in range(60)]
+    data = "\n\n".join(texts).encode("latin-1")
+    source.write_bytes(data)
+    offset = data.index("é".encode("latin-1"))
+    fix = "pass --encoding latin-1 (or the file's encoding)"
+    line = _one_line_error(run_cli("calib", "--source", str(source), "--model", str(model_dir), "--nsamples", "2",
+                                   "--seqlen", "32", "--output", str(tmp_path / "set")))  # fmt: skip
+    assert f"{source}: byte {offset} (line 1) is not valid utf-8" in line and fix in line
+    line = _one_line_error(run_cli("prune", "--model", str(model_dir), "--sparsity", "0.5", "--calib", str(source),
+                                   "--nsamples", "2", "--seqlen", "32", "--output", str(tmp_path / "out")))  # fmt: skip
+    assert f"byte {offset} (line 1)" in line and not (tmp_path / "out").exists()
+    # self-generation reads its source before loading the model: a model that does not exist is never reached
+    with pytest.raises(CalibpruneError, match=f"byte {offset} \\(line 1\\) is not valid utf-8"):
+        run_calib("no/such-model", CalibJob(source=str(source), nsamples=2, seqlen=32, strategy="synthetic"), None)
+    done = run_cli("calib", "--source", str(source), "--encoding", "latin-1", "--model", str(model_dir),
+                   "--nsamples", "2", "--seqlen", "32", "--output", str(tmp_path / "set"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    calibration = CalibrationSet.load(tmp_path / "set")
+    assert calibration.manifest["source_reading"] == {"encoding": "latin-1", "text_field": "text"}
+    # the byte tokenizer may cut a character at a window's edges, never inside: the words are whole
+    inner = [w[1:-1] for w in calibration.windows_text]
+    assert all("\ufffd" not in w for w in inner) and any(word in "".join(inner) for word in ("café", "données"))

@@ -28,7 +28,7 @@ from .calibration import (
 )
 from .calibration.filters import check_keep_top
 from .config import PruneConfig
-from .corpora import get_corpus
+from .corpora import DEFAULT_ENCODING, get_corpus
 from .errors import CalibpruneError
 from .estimate import Estimate, forward_rate, generation_rate, prune_passes
 from .evaluation.perplexity import PPL_PROTOCOL, PROTOCOLS, perplexity
@@ -47,6 +47,7 @@ from .pruning.engine import needs_calibration, prune_model, validate
 from .scoring.membership import check_k
 from .utils.device import device_record, free_memory_bytes, resolve_device
 from .utils.io import atomic_directory, check_output_dir, write_json
+from .utils.keys import KEYED_WHEN_SET
 from .utils.provenance import environment
 from .utils.resources import StageTracker
 
@@ -77,6 +78,7 @@ class CalibrationRequest:
     sampling: str | None = None
     text_field: str = "text"
     windows: str = "disjoint"
+    encoding: str = DEFAULT_ENCODING
 
     @property
     def prebuilt(self) -> bool:
@@ -109,6 +111,7 @@ class CalibrationRequest:
             mode=self.sampling,
             text_field=self.text_field,
             windows=self.windows,
+            encoding=self.encoding,
         )
         if self.prebuilt:
             if not isinstance(self.source, CalibrationSet):
@@ -125,6 +128,7 @@ class PerplexityRequest:
     batch_size: int | str = 1  # or "auto"
     protocol: str = PPL_PROTOCOL
     split: str | None = None  # default: held-out pool of registered corpora, all of a local file
+    encoding: str = field(default=DEFAULT_ENCODING, metadata=KEYED_WHEN_SET)  # of local files
 
     def check(self) -> None:
         from .evaluation.batching import parse_batch_size
@@ -132,8 +136,11 @@ class PerplexityRequest:
         parse_batch_size(self.batch_size)
         if self.protocol not in PROTOCOLS:
             raise CalibpruneError(f"unknown perplexity protocol {self.protocol!r}: use one of {', '.join(PROTOCOLS)}")
-        for name in self.corpora:
-            get_corpus(name)  # unknown names fail here, listing the known ones
+        for corpus in self.resolve():  # unknown names fail here, listing the known ones
+            corpus.check_readable()  # an undecodable local file fails before the model is loaded
+
+    def resolve(self) -> list:
+        return [get_corpus(name, encoding=self.encoding) for name in self.corpora]
 
 
 @dataclass
@@ -174,7 +181,7 @@ def evaluate_perplexities(model, tokenizer, request: PerplexityRequest, progress
         name: perplexity(
             model,
             tokenizer,
-            name,
+            corpus,
             seqlen=request.seqlen,
             max_windows=request.max_windows,
             batch_size=request.batch_size,
@@ -182,7 +189,7 @@ def evaluate_perplexities(model, tokenizer, request: PerplexityRequest, progress
             protocol=request.protocol,
             progress=progress,
         )
-        for name in request.corpora
+        for name, corpus in zip(request.corpora, request.resolve(), strict=True)
     }
 
 
@@ -470,6 +477,7 @@ class CalibJob:
     keep_top: float = 0.5
     mink_k: float = 0.2
     num_candidates: int | None = None
+    encoding: str = field(default=DEFAULT_ENCODING, metadata=KEYED_WHEN_SET)  # of local files
 
     def check(self) -> None:
         check_sampling_args(self.nsamples, self.seqlen, self.sampling, self.windows)
@@ -559,9 +567,12 @@ def run_calib(
         check_output_dir(output, overwrite)
     if work_dir is None and output is not None:
         work_dir = generation_work_dir(output)
-    corpus = get_corpus(job.source, text_field=job.text_field)  # unknown names fail here, listing the known ones
+    # unknown names fail here, listing the known ones
+    corpus = get_corpus(job.source, text_field=job.text_field, encoding=job.encoding)
     if hasattr(corpus, "check_available"):
         corpus.check_available()
+    if job.strategy != "sample":
+        corpus.check_readable()  # an undecodable local file fails before the model is loaded
     resolved = resolve_model(model_name)
     check_seqlen(job.seqlen, load_config(resolved))
     tokenizer = load_tokenizer(resolved)

@@ -29,6 +29,7 @@ def build_calibration(
     mode: str | None = None,
     text_field: str = "text",
     windows: str = "disjoint",
+    encoding: str = "utf-8",
 ) -> CalibrationSet:
     """The ``--calib`` interface: an in-memory set or a saved set folder is used as it
     is (after checking its tokenizer); a corpus name or local file is sampled on the
@@ -38,7 +39,7 @@ def build_calibration(
     elif is_calibration_folder(source):
         calib = CalibrationSet.load(source)
     else:
-        corpus = get_corpus(source, text_field=text_field)
+        corpus = get_corpus(source, text_field=text_field, encoding=encoding)
         return sample_windows(corpus, tokenizer, nsamples, seqlen, seed, mode=mode, windows=windows)
     calib.check_tokenizer(tokenizer)
     return calib

@@ -52,7 +52,7 @@ from ..models.loading import encode, special_tokens_added, tokenize
 from ..scoring import perplexity_of, score_sequences
 from .calibset import CalibrationSet, tokenizer_info
 from .filters import check_filter_top, drop_above_percentile
-from .sampling import check_sampling_args, set_from_pool, stream_tokens
+from .sampling import check_sampling_args, set_from_pool, source_fields, stream_tokens
 
 SEPARATOR_TOKENS = ("<|endoftext|>", "</s>")
 
@@ -393,7 +393,7 @@ def build_synthetic(
         texts.append({**record, "perplexity": ppl, "keep": kept})
     kept_ppl = [p for p, k in zip(perplexities, keep, strict=True) if k]
     manifest = {
-        "source": corpus.name,
+        **source_fields(corpus),
         "strategy": "synthetic",
         "parameters": {
             **asdict(options),
