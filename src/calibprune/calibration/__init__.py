@@ -6,18 +6,18 @@ saves to and loads from a folder; ``prune --calib`` takes such a folder or a sou
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..corpora import get_corpus
-from .calibset import MANIFEST, CalibrationSet
+from .calibset import CalibrationSet
 from .detect import DETECTORS, build_detected
 from .filters import drop_above_percentile, keep_top_fraction
+from .folder import looks_like_set
 from .sampling import MODES, WINDOW_RULES, check_sampling_args, sample_windows, windows_from_texts
 from .synthetic import GenerationOptions, build_synthetic
 
 
 def is_calibration_folder(source) -> bool:
-    return isinstance(source, (str, Path)) and (Path(source) / MANIFEST).exists()
+    """A folder holding any of a set's files: read as a set (and refused if damaged), never as text."""
+    return looks_like_set(source)
 
 
 def build_calibration(

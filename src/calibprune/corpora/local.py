@@ -76,6 +76,7 @@ class LocalCorpus(Corpus):
         if not self.path.exists():
             raise CalibpruneError(f"calibration source {str(self.path)!r} does not exist")
         if self.path.is_dir():
+            _refuse_set_folder(self.path)
             files = sorted(p for p in self.path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
         elif self.path.suffix in SUFFIXES:
             files = [self.path]
@@ -156,6 +157,18 @@ class LocalCorpus(Corpus):
             for line_no, raw in enumerate(f, 1):
                 yield line_no, decode(raw, self.encoding, file, offset, line_no)
                 offset += len(raw)
+
+
+def _refuse_set_folder(path: Path) -> None:
+    """A calibration-set folder is never read as text: its windows are a set's, not a corpus's documents."""
+    from ..calibration.folder import looks_like_set, read_set  # calibration sits above corpora: imported late
+
+    if looks_like_set(path):
+        read_set(path)  # a damaged set is refused with what is wrong and how to rebuild it
+        raise CalibpruneError(
+            f"{str(path)!r} is a calibration-set folder, not a text corpus: pass it to `prune --calib` or "
+            f"`analyze --sets`; to sample its windows' text as a corpus, pass {str(path / 'windows.jsonl')!r}"
+        )
 
 
 def _read_table(file: Path):
