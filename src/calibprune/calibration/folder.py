@@ -68,7 +68,30 @@ def read_set(folder: str | Path) -> SetFiles:
         fail(f"{WINDOWS} holds {len(windows)} windows, {TOKENS} {ids.shape[0]}")
     texts = [record for _, record in _read_jsonl(folder / TEXTS, fail)]
     kept = {k: v for k, v in manifest.items() if k not in SIZE_KEYS}
-    return SetFiles(kept, ids, windows, texts)
+    return SetFiles(upgrade_filter_record(kept, texts), ids, windows, texts)
+
+
+def upgrade_filter_record(manifest: dict, texts: list[dict]) -> dict:
+    """Sets built before the perplexity filter recorded its rule held, under
+    ``filter.perplexity_threshold``, the highest *kept* perplexity. Read so, that value
+    moves to ``kept_max_perplexity`` and the threshold the rule used is recomputed from
+    the per-text perplexities in texts.jsonl (the same rule, the same numbers)."""
+    record = manifest.get("filter")
+    if manifest.get("strategy") != "synthetic" or not isinstance(record, dict) or "kept_max_perplexity" in record:
+        return manifest
+    from .filters import PERCENTILE_RULE, percentile_threshold
+
+    perplexities = [t.get("perplexity") for t in texts]
+    filter_top = (manifest.get("parameters") or {}).get("filter_top")
+    known = filter_top is not None and texts and all(isinstance(p, (int, float)) for p in perplexities)
+    upgraded = {
+        **record,
+        "perplexity_rule": PERCENTILE_RULE,
+        "perplexity_threshold": percentile_threshold(perplexities, filter_top) if known else None,
+        "kept_max_perplexity": record.get("perplexity_threshold"),
+        "upgraded_from": "a manifest whose perplexity_threshold was the highest kept perplexity",
+    }
+    return {**manifest, "filter": upgraded}
 
 
 class _Refusal:
