@@ -276,3 +276,36 @@ def test_a_latin1_source_is_refused_before_any_model_and_read_with_encoding(tmp_
     # the byte tokenizer may cut a character at a window's edges, never inside: the words are whole
     inner = [w[1:-1] for w in calibration.windows_text]
     assert all("\ufffd" not in w for w in inner) and any(word in "".join(inner) for word in ("café", "données"))
+
+
+def test_reports_record_the_command_line_and_the_options(tmp_path, model_dir, text_corpus):
+    prune_args = ["prune", "--model", str(model_dir), "--sparsity", "0.5", "--calib", str(text_corpus),
+                  "--nsamples", "2", "--seqlen", "16", "--quiet", "--output", str(tmp_path / "out")]  # fmt: skip
+    done = run_cli(*prune_args)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "out" / "prune_report.json").read_text())
+    assert report["command"] == "prune" and report["argv"][1:] == prune_args
+    options = report["options"]
+    assert options["calibration"] == {"source": str(text_corpus), "nsamples": 2, "seqlen": 16, "seed": 0,
+                                      "sampling": None, "text_field": "text", "windows": "disjoint",
+                                      "encoding": "utf-8"}  # fmt: skip
+    assert (options["device"], options["offload"], options["dtype"]) == ("auto", "auto", None)
+    eval_args = ["eval", "--model", str(tmp_path / "out"), "--ppl", str(text_corpus), "--ppl-seqlen", "16",
+                 "--ppl-max-windows", "2", "--quiet", "--output", str(tmp_path / "eval.json")]  # fmt: skip
+    done = run_cli(*eval_args)
+    assert done.returncode == 0, done.stderr
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    assert evaluated["argv"][1:] == eval_args and evaluated["options"]["perplexity"]["max_windows"] == 2
+    calib_args = ["calib", "--source", str(text_corpus), "--model", str(model_dir), "--nsamples", "2",
+                  "--seqlen", "16", "--seed", "4", "--quiet", "--output", str(tmp_path / "set")]  # fmt: skip
+    done = run_cli(*calib_args)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((tmp_path / "set" / "manifest.json").read_text())
+    assert manifest["argv"][1:] == calib_args
+    # from Python there is no command line: None, never a made-up one
+    from calibprune.pipeline import CalibJob, run_calib
+
+    assert (
+        run_calib(str(model_dir), CalibJob(source=str(text_corpus), nsamples=2, seqlen=16), None).manifest["argv"]
+        is None
+    )

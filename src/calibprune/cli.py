@@ -228,6 +228,7 @@ def prune(
         say=say,
         device=device,
         offload=offload,
+        argv=sys.argv,
     )
     summary = report["summary"]
     target = config.target
@@ -406,7 +407,9 @@ def eval_(
     task_request = TaskRequest(
         list(_split(tasks)), limit=limit, seed=seed, mmlu_shots=mmlu_shots, batch_size=batch_size, scoring=scoring
     )
-    report = run_eval(model, ppl_request, task_request, output=output, dtype=dtype, progress=not quiet, device=device)
+    report = run_eval(
+        model, ppl_request, task_request, output=output, dtype=dtype, progress=not quiet, device=device, argv=sys.argv
+    )
     if "batch_size" in report:
         probe = report["batch_size"]
         out.print(f"--batch-size auto: {probe['chosen']} ({probe['rule']}: {probe['measured']})")
@@ -590,7 +593,15 @@ def calib(
         )
     _on_interrupt(note, quiet)
     calibration = run_calib(
-        model, job, output, overwrite=overwrite, progress=not quiet, say=_notice(quiet), device=device, dtype=dtype
+        model,
+        job,
+        output,
+        overwrite=overwrite,
+        progress=not quiet,
+        say=_notice(quiet),
+        device=device,
+        dtype=dtype,
+        argv=sys.argv,
     )
     manifest = calibration.manifest
     line = f" {calibration.nsamples} x {calibration.seqlen} tokens from {manifest['source']} ({manifest['strategy']})"

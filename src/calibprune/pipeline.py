@@ -12,7 +12,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -100,6 +100,12 @@ class CalibrationRequest:
                     raise CalibpruneError(f"{flag} {value} must be >= 1")
         else:
             check_sampling_args(self.window_count, self.window_length, self.sampling, self.windows)
+
+    def to_dict(self) -> dict:
+        """The request as given (an in-memory set is named by its one-line repr)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["source"] = self.source if isinstance(self.source, str) else repr(self.source)
+        return out
 
     def build(self, tokenizer) -> CalibrationSet:
         calibration = build_calibration(
@@ -224,6 +230,7 @@ def run_prune(
     say: Say = _silent,
     device: str = "auto",
     offload: str = "auto",
+    argv: list[str] | None = None,
 ) -> dict:
     """``calibprune prune``: returns the report that is also written to ``output``.
 
@@ -233,9 +240,22 @@ def run_prune(
     ``say`` receives one-line notices (the cost estimate) before the long stages.
     ``device``/``offload``: where blocks are computed and where the weights wait
     (:mod:`calibprune.models.offload`); ``offload="disk"`` streams each pruned block to
-    ``output`` as soon as it is done.
+    ``output`` as soon as it is done. ``argv``: the command line (the CLI passes
+    ``sys.argv``; None from Python), recorded in the report with every option given here.
     """
     started = time.perf_counter()
+    options = {
+        "model": str(model_name),
+        "calibration": calib.to_dict(),
+        "perplexity": asdict(ppl) if ppl else None,
+        "tasks": asdict(tasks) if tasks else None,
+        "evaluate_dense": evaluate_dense,
+        "dtype": dtype,
+        "device": device,
+        "offload": offload,
+        "output": None if output is None else str(output),
+        "overwrite": overwrite,
+    }
     # 1. arguments alone
     run_device = resolve_device(device)
     check_offload(offload)
@@ -289,6 +309,7 @@ def run_prune(
             check_seqlen(calibration.seqlen, model_config, "the calibration windows' length")
     job = _PruneJob(model_name, resolved, model_config, config, calibration, tokenizer, tracker, started)
     job.placement_record = {**device_record(run_device, weights_dtype), **choice.to_dict()}
+    job.invocation = {"argv": None if argv is None else list(argv), "options": options}
     # 3. the expensive part
     if choice.value == "disk":  # pruned blocks stream into the output folder as they are done
         with atomic_directory(output, overwrite=overwrite) as tmp:
@@ -339,6 +360,7 @@ class _PruneJob:
     tracker: StageTracker
     started: float
     placement_record: dict = field(default_factory=dict)
+    invocation: dict = field(default_factory=lambda: {"argv": None, "options": None})
 
     def prune(self, model, placement, say: Say, progress: bool) -> dict:
         """Prune ``model`` (the estimate first, when the model is whole) and build the report."""
@@ -352,6 +374,7 @@ class _PruneJob:
             pruned = prune_model(model, calibration, config, progress=progress, placement=placement)
         report = {
             "command": "prune",
+            **self.invocation,  # argv (None from Python) and the options as given
             "model": {
                 "source": str(self.model_name),
                 "resolved": self.resolved,
@@ -418,8 +441,18 @@ def run_eval(
     dtype: str | None = None,
     progress: bool = True,
     device: str = "auto",
+    argv: list[str] | None = None,
 ) -> dict:
-    """``calibprune eval``: lm-eval tasks and/or perplexity of a model folder, preset or hub id."""
+    """``calibprune eval``: lm-eval tasks and/or perplexity of a model folder, preset or hub id.
+    ``argv`` (the CLI's ``sys.argv``) and the options are recorded in the report."""
+    options = {
+        "model": str(model_name),
+        "perplexity": asdict(ppl) if ppl else None,
+        "tasks": asdict(tasks) if tasks else None,
+        "dtype": dtype,
+        "device": device,
+        "output": None if output is None else str(output),
+    }
     run_device = resolve_device(device)
     parse_dtype(dtype)
     ppl = ppl if ppl and ppl.corpora else None  # an empty request is no request
@@ -437,7 +470,12 @@ def run_eval(
     tracker = StageTracker(device=run_device)
     with tracker.stage("load"):
         model = load_model(resolved, dtype=dtype, device=run_device)
-    report: dict = {"command": "eval", "model": {"source": str(model_name), "resolved": resolved}}
+    report: dict = {
+        "command": "eval",
+        "argv": None if argv is None else list(argv),
+        "options": options,
+        "model": {"source": str(model_name), "resolved": resolved},
+    }
     report["device"] = device_record(run_device, next(model.parameters()).dtype)
     if "auto" in (getattr(tasks, "batch_size", None), getattr(ppl, "batch_size", None)):
         from .evaluation.batching import pick_batch_size
@@ -551,6 +589,7 @@ def run_calib(
     say: Say = _silent,
     device: str = "auto",
     dtype: str | None = None,
+    argv: list[str] | None = None,
 ) -> CalibrationSet:
     """``calibprune calib``: build a calibration set and save it as a folder.
 
@@ -558,7 +597,8 @@ def run_calib(
     self-generation keeps its finished batches (default: beside ``output``); ``say``
     receives one-line notices (cost estimate, resume point) before generation;
     ``device``/``dtype``: where and in which dtype the model generates or scores
-    (synthetic and detect only).
+    (synthetic and detect only); ``argv``: the command line (the CLI's ``sys.argv``), recorded
+    in the manifest (a damaged set's rebuild command comes from it).
     """
     run_device = resolve_device(device)
     parse_dtype(dtype)
@@ -622,6 +662,7 @@ def run_calib(
         else:
             raise CalibpruneError(f"unknown calibration strategy {job.strategy!r}: use sample, synthetic or detect")
     calib.manifest["model"] = str(model_name)
+    calib.manifest["argv"] = None if argv is None else list(argv)
     calib.manifest["environment"] = environment()
     if job.strategy != "sample":  # where the model generated / scored, with the GPU's peak memory
         calib.manifest["environment"]["compute"] = {
