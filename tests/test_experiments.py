@@ -442,6 +442,19 @@ def test_shipped_studies_cover_every_experiment_at_both_scales():
     assert all(r["seeds"] == 20 for r in rows if r["scale"] == "paper")
 
 
+def test_studies_listing_says_what_each_claim_means():
+    from calibprune.experiments.claims import TEXT
+
+    rows = {r["spec"]: r for r in shipped_studies()}
+    assert rows["studies/small/filter.yaml"]["claim_texts"] == {"C7": TEXT["C7"]}
+    proc = run_cli("studies")
+    assert proc.returncode == 0, proc.stderr
+    listed = [line.strip() for line in proc.stdout.splitlines()]
+    for claim in [f"C{i}" for i in range(1, 9)]:  # every claim the shipped specs test, once, with its meaning
+        assert listed.count(f"{claim}: {TEXT[claim]}") == 1, claim
+    assert "C7: dropping the 10-20 % most perplexing texts helps; more filtering helps less" in listed
+
+
 def test_dry_run_lists_cells_and_cost_without_running(tmp_path):
     proc = run_cli("sweep", "studies/small/settings.yaml", "--output", str(tmp_path / "run"), "--dry-run")
     assert proc.returncode == 0, proc.stderr

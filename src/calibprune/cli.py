@@ -833,6 +833,10 @@ def studies(as_json: bool = typer.Option(False, "--json", help="Machine-readable
     for row in rows:
         table.add_row(*(str(row[c]) for c in ("spec", "scale", "claims", "models", "cells", "seeds")))
     out.print(table)
+    claims = dict(sorted({c: t for row in rows for c, t in row["claim_texts"].items()}.items()))
+    out.print("claims (the paper's, as each study tests them):")
+    for claim, text in claims.items():
+        out.print(f"  {claim}: {text}", soft_wrap=True)
 
 
 @app.command()
