@@ -268,6 +268,10 @@ def test_a_latin1_source_is_refused_before_any_model_and_read_with_encoding(tmp_
     # self-generation reads its source before loading the model: a model that does not exist is never reached
     with pytest.raises(CalibpruneError, match=f"byte {offset} \\(line 1\\) is not valid utf-8"):
         run_calib("no/such-model", CalibJob(source=str(source), nsamples=2, seqlen=32, strategy="synthetic"), None)
+    from calibprune.pipeline import PerplexityRequest, run_eval  # eval --ppl: the same, before the model
+
+    with pytest.raises(CalibpruneError, match=f"byte {offset} \\(line 1\\) is not valid utf-8"):
+        run_eval("no/such-model", PerplexityRequest([str(source)]))
     done = run_cli("calib", "--source", str(source), "--encoding", "latin-1", "--model", str(model_dir),
                    "--nsamples", "2", "--seqlen", "32", "--output", str(tmp_path / "set"))  # fmt: skip
     assert done.returncode == 0, done.stderr
