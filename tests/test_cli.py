@@ -71,6 +71,13 @@ def test_messages_are_printed_literally(tmp_path):
             "--lsh-threshold has no effect without --reference",
         ),
         (["analyze", "similarity", "--sets", "corpus:kjv", "--model", "x/y"], "--model has no effect unless --unit"),
+        (["calib", "--source", "kjv", "--encoding", "latin-1"], "--encoding has no effect when no local file is read"),
+        (["prune", "--sparsity", "0.5", "--encoding", "latin-1"], "--encoding has no effect when no local file"),
+        (["eval", "--ppl", "wiki-en", "--encoding", "latin-1"], "--encoding has no effect when no local file"),
+        (
+            ["analyze", "similarity", "--sets", "corpus:kjv", "--encoding", "latin-1"],
+            "--encoding has no effect when no local file is read (--sets and --reference name corpora",
+        ),
     ],
 )
 def test_typed_options_that_would_be_ignored_are_refused(tmp_path, args, message):
@@ -336,4 +343,69 @@ def test_eval_replaces_an_existing_results_file_only_with_overwrite(inputs):
     assert results.read_text() == "{}"
     assert "--overwrite has no effect without --output" in _one_line_error(
         run_cli("eval", "--model", str(inputs["model"]), "--ppl", "kjv", "--overwrite")
+    )
+
+
+def test_a_latin1_source_is_refused_before_any_model_and_read_with_encoding(tmp_path, model_dir):
+    from calibprune.pipeline import CalibJob, run_calib
+
+    source = tmp_path / "latin1.txt"
+    texts = [f"Paragraphe {i}: données, café, naïveté et façade numéro {i}." for i in range(60)]
+    data = "\n\n".join(texts).encode("latin-1")
+    source.write_bytes(data)
+    offset = data.index("é".encode("latin-1"))
+    fix = "pass --encoding latin-1 (or the file's encoding)"
+    line = _one_line_error(run_cli("calib", "--source", str(source), "--model", str(model_dir), "--nsamples", "2",
+                                   "--seqlen", "32", "--output", str(tmp_path / "set")))  # fmt: skip
+    assert f"{source}: byte {offset} (line 1) is not valid utf-8" in line and fix in line
+    line = _one_line_error(run_cli("prune", "--model", str(model_dir), "--sparsity", "0.5", "--calib", str(source),
+                                   "--nsamples", "2", "--seqlen", "32", "--output", str(tmp_path / "out")))  # fmt: skip
+    assert f"byte {offset} (line 1)" in line and not (tmp_path / "out").exists()
+    # self-generation reads its source before loading the model: a model that does not exist is never reached
+    with pytest.raises(CalibpruneError, match=f"byte {offset} \\(line 1\\) is not valid utf-8"):
+        run_calib("no/such-model", CalibJob(source=str(source), nsamples=2, seqlen=32, strategy="synthetic"), None)
+    from calibprune.pipeline import PerplexityRequest, run_eval  # eval --ppl: the same, before the model
+
+    with pytest.raises(CalibpruneError, match=f"byte {offset} \\(line 1\\) is not valid utf-8"):
+        run_eval("no/such-model", PerplexityRequest([str(source)]))
+    done = run_cli("calib", "--source", str(source), "--encoding", "latin-1", "--model", str(model_dir),
+                   "--nsamples", "2", "--seqlen", "32", "--output", str(tmp_path / "set"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    calibration = CalibrationSet.load(tmp_path / "set")
+    assert calibration.manifest["source_reading"] == {"encoding": "latin-1", "text_field": "text"}
+    # the byte tokenizer may cut a character at a window's edges, never inside: the words are whole
+    inner = [w[1:-1] for w in calibration.windows_text]
+    assert all("\ufffd" not in w for w in inner) and any(word in "".join(inner) for word in ("café", "données"))
+
+
+def test_reports_record_the_command_line_and_the_options(tmp_path, model_dir, text_corpus):
+    prune_args = ["prune", "--model", str(model_dir), "--sparsity", "0.5", "--calib", str(text_corpus),
+                  "--nsamples", "2", "--seqlen", "16", "--quiet", "--output", str(tmp_path / "out")]  # fmt: skip
+    done = run_cli(*prune_args)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "out" / "prune_report.json").read_text())
+    assert report["command"] == "prune" and report["argv"][1:] == prune_args
+    options = report["options"]
+    assert options["calibration"] == {"source": str(text_corpus), "nsamples": 2, "seqlen": 16, "seed": 0,
+                                      "sampling": None, "text_field": "text", "windows": "disjoint",
+                                      "encoding": "utf-8"}  # fmt: skip
+    assert (options["device"], options["offload"], options["dtype"]) == ("auto", "auto", None)
+    eval_args = ["eval", "--model", str(tmp_path / "out"), "--ppl", str(text_corpus), "--ppl-seqlen", "16",
+                 "--ppl-max-windows", "2", "--quiet", "--output", str(tmp_path / "eval.json")]  # fmt: skip
+    done = run_cli(*eval_args)
+    assert done.returncode == 0, done.stderr
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    assert evaluated["argv"][1:] == eval_args and evaluated["options"]["perplexity"]["max_windows"] == 2
+    calib_args = ["calib", "--source", str(text_corpus), "--model", str(model_dir), "--nsamples", "2",
+                  "--seqlen", "16", "--seed", "4", "--quiet", "--output", str(tmp_path / "set")]  # fmt: skip
+    done = run_cli(*calib_args)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((tmp_path / "set" / "manifest.json").read_text())
+    assert manifest["argv"][1:] == calib_args
+    # from Python there is no command line: None, never a made-up one
+    from calibprune.pipeline import CalibJob, run_calib
+
+    assert (
+        run_calib(str(model_dir), CalibJob(source=str(text_corpus), nsamples=2, seqlen=16), None).manifest["argv"]
+        is None
     )

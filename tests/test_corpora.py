@@ -97,3 +97,60 @@ def test_corpora_command_lists_sizes():
     rows = {r["name"]: r for r in json.loads(done.stdout)}
     assert rows["wiki-en"]["status"] == "ready" and rows["wiki-en"]["pools"]["heldout"]["documents"] > 500
     assert rows["c4"]["status"] == "needs network"
+
+
+LATIN1_DOCS = ["Un nouveau cluster de données", "Deuxième paragraphe: naïve façade"]
+
+
+def test_a_latin1_txt_is_refused_with_its_byte_offset_and_read_with_encoding(tmp_path):
+    from calibprune.corpora import LocalCorpus
+
+    path = tmp_path / "latin1.txt"
+    data = "\n\n".join(LATIN1_DOCS).encode("latin-1")
+    path.write_bytes(data)
+    offset = data.index("é".encode("latin-1"))  # the first byte that is not utf-8
+    with pytest.raises(CalibpruneError) as refused:
+        LocalCorpus(path).texts()
+    message = str(refused.value)
+    assert f"{path}: byte {offset} (line 1) is not valid utf-8 (bytes e9)" in message
+    assert "pass --encoding latin-1 (or the file's encoding)" in message
+    corpus = LocalCorpus(path, encoding="latin-1")
+    assert corpus.texts() == LATIN1_DOCS  # exactly the text, no U+FFFD
+    assert corpus.reading() == {"encoding": "latin-1", "text_field": "text"}
+    assert "encoding=latin-1" in corpus.version() and corpus.version() != LocalCorpus(path).version()
+
+
+def test_a_latin1_jsonl_is_refused_with_offset_and_line_and_read_with_encoding(tmp_path):
+    from calibprune.corpora import LocalCorpus
+
+    path = tmp_path / "latin1.jsonl"
+    lines = [b'{"text": "plain ascii"}\n'] + [(f'{{"text": "{doc}"}}\n').encode("latin-1") for doc in LATIN1_DOCS]
+    path.write_bytes(b"".join(lines))
+    offset = len(lines[0]) + lines[1].index("é".encode("latin-1"))
+    with pytest.raises(CalibpruneError, match=rf"byte {offset} \(line 2\) is not valid utf-8 .*--encoding latin-1"):
+        LocalCorpus(path).texts()
+    assert LocalCorpus(path, encoding="latin-1").texts() == ["plain ascii", *LATIN1_DOCS]
+
+
+def test_encoding_names_are_checked_and_columnar_files_refuse_another_encoding(tmp_path):
+    from calibprune.corpora import LocalCorpus
+
+    path = tmp_path / "a.txt"
+    path.write_text("hello")
+    with pytest.raises(CalibpruneError, match="--encoding 'latin-9x' is not an encoding Python knows"):
+        LocalCorpus(path, encoding="latin-9x")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"text": ["x"]}), parquet)
+    with pytest.raises(CalibpruneError, match="--encoding latin-1 has no effect on .*UTF-8 by format; drop it"):
+        LocalCorpus(parquet, encoding="latin-1")
+
+
+def test_crlf_txt_still_splits_on_blank_lines(tmp_path):
+    from calibprune.corpora import LocalCorpus
+
+    path = tmp_path / "crlf.txt"
+    path.write_bytes(b"first doc\r\n\r\nsecond doc\r\n")
+    assert LocalCorpus(path).texts() == ["first doc", "second doc"]

@@ -118,6 +118,34 @@ def test_stage_labels_tell_apart_strategies_that_share_a_name(model_dir, text_co
     assert {stage.attrs["calib"] for stage in plan.cells.values()} == {"a", "b"}
 
 
+def test_spec_encoding_reaches_the_job_and_keys_change_only_when_it_is_set(model_dir, tmp_path):
+    """``encoding:`` beside ``text_field:`` decodes a local source; left at utf-8 it changes no
+    stage key, so run folders keyed before the option existed stay valid."""
+    from calibprune.experiments.plan import make_plan
+
+    source = tmp_path / "latin1.txt"
+    source.write_bytes("\n\n".join(f"Paragraphe {i}: café, données, façade." for i in range(80)).encode("latin-1"))
+    with pytest.raises(CalibpruneError, match="is not valid utf-8 .*pass --encoding latin-1"):
+        parse_study(tiny_spec(model_dir, source))
+    spec = tiny_spec(model_dir, source, seeds=[0], evaluation={"ppl": {"corpora": ["kjv"], "seqlen": 32}})
+    spec["calibration"]["strategies"][0]["encoding"] = "latin-1"
+    job = parse_study(spec).calibrations[0].job
+    assert job.encoding == "latin-1"
+    ascii_source = tmp_path / "ascii.txt"
+    ascii_source.write_text("\n\n".join(f"Paragraph {i}: plain words only." for i in range(80)))
+    plain = tiny_spec(model_dir, ascii_source, seeds=[0])
+    typed = tiny_spec(model_dir, ascii_source, seeds=[0])
+    typed["calibration"]["strategies"][0]["encoding"] = "utf-8"
+    other = tiny_spec(model_dir, ascii_source, seeds=[0])
+    other["calibration"]["strategies"][0]["encoding"] = "latin-1"
+    keys = {
+        name: set(make_plan(parse_study(s)).calibs)
+        for name, s in (("plain", plain), ("typed", typed), ("other", other))
+    }
+    assert keys["plain"] == keys["typed"]  # the default changes no key
+    assert keys["plain"].isdisjoint(keys["other"])  # another encoding is another set
+
+
 # --- 2-4. sweeps on a tiny random model ------------------------------------------------
 
 
@@ -572,6 +600,19 @@ def test_shipped_studies_cover_every_experiment_at_both_scales():
     assert claims == {f"C{i}" for i in range(1, 9)}
     assert all(r["seeds"] >= 5 for r in rows if r["scale"] == "small")
     assert all(r["seeds"] == 20 for r in rows if r["scale"] == "paper")
+
+
+def test_studies_listing_says_what_each_claim_means():
+    from calibprune.experiments.claims import TEXT
+
+    rows = {r["spec"]: r for r in shipped_studies()}
+    assert rows["studies/small/filter.yaml"]["claim_texts"] == {"C7": TEXT["C7"]}
+    proc = run_cli("studies")
+    assert proc.returncode == 0, proc.stderr
+    listed = [line.strip() for line in proc.stdout.splitlines()]
+    for claim in [f"C{i}" for i in range(1, 9)]:  # every claim the shipped specs test, once, with its meaning
+        assert listed.count(f"{claim}: {TEXT[claim]}") == 1, claim
+    assert "C7: dropping the 10-20 % most perplexing texts helps; more filtering helps less" in listed
 
 
 def test_dry_run_lists_cells_and_cost_without_running(tmp_path):

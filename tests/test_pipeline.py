@@ -214,6 +214,39 @@ def test_save_pruned_writes_what_the_cli_writes(tmp_path, llama, tokenizer, cali
         cp.save_pruned(llama, tokenizer, out, report)
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_outputs_get_the_modes_open_gives_under_the_umask(tmp_path, llama, tokenizer, calib_ids, umask):
+    """safetensors writes 0600; every output file is 0o666 & ~umask (0644 under 022), folders 0o777 & ~umask."""
+    import os
+    import stat
+
+    import calibprune as cp
+    from calibprune.calibration import CalibrationSet
+    from calibprune.models.checkpoint import ShardWriter
+    from calibprune.utils.io import atomic_directory
+
+    before = os.umask(umask)
+    try:
+        model_dir = cp.save_pruned(llama, tokenizer, tmp_path / "pruned", {})
+        set_dir = CalibrationSet(calib_ids, {"source": "tensor"}).save(tmp_path / "set")
+        with atomic_directory(tmp_path / "sharded") as tmp:  # --offload disk streams shards like this
+            writer = ShardWriter(tmp, 1)
+            writer.write(0, {"w": torch.zeros(2)})
+            writer.finish()
+    finally:
+        os.umask(before)
+    modes = {
+        str(path.relative_to(tmp_path)): stat.S_IMODE(path.stat().st_mode)
+        for folder in (model_dir, set_dir, tmp_path / "sharded")
+        for path in [folder, *folder.rglob("*")]
+    }
+    assert "pruned/model.safetensors" in modes and "set/tokens.safetensors" in modes
+    assert "sharded/model-00001-of-00001.safetensors" in modes
+    for name, mode in modes.items():
+        expected = 0o777 & ~umask if (tmp_path / name).is_dir() else 0o666 & ~umask
+        assert mode == expected, f"{name}: {oct(mode)} != {oct(expected)}"
+
+
 def test_report_sums_dsnot_swaps_and_gives_owl_ratios_a_unit(llama, calib_ids):
     from calibprune.config import OWLOptions
 

@@ -60,6 +60,41 @@ def test_self_generation_keeps_prefixes_respects_length_and_records_parameters(t
     assert calib.input_ids.shape == (2, 16) and calib.manifest["strategy"] == "synthetic"
 
 
+def test_the_manifest_records_the_threshold_the_filter_used_and_the_highest_kept_apart(
+    tokenizer, text_corpus, tmp_path, monkeypatch
+):
+    """Perplexities 10, 20, ..., 100 (by hand): the 80th percentile (linear) is at rank 0.8 x 9 = 7.2,
+    80 + 0.2 x (90 - 80) = 82: texts below 82 are kept (10..80), 90 and 100 dropped. The rule's
+    threshold is 82 (not the highest kept, 80, nor the smallest dropped, 90)."""
+    import calibprune.calibration.synthetic as synthetic
+    from calibprune.calibration.filters import percentile_threshold
+
+    assert percentile_threshold([float(v) for v in range(10, 101, 10)], 0.2) == pytest.approx(82.0)
+    assert percentile_threshold([3.0, 1.0], 0.0) is None and percentile_threshold([float("nan")], 0.2) is None
+    values = iter(float(v) for v in [30, 100, 10, 50, 90, 20, 70, 40, 80, 60])
+    monkeypatch.setattr(synthetic, "perplexity_of", lambda score: next(values))
+    calib = build_synthetic(
+        tiny_model("llama"), tokenizer, get_corpus(str(text_corpus)), 2, 16, 0, options=OPTIONS, progress=False
+    )
+    record = calib.manifest["filter"]
+    assert record["perplexity_threshold"] == pytest.approx(82.0)
+    assert record["kept_max_perplexity"] == 80.0 and (record["kept"], record["dropped"]) == (8, 2)
+    assert "(1 - filter_top) percentile" in record["perplexity_rule"]
+    assert sorted(t["perplexity"] for t in calib.texts if not t["keep"]) == [90.0, 100.0]
+    # a set saved before the fix held the highest kept perplexity under perplexity_threshold: read so, it is moved
+    calib.save(tmp_path / "old")
+    manifest_path = tmp_path / "old" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["filter"] = {
+        k: v for k, v in manifest["filter"].items() if k not in ("kept_max_perplexity", "perplexity_rule")
+    }
+    manifest["filter"]["perplexity_threshold"] = 80.0
+    manifest_path.write_text(json.dumps(manifest))
+    old = CalibrationSet.load(tmp_path / "old").manifest["filter"]
+    assert old["kept_max_perplexity"] == 80.0 and old["perplexity_threshold"] == pytest.approx(82.0)
+    assert "upgraded_from" in old
+
+
 def test_default_temperature_is_the_official_codes_for_every_model():
     assert GenerationOptions().temperature == 0.6  # generate_data.py; the paper's 0.8 is a study setting
     resolved = GenerationOptions(filter_top=0.2).resolve(64)

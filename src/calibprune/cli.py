@@ -60,6 +60,11 @@ def _quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
+ENCODING_HELP = (
+    "Encoding of local .txt/.jsonl files (e.g. latin-1, cp1252); text not valid in it is refused, never replaced."
+)
+
+
 # ----------------------------------------------------------------- option audit
 # No option is silently ignored: an option typed on the command line that this
 # invocation would not use is refused with the reason, before any work.
@@ -123,6 +128,7 @@ def prune(
         help="Stream windows: disjoint (no overlaps) | random (independent starts, published loaders); sources only.",
     ),
     text_field: str = typer.Option("text", help="Text field/column of .jsonl/.parquet/.arrow sources."),
+    encoding: str = typer.Option("utf-8", help=ENCODING_HELP),
     targets: list[str] | None = typer.Option(None, help="Only prune layers matching these globs (comma-separated)."),
     ignore: list[str] | None = typer.Option(None, help="Never prune layers matching these globs."),
     batch_size: int = typer.Option(4, help="Calibration samples per block call."),
@@ -200,9 +206,12 @@ def prune(
         sampling=sampling,
         text_field=text_field,
         windows=windows,
+        encoding=encoding,
     )
-    _audit_prune(ctx, config, request, bool(ppl))
-    ppl_request = PerplexityRequest(list(_split(ppl)), seqlen=ppl_seqlen, max_windows=ppl_max_windows)
+    ppl_request = PerplexityRequest(
+        list(_split(ppl)), seqlen=ppl_seqlen, max_windows=ppl_max_windows, encoding=encoding
+    )
+    _audit_prune(ctx, config, request, ppl_request)
     say = _notice(quiet)
     if config.target.is_nm:
         say(config.target.explain())
@@ -220,6 +229,7 @@ def prune(
         say=say,
         device=device,
         offload=offload,
+        argv=sys.argv,
     )
     summary = report["summary"]
     target = config.target
@@ -250,9 +260,27 @@ def _refuse_text_field(ctx: typer.Context, source) -> None:
         )
 
 
-def _audit_prune(ctx: typer.Context, config, request, with_ppl: bool) -> None:
+def _refuse_encoding(ctx: typer.Context, sources, what: str) -> None:
+    """--encoding decodes local .txt/.jsonl files; refused when ``sources`` (what the
+    command reads as text, set folders left out) hold none. ``what`` names the options."""
+    from .corpora import is_local_source
+
+    _refuse_unused(
+        ctx,
+        ("encoding",),
+        any(is_local_source(s) for s in sources),
+        f"when no local file is read ({what} name corpora or calibration-set folders): it is how local "
+        ".txt/.jsonl files are decoded; drop it",
+    )
+
+
+def _audit_prune(ctx: typer.Context, config, request, ppl) -> None:
     """prune: refuse options this run would not use (see the option-audit section)."""
     from .pruning.engine import needs_calibration
+
+    with_ppl = bool(ppl.corpora)
+    read_calib = needs_calibration(config) and not request.prebuilt
+    _refuse_encoding(ctx, ([request.source] if read_calib else []) + ppl.corpora, "--calib and --ppl")
 
     calibration_options = ("calib", "nsamples", "seqlen", "seed", "sampling", "windows", "text_field", "batch_size")
     _refuse_unused(
@@ -330,6 +358,7 @@ def eval_(
     ppl_split: str | None = typer.Option(
         None, help="calib | heldout | all.", show_default="heldout; all for local files"
     ),
+    encoding: str = typer.Option("utf-8", help=ENCODING_HELP),
     batch_size: str = typer.Option(
         "8",
         help="Sequences per forward pass, at most (batches also hold <= 4096 tokens); 'auto': the largest "
@@ -359,6 +388,7 @@ def eval_(
     )
     _refuse_unused(ctx, ("limit", "seed"), with_tasks, "without --tasks: drop them or pass --tasks")
     _refuse_unused(ctx, ("overwrite",), output is not None, "without --output: drop it or pass --output FILE")
+    _refuse_encoding(ctx, _split(ppl), "--ppl")
     _refuse_unused(
         ctx,
         ("mmlu_shots",),
@@ -375,6 +405,7 @@ def eval_(
         batch_size=batch_size,
         protocol=ppl_protocol,
         split=ppl_split,
+        encoding=encoding,
     )
     task_request = TaskRequest(
         list(_split(tasks)), limit=limit, seed=seed, mmlu_shots=mmlu_shots, batch_size=batch_size, scoring=scoring
@@ -388,6 +419,7 @@ def eval_(
         progress=not quiet,
         device=device,
         overwrite=overwrite,
+        argv=sys.argv,
     )
     if "batch_size" in report:
         probe = report["batch_size"]
@@ -470,6 +502,7 @@ def calib(
         "disjoint", help="Stream windows: disjoint (no overlaps) | random (independent starts, published loaders)."
     ),
     text_field: str = typer.Option("text", help="Text field/column of .jsonl/.parquet/.arrow sources."),
+    encoding: str = typer.Option("utf-8", help=ENCODING_HELP),
     synthetic: bool = typer.Option(False, "--synthetic", help="Self-generate from prefixes of the source's texts."),
     prefix_tokens: int = typer.Option(1, help="Source tokens after BOS in each prompt (0 = BOS only; paper: 1)."),
     temperature: float = typer.Option(0.6, help="Sampling temperature (the paper's LLaMA runs used 0.8)."),
@@ -527,6 +560,7 @@ def calib(
         "detected texts: the source's own rule); drop it",
     )
     _refuse_text_field(ctx, source)
+    _refuse_encoding(ctx, [source], "--source")
     detect_options = ("keep_top", "mink_k", "num_candidates")
     _refuse_unused(ctx, detect_options, bool(detect), "without --detect: drop them or pass --detect mink++")
     _refuse_unused(
@@ -543,6 +577,7 @@ def calib(
         sampling=sampling,
         text_field=text_field,
         windows=windows,
+        encoding=encoding,
         strategy="synthetic" if synthetic else "detect" if detect else "sample",
         generation=GenerationOptions(
             prefix_tokens=prefix_tokens,
@@ -569,7 +604,15 @@ def calib(
         )
     _on_interrupt(note, quiet)
     calibration = run_calib(
-        model, job, output, overwrite=overwrite, progress=not quiet, say=_notice(quiet), device=device, dtype=dtype
+        model,
+        job,
+        output,
+        overwrite=overwrite,
+        progress=not quiet,
+        say=_notice(quiet),
+        device=device,
+        dtype=dtype,
+        argv=sys.argv,
     )
     manifest = calibration.manifest
     line = f" {calibration.nsamples} x {calibration.seqlen} tokens from {manifest['source']} ({manifest['strategy']})"
@@ -636,6 +679,13 @@ analyze_app = typer.Typer(no_args_is_help=True, help="Analyze calibration sets: 
 app.add_typer(analyze_app, name="analyze")
 
 
+def _refuse_local_sets(ctx: typer.Context, specs: list[str], what: str) -> None:
+    """analyze: --encoding only with a --sets/--reference entry read as local files."""
+    from .analysis.sets import local_specs
+
+    _refuse_encoding(ctx, local_specs(specs), what)
+
+
 @analyze_app.command("similarity")
 def analyze_similarity(
     ctx: typer.Context,
@@ -656,6 +706,7 @@ def analyze_similarity(
     ),
     seed: int = typer.Option(0, help="Seed of MinHash and of the document subsets."),
     model: str | None = typer.Option(None, help="Tokenizer for --unit token."),
+    encoding: str = typer.Option("utf-8", help=ENCODING_HELP),
     overwrite: bool = typer.Option(False, help="Replace an existing --output."),
     quiet: bool = typer.Option(False, help="No progress bars, no notices."),
 ):
@@ -670,6 +721,7 @@ def analyze_similarity(
         "without --reference: drop them or pass --reference",
     )
     _refuse_unused(ctx, ("model",), unit == "token", "unless --unit token: drop it or pass --unit token")
+    _refuse_local_sets(ctx, [*_split(sets), reference or ""], "--sets and --reference")
     _quiet_libraries()
     _on_interrupt(f"analyze similarity -> {output}: nothing written", quiet)
     report = run_similarity(
@@ -686,6 +738,7 @@ def analyze_similarity(
         overwrite,
         containment_threshold,
         progress=not quiet,
+        encoding=encoding,
     )
     say = _notice(quiet)
     for name, origin in report["sets"].items():
@@ -731,6 +784,7 @@ def analyze_membership(
     max_tokens: int = typer.Option(512, help="Tokens scored per text."),
     seed: int = typer.Option(0, help="Seed of the text subsets."),
     batch_size: int = typer.Option(8, help="Texts per forward pass."),
+    encoding: str = typer.Option("utf-8", help=ENCODING_HELP),
     dtype: str | None = typer.Option(
         None, help="Weights dtype: auto | float32 | bfloat16 | float16.", show_default="auto: the checkpoint's"
     ),
@@ -741,6 +795,7 @@ def analyze_membership(
     """Min-K%++, Min-K% and perplexity distributions of each set under a model."""
     from .analysis.jobs import run_membership
 
+    _refuse_local_sets(ctx, list(_split(sets)), "--sets")
     _quiet_libraries()
     _on_interrupt(f"analyze membership -> {output}: nothing written", quiet)
     report = run_membership(
@@ -756,6 +811,7 @@ def analyze_membership(
         progress=not quiet,
         device=device,
         dtype=dtype,
+        encoding=encoding,
     )
     table = Table(title=f"membership scores under {model} (k={k}): median [q1, q3]")
     table.add_column("set")
@@ -788,6 +844,10 @@ def studies(as_json: bool = typer.Option(False, "--json", help="Machine-readable
     for row in rows:
         table.add_row(*(str(row[c]) for c in ("spec", "scale", "claims", "models", "cells", "seeds")))
     out.print(table)
+    claims = dict(sorted({c: t for row in rows for c, t in row["claim_texts"].items()}.items()))
+    out.print("claims (the paper's, as each study tests them):")
+    for claim, text in claims.items():
+        out.print(f"  {claim}: {text}", soft_wrap=True)
 
 
 @app.command()

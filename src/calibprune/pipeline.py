@@ -12,7 +12,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -28,7 +28,7 @@ from .calibration import (
 )
 from .calibration.filters import check_keep_top
 from .config import PruneConfig
-from .corpora import get_corpus, local_source
+from .corpora import DEFAULT_ENCODING, get_corpus, local_source
 from .errors import CalibpruneError
 from .estimate import Estimate, forward_rate, generation_rate, prune_passes
 from .evaluation.perplexity import PPL_PROTOCOL, PROTOCOLS, perplexity
@@ -48,6 +48,7 @@ from .pruning.engine import needs_calibration, prune_model, validate
 from .scoring.membership import check_k
 from .utils.device import device_record, free_memory_bytes, resolve_device
 from .utils.io import atomic_directory, check_output_dir, check_output_file, write_json
+from .utils.keys import KEYED_WHEN_SET
 from .utils.provenance import environment
 from .utils.resources import StageTracker
 
@@ -78,6 +79,7 @@ class CalibrationRequest:
     sampling: str | None = None
     text_field: str = "text"
     windows: str = "disjoint"
+    encoding: str = DEFAULT_ENCODING
 
     @property
     def prebuilt(self) -> bool:
@@ -100,6 +102,12 @@ class CalibrationRequest:
         else:
             check_sampling_args(self.window_count, self.window_length, self.sampling, self.windows)
 
+    def to_dict(self) -> dict:
+        """The request as given (an in-memory set is named by its one-line repr)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["source"] = self.source if isinstance(self.source, str) else repr(self.source)
+        return out
+
     def build(self, tokenizer) -> CalibrationSet:
         calibration = build_calibration(
             self.source,
@@ -110,6 +118,7 @@ class CalibrationRequest:
             mode=self.sampling,
             text_field=self.text_field,
             windows=self.windows,
+            encoding=self.encoding,
         )
         if self.prebuilt:
             if not isinstance(self.source, CalibrationSet):
@@ -126,6 +135,7 @@ class PerplexityRequest:
     batch_size: int | str = 1  # or "auto"
     protocol: str = PPL_PROTOCOL
     split: str | None = None  # default: held-out pool of registered corpora, all of a local file
+    encoding: str = field(default=DEFAULT_ENCODING, metadata=KEYED_WHEN_SET)  # of local files
 
     def check(self) -> None:
         from .evaluation.batching import parse_batch_size
@@ -133,8 +143,11 @@ class PerplexityRequest:
         parse_batch_size(self.batch_size)
         if self.protocol not in PROTOCOLS:
             raise CalibpruneError(f"unknown perplexity protocol {self.protocol!r}: use one of {', '.join(PROTOCOLS)}")
-        for name in self.corpora:
-            get_corpus(name)  # unknown names fail here, listing the known ones
+        for corpus in self.resolve():  # unknown names fail here, listing the known ones
+            corpus.check_readable()  # an undecodable local file fails before the model is loaded
+
+    def resolve(self) -> list:
+        return [get_corpus(name, encoding=self.encoding) for name in self.corpora]
 
 
 @dataclass
@@ -175,7 +188,7 @@ def evaluate_perplexities(model, tokenizer, request: PerplexityRequest, progress
         name: perplexity(
             model,
             tokenizer,
-            name,
+            corpus,
             seqlen=request.seqlen,
             max_windows=request.max_windows,
             batch_size=request.batch_size,
@@ -183,7 +196,7 @@ def evaluate_perplexities(model, tokenizer, request: PerplexityRequest, progress
             protocol=request.protocol,
             progress=progress,
         )
-        for name in request.corpora
+        for name, corpus in zip(request.corpora, request.resolve(), strict=True)
     }
 
 
@@ -223,6 +236,7 @@ def run_prune(
     say: Say = _silent,
     device: str = "auto",
     offload: str = "auto",
+    argv: list[str] | None = None,
 ) -> dict:
     """``calibprune prune``: returns the report that is also written to ``output``.
 
@@ -232,9 +246,22 @@ def run_prune(
     ``say`` receives one-line notices (the cost estimate) before the long stages.
     ``device``/``offload``: where blocks are computed and where the weights wait
     (:mod:`calibprune.models.offload`); ``offload="disk"`` streams each pruned block to
-    ``output`` as soon as it is done.
+    ``output`` as soon as it is done. ``argv``: the command line (the CLI passes
+    ``sys.argv``; None from Python), recorded in the report with every option given here.
     """
     started = time.perf_counter()
+    options = {
+        "model": str(model_name),
+        "calibration": calib.to_dict(),
+        "perplexity": asdict(ppl) if ppl else None,
+        "tasks": asdict(tasks) if tasks else None,
+        "evaluate_dense": evaluate_dense,
+        "dtype": dtype,
+        "device": device,
+        "offload": offload,
+        "output": None if output is None else str(output),
+        "overwrite": overwrite,
+    }
     # 1. arguments alone
     run_device = resolve_device(device)
     check_offload(offload)
@@ -289,6 +316,7 @@ def run_prune(
             check_seqlen(calibration.seqlen, model_config, "the calibration windows' length")
     job = _PruneJob(model_name, resolved, model_config, config, calibration, tokenizer, tracker, started)
     job.placement_record = {**device_record(run_device, weights_dtype), **choice.to_dict()}
+    job.invocation = {"argv": None if argv is None else list(argv), "options": options}
     # 3. the expensive part
     if choice.value == "disk":  # pruned blocks stream into the output folder as they are done
         with atomic_directory(output, overwrite=overwrite) as tmp:
@@ -339,6 +367,7 @@ class _PruneJob:
     tracker: StageTracker
     started: float
     placement_record: dict = field(default_factory=dict)
+    invocation: dict = field(default_factory=lambda: {"argv": None, "options": None})
 
     def prune(self, model, placement, say: Say, progress: bool) -> dict:
         """Prune ``model`` (the estimate first, when the model is whole) and build the report."""
@@ -352,6 +381,7 @@ class _PruneJob:
             pruned = prune_model(model, calibration, config, progress=progress, placement=placement)
         report = {
             "command": "prune",
+            **self.invocation,  # argv (None from Python) and the options as given
             "model": {
                 "source": str(self.model_name),
                 "resolved": self.resolved,
@@ -419,9 +449,19 @@ def run_eval(
     progress: bool = True,
     device: str = "auto",
     overwrite: bool = False,
+    argv: list[str] | None = None,
 ) -> dict:
     """``calibprune eval``: lm-eval tasks and/or perplexity of a model folder, preset or hub id;
-    ``output``: a JSON file, replaced only with ``overwrite``."""
+    ``output``: a JSON file, replaced only with ``overwrite``. ``argv`` (the CLI's
+    ``sys.argv``) and the options are recorded in the report."""
+    options = {
+        "model": str(model_name),
+        "perplexity": asdict(ppl) if ppl else None,
+        "tasks": asdict(tasks) if tasks else None,
+        "dtype": dtype,
+        "device": device,
+        "output": None if output is None else str(output),
+    }
     run_device = resolve_device(device)
     parse_dtype(dtype)
     ppl = ppl if ppl and ppl.corpora else None  # an empty request is no request
@@ -441,7 +481,12 @@ def run_eval(
     tracker = StageTracker(device=run_device)
     with tracker.stage("load"):
         model = load_model(resolved, dtype=dtype, device=run_device)
-    report: dict = {"command": "eval", "model": {"source": str(model_name), "resolved": resolved}}
+    report: dict = {
+        "command": "eval",
+        "argv": None if argv is None else list(argv),
+        "options": options,
+        "model": {"source": str(model_name), "resolved": resolved},
+    }
     report["device"] = device_record(run_device, next(model.parameters()).dtype)
     if "auto" in (getattr(tasks, "batch_size", None), getattr(ppl, "batch_size", None)):
         from .evaluation.batching import pick_batch_size
@@ -481,6 +526,7 @@ class CalibJob:
     keep_top: float = 0.5
     mink_k: float = 0.2
     num_candidates: int | None = None
+    encoding: str = field(default=DEFAULT_ENCODING, metadata=KEYED_WHEN_SET)  # of local files
 
     def check(self) -> None:
         check_sampling_args(self.nsamples, self.seqlen, self.sampling, self.windows)
@@ -554,6 +600,7 @@ def run_calib(
     say: Say = _silent,
     device: str = "auto",
     dtype: str | None = None,
+    argv: list[str] | None = None,
 ) -> CalibrationSet:
     """``calibprune calib``: build a calibration set and save it as a folder.
 
@@ -561,7 +608,8 @@ def run_calib(
     self-generation keeps its finished batches (default: beside ``output``); ``say``
     receives one-line notices (cost estimate, resume point) before generation;
     ``device``/``dtype``: where and in which dtype the model generates or scores
-    (synthetic and detect only).
+    (synthetic and detect only); ``argv``: the command line (the CLI's ``sys.argv``), recorded
+    in the manifest (a damaged set's rebuild command comes from it).
     """
     run_device = resolve_device(device)
     parse_dtype(dtype)
@@ -571,9 +619,12 @@ def run_calib(
         check_output_dir(output, overwrite, inputs)
     if work_dir is None and output is not None:
         work_dir = generation_work_dir(output)
-    corpus = get_corpus(job.source, text_field=job.text_field)  # unknown names fail here, listing the known ones
+    # unknown names fail here, listing the known ones
+    corpus = get_corpus(job.source, text_field=job.text_field, encoding=job.encoding)
     if hasattr(corpus, "check_available"):
         corpus.check_available()
+    if job.strategy != "sample":
+        corpus.check_readable()  # an undecodable local file fails before the model is loaded
     resolved = resolve_model(model_name)
     check_seqlen(job.seqlen, load_config(resolved))
     tokenizer = load_tokenizer(resolved)
@@ -623,6 +674,7 @@ def run_calib(
         else:
             raise CalibpruneError(f"unknown calibration strategy {job.strategy!r}: use sample, synthetic or detect")
     calib.manifest["model"] = str(model_name)
+    calib.manifest["argv"] = None if argv is None else list(argv)
     calib.manifest["environment"] = environment()
     if job.strategy != "sample":  # where the model generated / scored, with the GPU's peak memory
         calib.manifest["environment"]["compute"] = {

@@ -28,6 +28,7 @@ def run_similarity(
     overwrite: bool = False,
     containment_threshold: float = CONTAINMENT_THRESHOLD,
     progress: bool = True,
+    encoding: str = "utf-8",
 ) -> dict:
     """``max_texts`` cuts the compared sets only; the reference is indexed whole, streamed."""
     from ..models.loading import model_folder
@@ -42,10 +43,10 @@ def run_similarity(
         from ..models.loading import load_tokenizer, resolve_model
 
         tokenizer = load_tokenizer(resolve_model(model))
-    sets = load_sets(specs, max_texts, seed)
+    sets = load_sets(specs, max_texts, seed, encoding)
     index = None
     if reference:
-        texts, origin = stream_texts(reference)
+        texts, origin = stream_texts(reference, encoding)
         hasher = NgramHasher(n, unit, tokenizer)
         index = ReferenceIndex.build(reference, texts, hasher, num_perm, seed, lsh_threshold, origin, progress)
         if not len(index.hashes):
@@ -83,6 +84,7 @@ def run_membership(
     progress: bool = True,
     device: str = "auto",
     dtype: str | None = None,
+    encoding: str = "utf-8",
 ) -> dict:
     from ..models.loading import (
         load_model,
@@ -99,7 +101,7 @@ def run_membership(
     parse_dtype(dtype)
     check_k(k)
     check_output_dir(output, overwrite, set_inputs(specs) + [("the --model folder", model_folder(model))])
-    sets = load_sets(specs, max_texts, seed)
+    sets = load_sets(specs, max_texts, seed, encoding)
     resolved = resolve_model(model)
     tokenizer = load_tokenizer(resolved)
     loaded = load_model(resolved, dtype=dtype, device=run_device)

@@ -3,7 +3,8 @@
 * a calibration-set folder: its windows (the text the pruner saw) and their token ids;
 * ``corpus:NAME``: documents of a registered corpus (``corpus:NAME@calib`` or
   ``@heldout`` for one pool; all documents by default);
-* any other path: a local ``.txt``/``.jsonl``/``.parquet``/``.arrow`` file or folder.
+* any other path: a local ``.txt``/``.jsonl``/``.parquet``/``.arrow`` file or folder,
+  decoded with ``encoding`` (``--encoding``).
 
 Compared sets are cut to ``max_texts`` documents chosen with a seeded shuffle; a
 reference is streamed whole (:func:`stream_texts`).
@@ -30,7 +31,12 @@ class TextSet:
     origin: dict = field(default_factory=dict)
 
 
-def _source(spec: str):
+def local_specs(specs) -> list[str]:
+    """The specs that are read as local files (neither ``corpus:NAME`` nor a set folder)."""
+    return [s for s in specs if s and not s.startswith("corpus:") and not is_calibration_folder(s)]
+
+
+def _source(spec: str, encoding: str = "utf-8"):
     """(corpus, split, origin) of a ``corpus:NAME[@split]`` or a local path."""
     if spec.startswith("corpus:"):
         name, _, split = spec[len("corpus:") :].partition("@")
@@ -44,7 +50,8 @@ def _source(spec: str):
             f"{spec!r} does not exist: pass a calibration-set folder, a local .txt/.jsonl/.parquet/.arrow "
             "file or folder, or corpus:NAME (see `calibprune corpora`)"
         )
-    return get_corpus(str(Path(spec).expanduser())), "all", {"kind": "local files", "path": spec}
+    corpus = get_corpus(str(Path(spec).expanduser()), encoding=encoding)
+    return corpus, "all", {"kind": "local files", "path": spec, **corpus.reading()}
 
 
 def set_inputs(specs: list[str]) -> list[tuple[str, str]]:
@@ -52,12 +59,12 @@ def set_inputs(specs: list[str]) -> list[tuple[str, str]]:
     return [("--sets", spec) for spec in specs if not spec.startswith("corpus:")]
 
 
-def load_set(spec: str, max_texts: int | None = None, seed: int = 0) -> TextSet:
+def load_set(spec: str, max_texts: int | None = None, seed: int = 0, encoding: str = "utf-8") -> TextSet:
     if is_calibration_folder(spec):
         calib = CalibrationSet.load(spec)
         texts = calib.windows_text or []
         return TextSet(spec, texts, calib.input_ids.tolist(), {"kind": "calibration set", **calib.describe()})
-    corpus, split, origin = _source(spec)
+    corpus, split, origin = _source(spec, encoding)
     texts = corpus.texts(split)
     origin["available_texts"] = len(texts)
     if max_texts is not None and len(texts) > max_texts:
@@ -67,19 +74,20 @@ def load_set(spec: str, max_texts: int | None = None, seed: int = 0) -> TextSet:
     return TextSet(spec, texts, None, origin)
 
 
-def stream_texts(spec: str) -> tuple[Iterator[str], dict]:
+def stream_texts(spec: str, encoding: str = "utf-8") -> tuple[Iterator[str], dict]:
     """Every text of ``spec``, one at a time (never cut), and where they come from."""
     if is_calibration_folder(spec):
         calib = CalibrationSet.load(spec)
         return iter(calib.windows_text or []), {"kind": "calibration set", "path": spec}
-    corpus, split, origin = _source(spec)
+    corpus, split, origin = _source(spec, encoding)
+    corpus.check_readable()  # refused now, not halfway through the index
     return (doc.text for doc in corpus.documents(split)), origin
 
 
-def load_sets(specs: list[str], max_texts: int | None = None, seed: int = 0) -> list[TextSet]:
+def load_sets(specs: list[str], max_texts: int | None = None, seed: int = 0, encoding: str = "utf-8") -> list[TextSet]:
     if not specs:
         raise CalibpruneError("no sets given: pass --sets calib/DIR,corpus:NAME,... (comma-separated)")
-    sets = [load_set(spec, max_texts, seed) for spec in specs]
+    sets = [load_set(spec, max_texts, seed, encoding) for spec in specs]
     empty = [s.name for s in sets if not any(t.strip() for t in s.texts)]
     if empty:
         raise CalibpruneError(f"set(s) {', '.join(empty)} hold no text: check the path or corpus name")

@@ -6,18 +6,18 @@ saves to and loads from a folder; ``prune --calib`` takes such a folder or a sou
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..corpora import get_corpus
-from .calibset import MANIFEST, CalibrationSet
+from .calibset import CalibrationSet
 from .detect import DETECTORS, build_detected
 from .filters import drop_above_percentile, keep_top_fraction
+from .folder import looks_like_set
 from .sampling import MODES, WINDOW_RULES, check_sampling_args, sample_windows, windows_from_texts
 from .synthetic import GenerationOptions, build_synthetic
 
 
 def is_calibration_folder(source) -> bool:
-    return isinstance(source, (str, Path)) and (Path(source) / MANIFEST).exists()
+    """A folder holding any of a set's files: read as a set (and refused if damaged), never as text."""
+    return looks_like_set(source)
 
 
 def build_calibration(
@@ -29,6 +29,7 @@ def build_calibration(
     mode: str | None = None,
     text_field: str = "text",
     windows: str = "disjoint",
+    encoding: str = "utf-8",
 ) -> CalibrationSet:
     """The ``--calib`` interface: an in-memory set or a saved set folder is used as it
     is (after checking its tokenizer); a corpus name or local file is sampled on the
@@ -38,7 +39,7 @@ def build_calibration(
     elif is_calibration_folder(source):
         calib = CalibrationSet.load(source)
     else:
-        corpus = get_corpus(source, text_field=text_field)
+        corpus = get_corpus(source, text_field=text_field, encoding=encoding)
         return sample_windows(corpus, tokenizer, nsamples, seqlen, seed, mode=mode, windows=windows)
     calib.check_tokenizer(tokenizer)
     return calib

@@ -1,6 +1,6 @@
 """A calibration set: the token windows a pruner sees, plus where they came from.
 
-On disk a set is a folder (written atomically)::
+On disk a set is a folder (written atomically; read and checked by :mod:`.folder`)::
 
     tokens.safetensors   {"input_ids": int64 [nsamples, seqlen]}
     windows.jsonl        the decoded windows, one per line ({"index", "text"})
@@ -22,9 +22,7 @@ import torch
 from ..errors import CalibpruneError
 from ..utils.io import atomic_directory, write_json
 from ..utils.provenance import tensor_fingerprint
-
-FORMAT = "calibprune.calibration/1"
-MANIFEST = "manifest.json"
+from .folder import FORMAT, MANIFEST, TEXTS, TOKENS, WINDOWS, read_set
 
 
 @dataclass
@@ -92,38 +90,22 @@ class CalibrationSet:
         from safetensors.torch import save_file
 
         with atomic_directory(folder, overwrite=overwrite) as tmp:
-            save_file({"input_ids": self.input_ids.contiguous()}, str(tmp / "tokens.safetensors"))
-            _write_jsonl(
-                tmp / "windows.jsonl", [{"index": i, "text": t} for i, t in enumerate(self.windows_text or [])]
-            )
-            _write_jsonl(tmp / "texts.jsonl", self.texts or [])
+            save_file({"input_ids": self.input_ids.contiguous()}, str(tmp / TOKENS))
+            _write_jsonl(tmp / WINDOWS, [{"index": i, "text": t} for i, t in enumerate(self.windows_text or [])])
+            _write_jsonl(tmp / TEXTS, self.texts or [])
             write_json(tmp / MANIFEST, {"format": FORMAT, **self.describe()})
         return Path(folder)
 
     @classmethod
     def load(cls, folder: str | Path) -> CalibrationSet:
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        if not (folder / MANIFEST).exists():
+        """A saved set, checked whole (every file present and readable, tokens matching the
+        manifest's shape and fingerprint); a folder that is not one is refused."""
+        if not Path(folder).is_dir():
             raise CalibpruneError(
-                f"{str(folder)!r} is not a calibration set folder (no {MANIFEST}); build one with `calibprune calib`"
+                f"{str(folder)!r} is not a calibration set folder: build one with `calibprune calib --output {folder}`"
             )
-        manifest = json.loads((folder / MANIFEST).read_text())
-        if manifest.get("format") != FORMAT:
-            raise CalibpruneError(f"{folder}/{MANIFEST} has format {manifest.get('format')!r}, expected {FORMAT!r}")
-        ids = load_file(str(folder / "tokens.safetensors"))["input_ids"]
-        loaded = cls(
-            input_ids=ids,
-            manifest={k: v for k, v in manifest.items() if k not in ("format", "nsamples", "seqlen", "fingerprint")},
-            texts=_read_jsonl(folder / "texts.jsonl"),
-            windows_text=[r["text"] for r in _read_jsonl(folder / "windows.jsonl")],
-        )
-        if loaded.fingerprint != manifest.get("fingerprint"):
-            raise CalibpruneError(
-                f"{folder}: tokens.safetensors does not match the fingerprint in {MANIFEST} (corrupted set?)"
-            )
-        return loaded
+        files = read_set(folder)
+        return cls(files.input_ids, files.manifest, files.texts, files.windows_text)
 
     def check_tokenizer(self, tokenizer) -> None:
         """Refuse windows made with another tokenizer: their ids would mean other tokens."""
@@ -156,10 +138,3 @@ def _write_jsonl(path: Path, records: list[dict]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]

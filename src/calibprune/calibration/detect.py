@@ -19,7 +19,7 @@ from ..scoring import score_text
 from ..scoring.membership import check_k
 from .calibset import CalibrationSet
 from .filters import check_keep_top, keep_top_fraction
-from .sampling import check_sampling_args, set_from_pool
+from .sampling import check_sampling_args, set_from_pool, source_fields
 
 DETECTORS = ("mink++",)
 
@@ -58,7 +58,7 @@ def build_detected(
     ]
     kept_scores = [s for s, kept in zip(scores, keep, strict=True) if kept]
     manifest = {
-        "source": corpus.name,
+        **source_fields(corpus),
         "strategy": "detect",
         "parameters": {"detector": method, "k": k, "keep_top": keep_top, "num_candidates": num_candidates},
         "special_tokens": special_tokens_added(tokenizer),

@@ -33,14 +33,29 @@ def check_keep_top(fraction: float) -> None:
         raise CalibpruneError(f"--keep-top {fraction} must be in (0, 1]: the fraction of highest-scoring texts kept")
 
 
-def drop_above_percentile(scores: list[float], fraction: float) -> list[bool]:
-    """Keep flags: score < the (1 - fraction) percentile of the scores (NaN: dropped)."""
+PERCENTILE_RULE = (
+    "kept iff perplexity < the (1 - filter_top) percentile of the pool's perplexities (NaN excluded, "
+    "linear interpolation, numpy's default; sample_ppl.py); NaN always dropped; filter_top 0 keeps all"
+)
+
+
+def percentile_threshold(scores: list[float], fraction: float) -> float | None:
+    """t of :func:`drop_above_percentile`: the (1 - fraction) percentile of the non-NaN
+    scores; None where no threshold applies (``fraction = 0``, or no finite score)."""
     check_filter_top(fraction)
     values = torch.tensor(scores, dtype=torch.float64)
     finite = values[~values.isnan()]
     if fraction == 0 or finite.numel() == 0:
+        return None
+    return float(torch.quantile(finite, 1.0 - fraction, interpolation="linear"))
+
+
+def drop_above_percentile(scores: list[float], fraction: float) -> list[bool]:
+    """Keep flags: score < the (1 - fraction) percentile of the scores (NaN: dropped)."""
+    threshold = percentile_threshold(scores, fraction)
+    values = torch.tensor(scores, dtype=torch.float64)
+    if threshold is None:
         return (~values.isnan()).tolist()
-    threshold = torch.quantile(finite, 1.0 - fraction, interpolation="linear")
     return (values < threshold).tolist()  # NaN < t is False
 
 

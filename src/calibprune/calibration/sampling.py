@@ -90,7 +90,7 @@ def sample_windows(
         windows=windows,
     )
     manifest = {
-        "source": corpus.name,
+        **source_fields(corpus),
         "strategy": "sample",
         "sampling": mode,
         "split": split,
@@ -99,6 +99,13 @@ def sample_windows(
         **info,
     }
     return CalibrationSet(input_ids=ids, manifest=manifest, windows_text=decode_windows(tokenizer, ids))
+
+
+def source_fields(corpus: Corpus) -> dict:
+    """A manifest's ``source`` (the corpus's name) and, for local files, how they were read
+    (``source_reading``: encoding, text field), which is part of what the texts are."""
+    reading = corpus.reading()
+    return {"source": corpus.name, **({"source_reading": reading} if reading else {})}
 
 
 def set_from_pool(

@@ -51,8 +51,8 @@ from ..errors import CalibpruneError
 from ..models.loading import encode, special_tokens_added, tokenize
 from ..scoring import perplexity_of, score_sequences
 from .calibset import CalibrationSet, tokenizer_info
-from .filters import check_filter_top, drop_above_percentile
-from .sampling import check_sampling_args, set_from_pool, stream_tokens
+from .filters import PERCENTILE_RULE, check_filter_top, drop_above_percentile, percentile_threshold
+from .sampling import check_sampling_args, set_from_pool, source_fields, stream_tokens
 
 SEPARATOR_TOKENS = ("<|endoftext|>", "</s>")
 
@@ -393,7 +393,7 @@ def build_synthetic(
         texts.append({**record, "perplexity": ppl, "keep": kept})
     kept_ppl = [p for p, k in zip(perplexities, keep, strict=True) if k]
     manifest = {
-        "source": corpus.name,
+        **source_fields(corpus),
         "strategy": "synthetic",
         "parameters": {
             **asdict(options),
@@ -407,7 +407,9 @@ def build_synthetic(
             "texts": len(texts),
             "kept": sum(keep),
             "dropped": len(keep) - sum(keep),
-            "perplexity_threshold": max(kept_ppl) if kept_ppl else None,
+            "perplexity_rule": PERCENTILE_RULE,
+            "perplexity_threshold": percentile_threshold(perplexities, options.filter_top),  # the rule's t
+            "kept_max_perplexity": max(kept_ppl) if kept_ppl else None,
             "generated_tokens": sum(t["generated_tokens"] for t in texts),
             "stopped_at_eos": sum(t["stopped_at_eos"] for t in texts),
         },

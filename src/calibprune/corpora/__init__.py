@@ -15,7 +15,7 @@ from pathlib import Path
 from ..utils.registry import Registry
 from .base import Corpus, Document, document_split
 from .hub import HUB_SOURCES, HubCorpus
-from .local import SUFFIXES, LocalCorpus
+from .local import DEFAULT_ENCODING, SUFFIXES, LocalCorpus
 from .offline import OFFLINE_CORPORA, InstalledCorpus, PythonSource, install_all
 from .wiki import LANGUAGES, WikiCorpus
 
@@ -40,15 +40,20 @@ def local_source(source) -> str | None:
     return str(source)
 
 
-def get_corpus(source: str | Corpus, text_field: str = "text") -> Corpus:
-    """A registered corpus name, or a local file or folder."""
+def is_local_source(source) -> bool:
+    """Whether ``source`` names local files (read with a text field and an encoding), not a registered corpus."""
+    if isinstance(source, Corpus):
+        return isinstance(source, LocalCorpus)
+    return source not in CORPORA and (Path(source).exists() or str(source).endswith(SUFFIXES))
+
+
+def get_corpus(source: str | Corpus, text_field: str = "text", encoding: str = DEFAULT_ENCODING) -> Corpus:
+    """A registered corpus name, or a local file or folder (``text_field``/``encoding``: how its files are read)."""
     if isinstance(source, Corpus):
         return source
-    if source in CORPORA:
-        return CORPORA.create(source)
-    if Path(source).exists() or str(source).endswith(SUFFIXES):
-        return LocalCorpus(source, text_field=text_field)
-    return CORPORA.create(source)  # raises, listing the known names
+    if is_local_source(source):
+        return LocalCorpus(source, text_field=text_field, encoding=encoding)
+    return CORPORA.create(source)  # a registered name, or raises listing the known names
 
 
 __all__ = [
@@ -62,5 +67,6 @@ __all__ = [
     "document_split",
     "get_corpus",
     "local_source",
+    "is_local_source",
     "install_all",
 ]

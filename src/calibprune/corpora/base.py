@@ -60,6 +60,13 @@ class Corpus:
         """A string that changes when the corpus's content changes (None: unknown)."""
         return None
 
+    def reading(self) -> dict:
+        """How the source's files are read (local files: encoding, text field); {} when fixed."""
+        return {}
+
+    def check_readable(self) -> None:
+        """Raise now if reading the documents will fail (local files: decoding, parsing)."""
+
     def texts(self, split: Split = "all") -> list[str]:
         return [doc.text for doc in self.documents(split)]
 

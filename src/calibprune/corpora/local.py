@@ -1,8 +1,15 @@
 """Local text files: ``.txt`` (documents separated by blank lines), ``.jsonl``,
-``.parquet`` and ``.arrow`` (a text column, ``--text-field``)."""
+``.parquet`` and ``.arrow`` (a text column, ``--text-field``).
+
+``.txt`` and ``.jsonl`` files are decoded with ``encoding`` (``--encoding``, default
+utf-8), strictly: a byte sequence that is not valid in it is refused with the file, its
+byte offset and line, never replaced by U+FFFD. Parquet and Arrow strings are UTF-8 by
+format, so ``encoding`` does not apply to them (and a non-default one is refused).
+"""
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,23 +18,65 @@ from ..errors import CalibpruneError
 from .base import Corpus, Document, files_version
 
 SUFFIXES = (".txt", ".jsonl", ".parquet", ".arrow")
+DECODED = (".txt", ".jsonl")  # the suffixes read through ``encoding``
+DEFAULT_ENCODING = "utf-8"
+
+
+def check_encoding(encoding: str) -> str:
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise CalibpruneError(
+            f"--encoding {encoding!r} is not an encoding Python knows: pass e.g. utf-8, latin-1 or cp1252"
+        ) from None
+    return encoding
+
+
+def decode(data: bytes, encoding: str, file: Path, start: int = 0, line: int | None = None) -> str:
+    """``data`` (the bytes of ``file`` from byte ``start``, line ``line``) decoded strictly;
+    an invalid sequence is refused with its byte offset in the file, its line and the fix."""
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        offset = start + error.start
+        if line is None and _newline_is_one_byte(encoding):
+            line = data.count(b"\n", 0, error.start) + 1
+        where = f"byte {offset}" + (f" (line {line})" if line is not None else "")
+        bad = error.object[error.start : error.end].hex(" ")
+        raise CalibpruneError(
+            f"{file}: {where} is not valid {encoding} (bytes {bad}): the text would be garbled, so it is "
+            "not read; pass --encoding latin-1 (or the file's encoding)"
+        ) from None
+
+
+def _newline_is_one_byte(encoding: str) -> bool:
+    return "\n".encode(encoding) == b"\n"
 
 
 class LocalCorpus(Corpus):
     """Documents from a file, or from every ``.txt``/``.jsonl`` file under a folder."""
 
-    def __init__(self, path: str | Path, text_field: str = "text", sampling: str = "stream"):
+    def __init__(
+        self, path: str | Path, text_field: str = "text", sampling: str = "stream", encoding: str = DEFAULT_ENCODING
+    ):
         self.path = Path(path)
         self.text_field = text_field
         self.sampling = sampling
+        self.encoding = check_encoding(encoding)
         self.name = str(self.path)
         self.description = f"local files at {self.path}"
         self.files = self._files()
+        if encoding != DEFAULT_ENCODING and not any(p.suffix in DECODED for p in self.files):
+            raise CalibpruneError(
+                f"--encoding {encoding} has no effect on {str(self.path)!r}: .parquet/.arrow strings are UTF-8 by "
+                "format; drop it"
+            )
 
     def _files(self) -> list[Path]:
         if not self.path.exists():
             raise CalibpruneError(f"calibration source {str(self.path)!r} does not exist")
         if self.path.is_dir():
+            _refuse_set_folder(self.path)
             files = sorted(p for p in self.path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
         elif self.path.suffix in SUFFIXES:
             files = [self.path]
@@ -41,7 +90,21 @@ class LocalCorpus(Corpus):
         return files
 
     def version(self) -> str:
-        return files_version(self.files)
+        """The files (size, mtime) and how they are read: the encoding and text field change the texts."""
+        return f"{files_version(self.files)};encoding={self.encoding};text_field={self.text_field}"
+
+    def reading(self) -> dict:
+        """How the files are read, recorded beside the source's name in a calibration manifest."""
+        return {"encoding": self.encoding, "text_field": self.text_field}
+
+    def describe(self) -> dict:
+        return {**super().describe(), **self.reading()}
+
+    def check_readable(self) -> None:
+        """Read every document once, so that a file that cannot be decoded or parsed is
+        refused before a model is loaded for it."""
+        for _ in self._all_documents():
+            pass
 
     def _all_documents(self) -> Iterator[Document]:
         for file in self.files:
@@ -51,7 +114,8 @@ class LocalCorpus(Corpus):
             elif file.suffix in (".parquet", ".arrow"):
                 yield from self._columnar(file, rel)
             else:
-                text = file.read_text(encoding="utf-8", errors="replace")
+                text = decode(file.read_bytes(), self.encoding, file)
+                text = text.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as text mode reads
                 for i, para in enumerate(p for p in text.split("\n\n") if p.strip()):
                     yield Document(id=f"{rel}#{i}", text=para.strip())
 
@@ -67,20 +131,44 @@ class LocalCorpus(Corpus):
             yield Document(id=str(ids[i]) if ids else f"{rel}:{i}", text=str(text or ""))
 
     def _jsonl(self, file: Path, rel: str) -> Iterator[Document]:
-        with open(file, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise CalibpruneError(f"{file}:{line_no} is not valid JSON ({e.msg})") from None
-                if self.text_field not in record:
-                    raise CalibpruneError(
-                        f"{file}:{line_no} has no field {self.text_field!r} (fields: {', '.join(record)}): "
-                        "pass --text-field with the name of the text field"
-                    )
-                yield Document(id=str(record.get("id", f"{rel}:{line_no}")), text=str(record[self.text_field]))
+        for line_no, line in self._lines(file):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CalibpruneError(f"{file}:{line_no} is not valid JSON ({e.msg})") from None
+            if self.text_field not in record:
+                raise CalibpruneError(
+                    f"{file}:{line_no} has no field {self.text_field!r} (fields: {', '.join(record)}): "
+                    "pass --text-field with the name of the text field"
+                )
+            yield Document(id=str(record.get("id", f"{rel}:{line_no}")), text=str(record[self.text_field]))
+
+    def _lines(self, file: Path) -> Iterator[tuple[int, str]]:
+        """(line number, decoded line) of a .jsonl file, read line by line as bytes."""
+        if not _newline_is_one_byte(self.encoding):
+            raise CalibpruneError(
+                f"--encoding {self.encoding}: {file} is read line by line, which needs an encoding whose newline is "
+                "the byte 0x0a (utf-8, latin-1, cp1252, ...): convert the file to utf-8"
+            )
+        offset = 0
+        with open(file, "rb") as f:
+            for line_no, raw in enumerate(f, 1):
+                yield line_no, decode(raw, self.encoding, file, offset, line_no)
+                offset += len(raw)
+
+
+def _refuse_set_folder(path: Path) -> None:
+    """A calibration-set folder is never read as text: its windows are a set's, not a corpus's documents."""
+    from ..calibration.folder import looks_like_set, read_set  # calibration sits above corpora: imported late
+
+    if looks_like_set(path):
+        read_set(path)  # a damaged set is refused with what is wrong and how to rebuild it
+        raise CalibpruneError(
+            f"{str(path)!r} is a calibration-set folder, not a text corpus: pass it to `prune --calib` or "
+            f"`analyze --sets`; to sample its windows' text as a corpus, pass {str(path / 'windows.jsonl')!r}"
+        )
 
 
 def _read_table(file: Path):

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 from .. import __version__
 from ..pruning.engine import needs_calibration
+from ..utils.keys import key_fields
 from .spec import CalibVariant, Setting, Study
 
 
@@ -88,7 +89,7 @@ def calib_stage(study: Study, model: str, variant: CalibVariant, seed: int, plan
     needs = None
     if variant.pool == "shared":
         pool_job = replace(variant.job, seed=variant.pool_seed)
-        needs = digest({"stage": "pool", "model": model, "job": asdict(pool_job)})
+        needs = digest({"stage": "pool", "model": model, "job": key_fields(pool_job)})
         plan.pools.setdefault(
             needs,
             Stage(
@@ -99,7 +100,7 @@ def calib_stage(study: Study, model: str, variant: CalibVariant, seed: int, plan
                 detail=detail,
             ),
         )
-    key = digest({"stage": "calib", "model": model, "job": asdict(job), "pool": needs})
+    key = digest({"stage": "calib", "model": model, "job": key_fields(job), "pool": needs})
     attrs = {"model": model, "calib": variant.label, "seed": seed}
     return plan.calibs.setdefault(key, Stage("calib", key, {"model": model, "job": job}, needs, attrs, detail))
 

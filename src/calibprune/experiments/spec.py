@@ -23,6 +23,7 @@ from ..calibration import GenerationOptions
 from ..config import DSnoTOptions, OWLOptions, PruneConfig, RunnerOptions, SparseGPTOptions, SparsityTarget
 from ..errors import CalibpruneError
 from ..pipeline import CalibJob, PerplexityRequest, TaskRequest
+from ..utils.keys import key_fields
 
 STRATEGIES = ("sample", "synthetic", "detect")
 ANALYSES = ("similarity", "membership")
@@ -34,8 +35,8 @@ TOP_KEYS = {
 }  # fmt: skip
 CALIB_KEYS = {"nsamples", "seqlen", "strategies"}
 STRATEGY_KEYS = {
-    "name", "source", "strategy", "nsamples", "seqlen", "sampling", "text_field", "generation", "detect", "pool",
-    "pool_seed",
+    "name", "source", "strategy", "nsamples", "seqlen", "sampling", "text_field", "encoding", "generation", "detect",
+    "pool", "pool_seed",
 }  # fmt: skip
 DETECT_KEYS = {"keep_top", "k", "num_candidates"}
 SETTING_KEYS = {
@@ -149,7 +150,7 @@ class Evaluation:
     tasks: TaskRequest | None
 
     def to_dict(self) -> dict:
-        return {"ppl": asdict(self.ppl) if self.ppl else None, "tasks": asdict(self.tasks) if self.tasks else None}
+        return {"ppl": key_fields(self.ppl) if self.ppl else None, "tasks": asdict(self.tasks) if self.tasks else None}
 
 
 @dataclass(frozen=True)
@@ -355,7 +356,11 @@ def _strategy(entry, defaults: dict, path: str) -> list[CalibVariant]:
         for gen in expand(generation, EXPANDING["generation"]):
             for det in expand(detect, EXPANDING["detect"]):
                 where = f"{path} (source={base['source']})"
-                _guard(f"{path}.source", lambda base=base: get_corpus(base["source"], base.get("text_field", "text")))
+                reading = {"text_field": base.get("text_field", "text"), "encoding": base.get("encoding", "utf-8")}
+                _guard(  # a local file that cannot be decoded fails here, before any work
+                    f"{path}.source",
+                    lambda base=base, reading=reading: get_corpus(base["source"], **reading).check_readable(),
+                )
                 job = _guard(
                     where,
                     lambda base=base, gen=gen, det=det: CalibJob(
@@ -364,6 +369,7 @@ def _strategy(entry, defaults: dict, path: str) -> list[CalibVariant]:
                         seqlen=base.get("seqlen", 2048),
                         sampling=base.get("sampling"),
                         text_field=base.get("text_field", "text"),
+                        encoding=base.get("encoding", "utf-8"),
                         strategy=strategy,
                         generation=GenerationOptions(**gen),
                         keep_top=det.get("keep_top", 0.5),

@@ -96,12 +96,41 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     publish_directory(tmp, final, overwrite=overwrite)
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux says it (/proc), else set and restored."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def normalize_modes(folder: Path) -> None:
+    """Give every file under ``folder`` the mode ``open()`` gives (0o666 & ~umask: 0644 under the
+    usual 022) and every folder 0o777 & ~umask: safetensors writes its files 0600, which would
+    leave a model or set that nobody else can read beside files everyone can."""
+    mask = current_umask()
+    os.chmod(folder, 0o777 & ~mask)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
+
+
 def publish_directory(tmp: Path, final: Path, overwrite: bool) -> bool:
-    """Rename a finished ``tmp`` folder to ``final``. Returns False if another writer won.
+    """Rename a finished ``tmp`` folder to ``final`` (modes normalized first, see
+    :func:`normalize_modes`). Returns False if another writer won.
 
     Without ``overwrite`` an existing ``final`` is kept and ``tmp`` deleted: two concurrent
     writers of the same content (e.g. two runs converting one preset) both succeed.
     """
+    normalize_modes(tmp)
     if final.exists():
         if not overwrite:
             shutil.rmtree(tmp, ignore_errors=True)
