@@ -78,6 +78,78 @@ def test_spec_refuses_bad_input_with_key_path(model_dir, text_corpus, change, me
     assert message in str(error.value)
 
 
+def _strategy_spec(model_dir, text_corpus, source, **strategy) -> dict:
+    spec = tiny_spec(model_dir, text_corpus)
+    spec["calibration"]["strategies"] = [{"name": "a", "source": str(text_corpus)}, {"source": str(source), **strategy}]
+    return spec
+
+
+@pytest.mark.parametrize(
+    "strategy, message",
+    [
+        ({"text_field": "bdy"}, "calibration.strategies[1].text_field: 'bdy' is not a field of"),
+        ({"text_field": "Body"}, "set text_field: body"),
+        ({}, "'text' (not set: the default) is not a field of"),
+    ],
+)
+def test_spec_checks_text_field_against_the_source(tmp_path, model_dir, text_corpus, strategy, message):
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("".join(json.dumps({"id": i, "body": f"note {i} " * 20}) + "\n" for i in range(50)))
+    with pytest.raises(CalibpruneError) as error:
+        parse_study(_strategy_spec(model_dir, text_corpus, notes, **strategy))
+    assert message in str(error.value) and "(its first record's fields: id, body)" in str(error.value)
+    assert "--text-field" not in str(error.value)
+    parse_study(_strategy_spec(model_dir, text_corpus, notes, text_field="body"))  # the fix works
+    with pytest.raises(CalibpruneError, match=r"strategies\[0\]\.text_field: .* has no fields to choose from"):
+        spec = tiny_spec(model_dir, text_corpus)
+        spec["calibration"]["strategies"][0]["text_field"] = "body"  # a .txt file has no fields
+        parse_study(spec)
+
+
+def test_spec_refuses_a_pool_too_small_for_its_windows(tmp_path, model_dir, text_corpus):
+    notes = tmp_path / "notes.jsonl"
+    texts = [f"note number {i} says hello" for i in range(5)]
+    notes.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    # bound: a token is at least a byte, so ~130 bytes cannot fill 4 x 64 tokens; no tokenizer needed
+    with pytest.raises(CalibpruneError) as error:
+        parse_study(_strategy_spec(model_dir, text_corpus, notes, seqlen=64))
+    text = str(error.value)
+    assert text.startswith(f"calibration.strategies[1] (source={notes}): nsamples x seqlen = 4 x 64 = 256 tokens")
+    assert "lower calibration.nsamples or calibration.strategies[1].seqlen" in text
+    # a close call (bytes enough, tokens not) is counted with the model's tokenizer: the byte tokenizer
+    # gives exactly the joined bytes of the calib pool (the held-out documents are not in it), 3 under the bound
+    from calibprune.corpora import get_corpus
+
+    stream = len("\n\n".join(get_corpus(str(notes)).texts("calib")).encode())
+    with pytest.raises(CalibpruneError, match=f"holds {stream:,} tokens with this model's tokenizer"):
+        parse_study(_strategy_spec(model_dir, text_corpus, notes, nsamples=1, seqlen=stream + 1))
+    parse_study(_strategy_spec(model_dir, text_corpus, notes, nsamples=1, seqlen=stream))  # just enough
+    # document sampling: every window inside one document longer than seqlen
+    with pytest.raises(CalibpruneError, match="only 0 of the 4 documents .* have 64 bytes or more"):
+        parse_study(_strategy_spec(model_dir, text_corpus, notes, seqlen=64, nsamples=1, sampling="document"))
+
+
+@pytest.mark.parametrize(
+    "report, message",
+    [
+        ({"primary_metric": "ppl/jargn"}, "report.primary_metric: 'ppl/jargn' is not a metric this study's cells"),
+        ({"primary_metric": "acc/average"}, "use one of ppl/"),
+        ({"baseline": "wiki"}, "report.baseline: 'wiki' is not a strategy of this study: use one of ['a']"),
+    ],
+)
+def test_spec_checks_report_names_against_what_the_study_produces(model_dir, text_corpus, report, message):
+    with pytest.raises(CalibpruneError) as error:
+        parse_study(tiny_spec(model_dir, text_corpus, report=report))
+    assert message in str(error.value)
+
+
+def test_dry_run_reports_the_same_problems(tmp_path, model_dir, text_corpus):
+    spec = write_spec(tmp_path, tiny_spec(model_dir, text_corpus, report={"primary_metric": "ppl/jargn"}))
+    proc = run_cli("sweep", str(spec), "--output", str(tmp_path / "run"), "--dry-run")
+    assert proc.returncode == 2 and "report.primary_metric: 'ppl/jargn'" in proc.stdout + proc.stderr
+    assert f"use one of ppl/{text_corpus}" in " ".join((proc.stdout + proc.stderr).split())
+
+
 def test_spec_axes_expand_into_the_product(model_dir, text_corpus):
     spec = tiny_spec(model_dir, text_corpus, seeds="0..2")
     spec["pruning"].append({"method": "wanda", "pattern": ["2:4", "4:8"]})
@@ -182,6 +254,71 @@ def test_sweep_caches_by_content_and_resumes(tmp_path, model_dir, text_corpus):
     assert dense["metrics"][key] == pytest.approx(report["perplexity"]["dense"][str(text_corpus)]["ppl"], rel=1e-9)
 
 
+def _same_size_edit(path: Path, old: str = "the", new: str = "THE") -> None:
+    """Rewrite a file with ``old`` replaced by ``new`` (same length) and put its mtime back, as `touch -d` would."""
+    assert len(old) == len(new)
+    before = path.stat()
+    path.write_text(path.read_text().replace(old, new))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+def test_file_hash_cache_sees_a_same_size_edit_with_mtime_put_back(tmp_path, monkeypatch):
+    from calibprune.utils import content
+
+    monkeypatch.setenv("CALIBPRUNE_CACHE", str(tmp_path / "cache"))
+    reads = []
+    real = content._read_sha256
+    monkeypatch.setattr(content, "_read_sha256", lambda path: reads.append(path) or real(path))
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text('{"text": "the notes"}\n')
+    first = content.file_sha256(notes)
+    assert content.file_sha256(notes) == first and len(reads) == 1  # unchanged: from the cache, not reread
+    assert str(notes.resolve()) in json.loads((tmp_path / "cache" / "hashes.json").read_text())
+    _same_size_edit(notes)  # size and mtime as before; ctime is now
+    assert content.file_sha256(notes) != first and len(reads) == 2
+
+
+def _jsonl_corpus(path: Path, word: str) -> Path:
+    records = [{"id": i, "text": f"{word} {i}: the quick brown fox jumps."} for i in range(150)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_changed_source_content_recomputes_exactly_the_stages_that_read_it(tmp_path, model_dir, text_corpus):
+    from calibprune.experiments.store import RunStore
+    from calibprune.experiments.sweep import dry_run_table
+
+    a, b = _jsonl_corpus(tmp_path / "a.jsonl", "notes"), _jsonl_corpus(tmp_path / "b.jsonl", "memos")
+    spec = tiny_spec(model_dir, text_corpus)
+    spec["calibration"]["strategies"] = [{"name": "a", "source": str(a)}, {"name": "b", "source": str(b)}]
+    path = write_spec(tmp_path, spec)
+    first = run_sweep(path, tmp_path / "run")
+    assert first.executed == {"pool": 0, "calib": 4, "dense": 1, "cell": 8, "analysis": 0}
+    _same_size_edit(a, "notes", "NOTES")
+    dry = run_sweep(path, tmp_path / "run", dry_run=True)
+    listing = dry_run_table(dry, RunStore(tmp_path / "run"))
+    assert sorted({(label.split(" | ")[1], status) for label, status in listing["cells"]}) == [
+        ("a", "pending"), ("b", "done")
+    ]  # fmt: skip
+    assert listing["estimate"]["to_run"] == {"pool": 0, "calib": 2, "dense": 0, "cell": 4}
+    again = run_sweep(path, tmp_path / "run")
+    assert again.executed == {"pool": 0, "calib": 2, "dense": 0, "cell": 4, "analysis": 0}
+    assert set(again.status.values()) == {"done"} and set(again.plan.cells) - set(first.plan.cells) == {
+        k for k, s in dry.status.items() if s == "pending"
+    }  # the 4 new keys are a's, b's keys are the first sweep's
+    # the windows really are the new text
+    calib = next(k for k, s in again.plan.calibs.items() if s.attrs["calib"] == "a")
+    windows = (tmp_path / "run" / "calib" / calib / "windows.jsonl").read_text()
+    assert "NOTES" in windows and "notes" not in windows
+    # the perplexity corpus is read by the dense evaluation and every cell, not by a calibration set
+    _same_size_edit(text_corpus)
+    third = run_sweep(path, tmp_path / "run")
+    assert third.executed == {"pool": 0, "calib": 0, "dense": 1, "cell": 8, "analysis": 0}
+    assert run_sweep(path, tmp_path / "run").executed["cell"] == 0
+
+
 def test_keep_models_saves_loadable_pruned_weights(tmp_path, model_dir, text_corpus):
     from transformers import AutoModelForCausalLM
 
@@ -219,9 +356,11 @@ def test_progress_eta_charges_each_kind_its_mean_time():
 
 def test_failed_cell_is_recorded_and_retried(tmp_path, model_dir, text_corpus):
     spec = tiny_spec(model_dir, text_corpus)
-    # no ~60-byte paragraph holds a 100-token window: that strategy's calibration stages fail
-    # in the worker, its cells record why, the others go on
-    strategy = {"name": "long", "source": str(text_corpus), "seqlen": 100, "sampling": "document"}
+    # detection keeps 5% of 40 paragraphs (2 x ~70 tokens), too few for 4 windows of 100 tokens: no check
+    # before the run can know which texts the model keeps, so that strategy's calibration stages fail in
+    # the worker, its cells record why, the others go on
+    strategy = {"name": "long", "source": str(text_corpus), "seqlen": 100, "strategy": "detect"}
+    strategy["detect"] = {"keep_top": 0.05, "num_candidates": 40}
     spec["calibration"]["strategies"].append(strategy)
     path = write_spec(tmp_path, spec)
     result = run_sweep(path, tmp_path / "run")
@@ -229,7 +368,7 @@ def test_failed_cell_is_recorded_and_retried(tmp_path, model_dir, text_corpus):
     records = [json.loads(p.read_text()) for p in (tmp_path / "run" / "cells").glob("*.json")]
     failed = [r for r in records if r["status"] == "failed"]
     assert len(failed) == 4 and all(
-        "calib stage failed" in r["error"] and "longer than 100" in r["error"] for r in failed
+        "calib stage failed" in r["error"] and "fewer than nsamples x seqlen" in r["error"] for r in failed
     )
     proc = run_cli("sweep", str(path), "--output", str(tmp_path / "run"))
     assert proc.returncode == 1 and "long | wanda" in proc.stderr and "--retry-failed" in proc.stderr

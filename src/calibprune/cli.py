@@ -592,7 +592,8 @@ def corpora(
         state = availability(corpus) if name in OFFLINE_NAMES else "needs network"
         row["status"] = state
         if state == "ready":
-            row["pools"] = corpus_stats(corpus)
+            pools = corpus_stats(corpus)  # without the per-document lengths a study's pool check reads
+            row["pools"] = {p: {k: v for k, v in sizes.items() if k != "longest"} for p, sizes in pools.items()}
         rows.append(row)
     if as_json:
         out.print_json(json.dumps(rows))

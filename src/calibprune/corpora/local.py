@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import CalibpruneError
-from .base import Corpus, Document, files_version
+from ..utils.content import files_digest
+from .base import Corpus, Document
 
 SUFFIXES = (".txt", ".jsonl", ".parquet", ".arrow")
 
@@ -41,7 +42,21 @@ class LocalCorpus(Corpus):
         return files
 
     def version(self) -> str:
-        return files_version(self.files)
+        """sha256 of the files read (their bytes and relative paths): changes exactly when
+        their content does, whatever their mtime says (see :mod:`calibprune.utils.content`)."""
+        return files_digest(self.files, self.path if self.path.is_dir() else self.path.parent)
+
+    def field_names(self) -> list[tuple[Path, list[str]]]:
+        """Per ``.jsonl``/``.parquet``/``.arrow`` file, its fields: the keys of the first
+        record, or the columns (read from the schema, not the data). Cheap: a check before
+        any work. ``.txt`` files have none (their text is the file)."""
+        out = []
+        for file in self.files:
+            if file.suffix == ".jsonl":
+                out.append((file, _first_record_keys(file)))
+            elif file.suffix in (".parquet", ".arrow"):
+                out.append((file, _schema(file).names))
+        return out
 
     def _all_documents(self) -> Iterator[Document]:
         for file in self.files:
@@ -81,6 +96,33 @@ class LocalCorpus(Corpus):
                         "pass --text-field with the name of the text field"
                     )
                 yield Document(id=str(record.get("id", f"{rel}:{line_no}")), text=str(record[self.text_field]))
+
+
+def _first_record_keys(file: Path) -> list[str]:
+    with open(file, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise CalibpruneError(f"{file}:{line_no} is not valid JSON ({e.msg})") from None
+                return list(record) if isinstance(record, dict) else []
+    return []
+
+
+def _schema(file: Path):
+    import pyarrow as pa
+
+    if file.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_schema(file)
+    try:
+        with pa.memory_map(str(file)) as source:
+            return pa.ipc.open_stream(source).schema
+    except pa.ArrowInvalid:
+        with pa.memory_map(str(file)) as source:
+            return pa.ipc.open_file(source).schema
 
 
 def _read_table(file: Path):
