@@ -227,7 +227,8 @@ def test_sweep_caches_by_content_and_resumes(tmp_path, model_dir, text_corpus):
     from calibprune.experiments.report import build_report
 
     assert len(build_report(tmp_path / "run")["cells"]) == 6
-    assert run_sweep(spec, tmp_path / "run").executed["cell"] == 0
+    # the first spec's grid is smaller than the folder's: taken back only with overwrite, which deletes nothing
+    assert run_sweep(spec, tmp_path / "run", overwrite=True).executed["cell"] == 0
     assert len(build_report(tmp_path / "run")["cells"]) == 4
     # the same cells under other setting names (names are labels, not content): nothing runs, and the
     # report shows this study's names
@@ -317,6 +318,62 @@ def test_changed_source_content_recomputes_exactly_the_stages_that_read_it(tmp_p
     third = run_sweep(path, tmp_path / "run")
     assert third.executed == {"pool": 0, "calib": 0, "dense": 1, "cell": 8, "analysis": 0}
     assert run_sweep(path, tmp_path / "run").executed["cell"] == 0
+
+
+def test_run_folder_keeps_its_spec_unless_the_grid_grows_or_overwrite(tmp_path, model_dir, text_corpus):
+    run = tmp_path / "run"
+    one = write_spec(tmp_path, tiny_spec(model_dir, text_corpus, seeds=[0]), "one.yaml")
+    run_sweep(one, run)
+    assert run_sweep(one, run).executed["cell"] == 0 and not list(run.glob("study.*.yaml"))  # same spec: fine
+    grown = tiny_spec(model_dir, text_corpus, seeds=[0, 1])  # a new seed: every old stage is still planned
+    grown_path = write_spec(tmp_path, grown, "grown.yaml")
+    assert run_sweep(grown_path, run).executed["cell"] == 2
+    assert (run / "study.yaml").read_text() == grown_path.read_text()
+    kept = list(run.glob("study.*.yaml"))
+    assert len(kept) == 1 and kept[0].read_text() == one.read_text()
+    assert json.loads((run / "sweeps.jsonl").read_text().splitlines()[-1])["replaced_spec"] == kept[0].name
+    other = tiny_spec(model_dir, text_corpus, seeds=[0, 1])
+    other["pruning"][0]["sparsity"] = [0.3, 0.6]  # drops 50 %: another spec
+    other_path = write_spec(tmp_path, other, "other.yaml")
+    for dry_run in (True, False):
+        with pytest.raises(CalibpruneError) as error:
+            run_sweep(other_path, run, dry_run=dry_run)
+        assert "holds the results of another study spec" in str(error.value)
+        assert "2 of its 7 stages are not in" in str(error.value)
+        assert "sweep into another --output, or pass --overwrite" in str(error.value)
+    assert (run / "study.yaml").read_text() == grown_path.read_text() and len(list(run.glob("study.*.yaml"))) == 1
+    cells = len(list((run / "cells").glob("*.json")))
+    assert run_sweep(other_path, run, overwrite=True).executed["cell"] == 2
+    assert (run / "study.yaml").read_text() == other_path.read_text() and len(list(run.glob("study.*.yaml"))) == 2
+    assert len(list((run / "cells").glob("*.json"))) == cells + 2  # nothing deleted: the 50 % cells stay
+    assert run_sweep(grown_path, run, overwrite=True).executed["cell"] == 0  # and are reused
+    proc = run_cli("sweep", str(other_path), "--output", str(run), "--dry-run")
+    assert proc.returncode == 2 and "--overwrite" in proc.stdout + proc.stderr
+    assert run_cli("sweep", str(other_path), "--output", str(run), "--dry-run", "--overwrite").returncode == 0
+
+
+def test_a_second_sweep_into_a_locked_run_folder_is_refused(tmp_path, model_dir, text_corpus):
+    spec = write_spec(tmp_path, tiny_spec(model_dir, text_corpus, seeds=[0]))
+    run = tmp_path / "run"
+    run.mkdir()
+    hold = (
+        "import fcntl, os, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+        "f.seek(0); f.truncate(); f.write(str(os.getpid())); f.flush(); print('held', flush=True); time.sleep(120)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(run / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(CalibpruneError) as error:
+            run_sweep(spec, run)
+        assert str(error.value) == (
+            f"another sweep (pid {holder.pid}) is writing into {run}: wait for it or use another --output"
+        )
+        assert not (run / "cells").exists() and not (run / "study.yaml").exists()  # refused before any write
+        assert run_sweep(spec, run, dry_run=True).status  # a dry run only reads: no lock needed
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_sweep(spec, run).executed["cell"] == 2  # the kernel dropped the lock with its holder
 
 
 def test_keep_models_saves_loadable_pruned_weights(tmp_path, model_dir, text_corpus):

@@ -788,6 +788,11 @@ def sweep(
     address: str | None = typer.Option(None, help="With --executor ray: a cluster to join (auto); default: local Ray."),
     workers: int = typer.Option(1, help="With --executor local: parallel processes (CPU threads divided)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun the cells whose last run failed."),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Make SPEC the run folder's spec even if the folder holds another one (its results are kept).",
+    ),
 ):
     """Run a study: every cell of the grid, cached by content, resumable, on one machine or a Ray cluster."""
     from .experiments.progress import Progress
@@ -796,7 +801,15 @@ def sweep(
 
     _quiet_libraries()
     result = run_sweep(
-        spec, output, executor, address, workers, retry_failed, dry_run, progress=Progress(enabled=not dry_run)
+        spec,
+        output,
+        executor,
+        address,
+        workers,
+        retry_failed,
+        dry_run,
+        progress=Progress(enabled=not dry_run),
+        overwrite=overwrite,
     )
     if dry_run:
         listing = dry_run_table(result, RunStore(output))
