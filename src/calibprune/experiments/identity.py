@@ -12,12 +12,14 @@ A name is enough only where the name fixes the content:
 * a **local model folder**: the sha256 of its files;
 * a **registered corpus** (offline: ``wiki-en``, ``kjv``, ... ; hub: ``c4``, ...), a model
   **preset** or a **hub id**: nothing beyond the name, as before. Every key also holds the
-  calibprune version, and the offline corpora are what calibprune's own code converts
-  from pinned package names (the presets: pinned GGUF files), so their content changes
-  with a calibprune version. Their version strings (``path:size:mtime`` of the converted
-  file) are *not* in the key: they differ between machines holding the same text and
-  would invalidate every committed cell (``docs/replication/runs``). Not covered: a
-  Debian archive that updates a package between two installs on different machines.
+  calibprune version, and what these names resolve to is fixed by calibprune's own code:
+  the Wikipedia corpora come from a pinned pip package, the other offline corpora are
+  converted by this code from named Debian packages, the presets are pinned GGUF files.
+  Their version strings (``path:size:mtime`` of the installed file) are *not* in the key:
+  they differ between machines holding the same text and would invalidate every committed
+  cell (``docs/replication/runs``). Not covered: a Debian archive that ships a new version
+  of a package between two installs, a hub dataset or model changed upstream, and an
+  installed corpus file edited by hand.
 
 Only a source with content adds a ``content`` entry to a key, so every key without a local
 input is the same digest as before this rule existed.
