@@ -78,6 +78,78 @@ def test_spec_refuses_bad_input_with_key_path(model_dir, text_corpus, change, me
     assert message in str(error.value)
 
 
+def _strategy_spec(model_dir, text_corpus, source, **strategy) -> dict:
+    spec = tiny_spec(model_dir, text_corpus)
+    spec["calibration"]["strategies"] = [{"name": "a", "source": str(text_corpus)}, {"source": str(source), **strategy}]
+    return spec
+
+
+@pytest.mark.parametrize(
+    "strategy, message",
+    [
+        ({"text_field": "bdy"}, "calibration.strategies[1].text_field: 'bdy' is not a field of"),
+        ({"text_field": "Body"}, "set text_field: body"),
+        ({}, "'text' (not set: the default) is not a field of"),
+    ],
+)
+def test_spec_checks_text_field_against_the_source(tmp_path, model_dir, text_corpus, strategy, message):
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("".join(json.dumps({"id": i, "body": f"note {i} " * 20}) + "\n" for i in range(50)))
+    with pytest.raises(CalibpruneError) as error:
+        parse_study(_strategy_spec(model_dir, text_corpus, notes, **strategy))
+    assert message in str(error.value) and "(its first record's fields: id, body)" in str(error.value)
+    assert "--text-field" not in str(error.value)
+    parse_study(_strategy_spec(model_dir, text_corpus, notes, text_field="body"))  # the fix works
+    with pytest.raises(CalibpruneError, match=r"strategies\[0\]\.text_field: .* has no fields to choose from"):
+        spec = tiny_spec(model_dir, text_corpus)
+        spec["calibration"]["strategies"][0]["text_field"] = "body"  # a .txt file has no fields
+        parse_study(spec)
+
+
+def test_spec_refuses_a_pool_too_small_for_its_windows(tmp_path, model_dir, text_corpus):
+    notes = tmp_path / "notes.jsonl"
+    texts = [f"note number {i} says hello" for i in range(5)]
+    notes.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    # bound: a token is at least a byte, so ~130 bytes cannot fill 4 x 64 tokens; no tokenizer needed
+    with pytest.raises(CalibpruneError) as error:
+        parse_study(_strategy_spec(model_dir, text_corpus, notes, seqlen=64))
+    text = str(error.value)
+    assert text.startswith(f"calibration.strategies[1] (source={notes}): nsamples x seqlen = 4 x 64 = 256 tokens")
+    assert "lower calibration.nsamples or calibration.strategies[1].seqlen" in text
+    # a close call (bytes enough, tokens not) is counted with the model's tokenizer: the byte tokenizer
+    # gives exactly the joined bytes of the calib pool (the held-out documents are not in it), 3 under the bound
+    from calibprune.corpora import get_corpus
+
+    stream = len("\n\n".join(get_corpus(str(notes)).texts("calib")).encode())
+    with pytest.raises(CalibpruneError, match=f"holds {stream:,} tokens with this model's tokenizer"):
+        parse_study(_strategy_spec(model_dir, text_corpus, notes, nsamples=1, seqlen=stream + 1))
+    parse_study(_strategy_spec(model_dir, text_corpus, notes, nsamples=1, seqlen=stream))  # just enough
+    # document sampling: every window inside one document longer than seqlen
+    with pytest.raises(CalibpruneError, match="only 0 of the 4 documents .* have 64 bytes or more"):
+        parse_study(_strategy_spec(model_dir, text_corpus, notes, seqlen=64, nsamples=1, sampling="document"))
+
+
+@pytest.mark.parametrize(
+    "report, message",
+    [
+        ({"primary_metric": "ppl/jargn"}, "report.primary_metric: 'ppl/jargn' is not a metric this study's cells"),
+        ({"primary_metric": "acc/average"}, "use one of ppl/"),
+        ({"baseline": "wiki"}, "report.baseline: 'wiki' is not a strategy of this study: use one of ['a']"),
+    ],
+)
+def test_spec_checks_report_names_against_what_the_study_produces(model_dir, text_corpus, report, message):
+    with pytest.raises(CalibpruneError) as error:
+        parse_study(tiny_spec(model_dir, text_corpus, report=report))
+    assert message in str(error.value)
+
+
+def test_dry_run_reports_the_same_problems(tmp_path, model_dir, text_corpus):
+    spec = write_spec(tmp_path, tiny_spec(model_dir, text_corpus, report={"primary_metric": "ppl/jargn"}))
+    proc = run_cli("sweep", str(spec), "--output", str(tmp_path / "run"), "--dry-run")
+    assert proc.returncode == 2 and "report.primary_metric: 'ppl/jargn'" in proc.stdout + proc.stderr
+    assert f"use one of ppl/{text_corpus}" in " ".join((proc.stdout + proc.stderr).split())
+
+
 def test_spec_axes_expand_into_the_product(model_dir, text_corpus):
     spec = tiny_spec(model_dir, text_corpus, seeds="0..2")
     spec["pruning"].append({"method": "wanda", "pattern": ["2:4", "4:8"]})
@@ -205,7 +277,8 @@ def test_sweep_caches_by_content_and_resumes(tmp_path, model_dir, text_corpus):
     from calibprune.experiments.report import build_report
 
     assert len(build_report(tmp_path / "run")["cells"]) == 6
-    assert run_sweep(spec, tmp_path / "run").executed["cell"] == 0
+    # the first spec's grid is smaller than the folder's: taken back only with overwrite, which deletes nothing
+    assert run_sweep(spec, tmp_path / "run", overwrite=True).executed["cell"] == 0
     assert len(build_report(tmp_path / "run")["cells"]) == 4
     # the same cells under other setting names (names are labels, not content): nothing runs, and the
     # report shows this study's names
@@ -230,6 +303,127 @@ def test_sweep_caches_by_content_and_resumes(tmp_path, model_dir, text_corpus):
     key = f"ppl/{text_corpus}"
     assert cell["metrics"][key] == pytest.approx(report["perplexity"]["pruned"][str(text_corpus)]["ppl"], rel=1e-9)
     assert dense["metrics"][key] == pytest.approx(report["perplexity"]["dense"][str(text_corpus)]["ppl"], rel=1e-9)
+
+
+def _same_size_edit(path: Path, old: str = "the", new: str = "THE") -> None:
+    """Rewrite a file with ``old`` replaced by ``new`` (same length) and put its mtime back, as `touch -d` would."""
+    assert len(old) == len(new)
+    before = path.stat()
+    path.write_text(path.read_text().replace(old, new))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+def test_file_hash_cache_sees_a_same_size_edit_with_mtime_put_back(tmp_path, monkeypatch):
+    from calibprune.utils import content
+
+    monkeypatch.setenv("CALIBPRUNE_CACHE", str(tmp_path / "cache"))
+    reads = []
+    real = content._read_sha256
+    monkeypatch.setattr(content, "_read_sha256", lambda path: reads.append(path) or real(path))
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text('{"text": "the notes"}\n')
+    first = content.file_sha256(notes)
+    assert content.file_sha256(notes) == first and len(reads) == 1  # unchanged: from the cache, not reread
+    assert str(notes.resolve()) in json.loads((tmp_path / "cache" / "hashes.json").read_text())
+    _same_size_edit(notes)  # size and mtime as before; ctime is now
+    assert content.file_sha256(notes) != first and len(reads) == 2
+
+
+def _jsonl_corpus(path: Path, word: str) -> Path:
+    records = [{"id": i, "text": f"{word} {i}: the quick brown fox jumps."} for i in range(150)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_changed_source_content_recomputes_exactly_the_stages_that_read_it(tmp_path, model_dir, text_corpus):
+    from calibprune.experiments.store import RunStore
+    from calibprune.experiments.sweep import dry_run_table
+
+    a, b = _jsonl_corpus(tmp_path / "a.jsonl", "notes"), _jsonl_corpus(tmp_path / "b.jsonl", "memos")
+    spec = tiny_spec(model_dir, text_corpus)
+    spec["calibration"]["strategies"] = [{"name": "a", "source": str(a)}, {"name": "b", "source": str(b)}]
+    path = write_spec(tmp_path, spec)
+    first = run_sweep(path, tmp_path / "run")
+    assert first.executed == {"pool": 0, "calib": 4, "dense": 1, "cell": 8, "analysis": 0}
+    _same_size_edit(a, "notes", "NOTES")
+    dry = run_sweep(path, tmp_path / "run", dry_run=True)
+    listing = dry_run_table(dry, RunStore(tmp_path / "run"))
+    assert sorted({(label.split(" | ")[1], status) for label, status in listing["cells"]}) == [
+        ("a", "pending"), ("b", "done")
+    ]  # fmt: skip
+    assert listing["estimate"]["to_run"] == {"pool": 0, "calib": 2, "dense": 0, "cell": 4}
+    again = run_sweep(path, tmp_path / "run")
+    assert again.executed == {"pool": 0, "calib": 2, "dense": 0, "cell": 4, "analysis": 0}
+    assert set(again.status.values()) == {"done"} and set(again.plan.cells) - set(first.plan.cells) == {
+        k for k, s in dry.status.items() if s == "pending"
+    }  # the 4 new keys are a's, b's keys are the first sweep's
+    # the windows really are the new text
+    calib = next(k for k, s in again.plan.calibs.items() if s.attrs["calib"] == "a")
+    windows = (tmp_path / "run" / "calib" / calib / "windows.jsonl").read_text()
+    assert "NOTES" in windows and "notes" not in windows
+    # the perplexity corpus is read by the dense evaluation and every cell, not by a calibration set
+    _same_size_edit(text_corpus)
+    third = run_sweep(path, tmp_path / "run")
+    assert third.executed == {"pool": 0, "calib": 0, "dense": 1, "cell": 8, "analysis": 0}
+    assert run_sweep(path, tmp_path / "run").executed["cell"] == 0
+
+
+def test_run_folder_keeps_its_spec_unless_the_grid_grows_or_overwrite(tmp_path, model_dir, text_corpus):
+    run = tmp_path / "run"
+    one = write_spec(tmp_path, tiny_spec(model_dir, text_corpus, seeds=[0]), "one.yaml")
+    run_sweep(one, run)
+    assert run_sweep(one, run).executed["cell"] == 0 and not list(run.glob("study.*.yaml"))  # same spec: fine
+    grown = tiny_spec(model_dir, text_corpus, seeds=[0, 1])  # a new seed: every old stage is still planned
+    grown_path = write_spec(tmp_path, grown, "grown.yaml")
+    assert run_sweep(grown_path, run).executed["cell"] == 2
+    assert (run / "study.yaml").read_text() == grown_path.read_text()
+    kept = list(run.glob("study.*.yaml"))
+    assert len(kept) == 1 and kept[0].read_text() == one.read_text()
+    assert json.loads((run / "sweeps.jsonl").read_text().splitlines()[-1])["replaced_spec"] == kept[0].name
+    other = tiny_spec(model_dir, text_corpus, seeds=[0, 1])
+    other["pruning"][0]["sparsity"] = [0.3, 0.6]  # drops 50 %: another spec
+    other_path = write_spec(tmp_path, other, "other.yaml")
+    for dry_run in (True, False):
+        with pytest.raises(CalibpruneError) as error:
+            run_sweep(other_path, run, dry_run=dry_run)
+        assert "holds the results of another study spec" in str(error.value)
+        assert "2 of its 7 stages are not in" in str(error.value)
+        assert "sweep into another --output, or pass --overwrite" in str(error.value)
+    assert (run / "study.yaml").read_text() == grown_path.read_text() and len(list(run.glob("study.*.yaml"))) == 1
+    cells = len(list((run / "cells").glob("*.json")))
+    assert run_sweep(other_path, run, overwrite=True).executed["cell"] == 2
+    assert (run / "study.yaml").read_text() == other_path.read_text() and len(list(run.glob("study.*.yaml"))) == 2
+    assert len(list((run / "cells").glob("*.json"))) == cells + 2  # nothing deleted: the 50 % cells stay
+    assert run_sweep(grown_path, run, overwrite=True).executed["cell"] == 0  # and are reused
+    proc = run_cli("sweep", str(other_path), "--output", str(run), "--dry-run")
+    assert proc.returncode == 2 and "--overwrite" in proc.stdout + proc.stderr
+    assert run_cli("sweep", str(other_path), "--output", str(run), "--dry-run", "--overwrite").returncode == 0
+
+
+def test_a_second_sweep_into_a_locked_run_folder_is_refused(tmp_path, model_dir, text_corpus):
+    spec = write_spec(tmp_path, tiny_spec(model_dir, text_corpus, seeds=[0]))
+    run = tmp_path / "run"
+    run.mkdir()
+    hold = (
+        "import fcntl, os, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+        "f.seek(0); f.truncate(); f.write(str(os.getpid())); f.flush(); print('held', flush=True); time.sleep(120)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(run / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(CalibpruneError) as error:
+            run_sweep(spec, run)
+        assert str(error.value) == (
+            f"another sweep (pid {holder.pid}) is writing into {run}: wait for it or use another --output"
+        )
+        assert not (run / "cells").exists() and not (run / "study.yaml").exists()  # refused before any write
+        assert run_sweep(spec, run, dry_run=True).status  # a dry run only reads: no lock needed
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_sweep(spec, run).executed["cell"] == 2  # the kernel dropped the lock with its holder
 
 
 def test_keep_models_saves_loadable_pruned_weights(tmp_path, model_dir, text_corpus):
@@ -291,9 +485,11 @@ def test_progress_eta_charges_each_kind_its_mean_time():
 
 def test_failed_cell_is_recorded_and_retried(tmp_path, model_dir, text_corpus):
     spec = tiny_spec(model_dir, text_corpus)
-    # no ~60-byte paragraph holds a 100-token window: that strategy's calibration stages fail
-    # in the worker, its cells record why, the others go on
-    strategy = {"name": "long", "source": str(text_corpus), "seqlen": 100, "sampling": "document"}
+    # detection keeps 5% of 40 paragraphs (2 x ~70 tokens), too few for 4 windows of 100 tokens: no check
+    # before the run can know which texts the model keeps, so that strategy's calibration stages fail in
+    # the worker, its cells record why, the others go on
+    strategy = {"name": "long", "source": str(text_corpus), "seqlen": 100, "strategy": "detect"}
+    strategy["detect"] = {"keep_top": 0.05, "num_candidates": 40}
     spec["calibration"]["strategies"].append(strategy)
     path = write_spec(tmp_path, spec)
     result = run_sweep(path, tmp_path / "run")
@@ -301,7 +497,7 @@ def test_failed_cell_is_recorded_and_retried(tmp_path, model_dir, text_corpus):
     records = [json.loads(p.read_text()) for p in (tmp_path / "run" / "cells").glob("*.json")]
     failed = [r for r in records if r["status"] == "failed"]
     assert len(failed) == 4 and all(
-        "calib stage failed" in r["error"] and "longer than 100" in r["error"] for r in failed
+        "calib stage failed" in r["error"] and "fewer than nsamples x seqlen" in r["error"] for r in failed
     )
     proc = run_cli("sweep", str(path), "--output", str(tmp_path / "run"))
     assert proc.returncode == 1 and "long | wanda" in proc.stderr and "--retry-failed" in proc.stderr

@@ -647,7 +647,8 @@ def corpora(
         state = availability(corpus) if name in OFFLINE_NAMES else "needs network"
         row["status"] = state
         if state == "ready":
-            row["pools"] = corpus_stats(corpus)
+            pools = corpus_stats(corpus)  # without the per-document lengths a study's pool check reads
+            row["pools"] = {p: {k: v for k, v in sizes.items() if k != "longest"} for p, sizes in pools.items()}
         rows.append(row)
     if as_json:
         out.print_json(json.dumps(rows))
@@ -859,6 +860,11 @@ def sweep(
     address: str | None = typer.Option(None, help="With --executor ray: a cluster to join (auto); default: local Ray."),
     workers: int = typer.Option(1, help="With --executor local: parallel processes (CPU threads divided)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun the cells whose last run failed."),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Make SPEC the run folder's spec even if the folder holds another one (its results are kept).",
+    ),
 ):
     """Run a study: every cell of the grid, cached by content, resumable, on one machine or a Ray cluster."""
     from .experiments.progress import Progress
@@ -867,7 +873,15 @@ def sweep(
 
     _quiet_libraries()
     result = run_sweep(
-        spec, output, executor, address, workers, retry_failed, dry_run, progress=Progress(enabled=not dry_run)
+        spec,
+        output,
+        executor,
+        address,
+        workers,
+        retry_failed,
+        dry_run,
+        progress=Progress(enabled=not dry_run),
+        overwrite=overwrite,
     )
     if dry_run:
         listing = dry_run_table(result, RunStore(output))

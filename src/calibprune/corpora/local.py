@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import CalibpruneError
-from .base import Corpus, Document, files_version
+from ..utils.content import files_digest
+from .base import Corpus, Document
 
 SUFFIXES = (".txt", ".jsonl", ".parquet", ".arrow")
 DECODED = (".txt", ".jsonl")  # the suffixes read through ``encoding``
@@ -90,8 +91,11 @@ class LocalCorpus(Corpus):
         return files
 
     def version(self) -> str:
-        """The files (size, mtime) and how they are read: the encoding and text field change the texts."""
-        return f"{files_version(self.files)};encoding={self.encoding};text_field={self.text_field}"
+        """sha256 of the files read (their bytes and relative paths), and how they are read (the
+        encoding and text field change the texts): changes exactly when the texts can, whatever
+        the files' mtimes say (see :mod:`calibprune.utils.content`)."""
+        digest = files_digest(self.files, self.path if self.path.is_dir() else self.path.parent)
+        return f"{digest};encoding={self.encoding};text_field={self.text_field}"
 
     def reading(self) -> dict:
         """How the files are read, recorded beside the source's name in a calibration manifest."""
@@ -105,6 +109,18 @@ class LocalCorpus(Corpus):
         refused before a model is loaded for it."""
         for _ in self._all_documents():
             pass
+
+    def field_names(self) -> list[tuple[Path, list[str]]]:
+        """Per ``.jsonl``/``.parquet``/``.arrow`` file, its fields: the keys of the first
+        record, or the columns (read from the schema, not the data). Cheap: a check before
+        any work. ``.txt`` files have none (their text is the file)."""
+        out = []
+        for file in self.files:
+            if file.suffix == ".jsonl":
+                out.append((file, _first_record_keys(file)))
+            elif file.suffix in (".parquet", ".arrow"):
+                out.append((file, _schema(file).names))
+        return out
 
     def _all_documents(self) -> Iterator[Document]:
         for file in self.files:
@@ -169,6 +185,33 @@ def _refuse_set_folder(path: Path) -> None:
             f"{str(path)!r} is a calibration-set folder, not a text corpus: pass it to `prune --calib` or "
             f"`analyze --sets`; to sample its windows' text as a corpus, pass {str(path / 'windows.jsonl')!r}"
         )
+
+
+def _first_record_keys(file: Path) -> list[str]:
+    with open(file, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise CalibpruneError(f"{file}:{line_no} is not valid JSON ({e.msg})") from None
+                return list(record) if isinstance(record, dict) else []
+    return []
+
+
+def _schema(file: Path):
+    import pyarrow as pa
+
+    if file.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_schema(file)
+    try:
+        with pa.memory_map(str(file)) as source:
+            return pa.ipc.open_stream(source).schema
+    except pa.ArrowInvalid:
+        with pa.memory_map(str(file)) as source:
+            return pa.ipc.open_file(source).schema
 
 
 def _read_table(file: Path):

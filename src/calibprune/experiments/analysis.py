@@ -3,6 +3,7 @@ first seed's), with the same jobs as ``calibprune analyze``; outputs under RUNDI
 
 from __future__ import annotations
 
+from .identity import with_content
 from .plan import Plan, digest
 from .spec import Study
 from .store import RunStore
@@ -21,7 +22,10 @@ def run_analyses(study: Study, plan: Plan, store: RunStore) -> int:
         for step in study.analyses:
             params = dict(step.params)
             extra = list(params.pop("extra", []) or [])
-            key = digest({"analysis": step.kind, "model": model, "sets": sets, "extra": extra, "params": params})
+            inputs = {"analysis": step.kind, "model": model, "sets": sets, "extra": extra, "params": params}
+            read = {name: plan.identity("source", name) for name in [*extra, params.get("reference")] if name}
+            content = {name: ident for name, ident in read.items() if ident}
+            key = digest(with_content(inputs, model=plan.identity("model", model), sources=content))
             folder = store.root / "analysis" / f"{step.kind}-{key}"
             if folder.exists():
                 continue

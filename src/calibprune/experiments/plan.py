@@ -7,7 +7,9 @@
 
 Keys hash the inputs together with the calibprune version, so a result is reused
 exactly when it would be recomputed identically, and changing one axis value leaves
-every other cell's key (and file) alone.
+every other cell's key (and file) alone. Inputs read from local files (a calibration
+source, a perplexity corpus, a model folder) enter a key by their content, not their
+path (:mod:`.identity`): editing one recomputes exactly the stages that read it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from .. import __version__
 from ..pruning.engine import needs_calibration
 from ..utils.keys import key_fields
+from .identity import model_identity, source_identity, with_content
 from .spec import CalibVariant, Setting, Study
 
 
@@ -82,14 +85,26 @@ class Plan:
     cells: dict[str, Stage] = field(default_factory=dict)
     # (model, calib label) -> calib key per seed, for the analysis steps
     sets: dict[tuple[str, str], dict[int, str]] = field(default_factory=dict)
+    # (kind, name) -> content entry of a model or source: each local input hashed once per plan
+    content: dict[tuple[str, str], dict | None] = field(default_factory=dict)
+
+    def identity(self, kind: str, name: str) -> dict | None:
+        if (kind, name) not in self.content:
+            self.content[(kind, name)] = model_identity(name) if kind == "model" else source_identity(name)
+        return self.content[(kind, name)]
+
+    def keys(self) -> set[str]:
+        """Every stage key of the plan (pools, calibration sets, dense evaluations, cells)."""
+        return set(self.pools) | set(self.calibs) | set(self.denses) | set(self.cells)
 
 
 def calib_stage(study: Study, model: str, variant: CalibVariant, seed: int, plan: Plan, detail: str = "") -> Stage:
     job = replace(variant.job, seed=seed)
+    content = {"model": plan.identity("model", model), "source": plan.identity("source", job.source)}
     needs = None
     if variant.pool == "shared":
         pool_job = replace(variant.job, seed=variant.pool_seed)
-        needs = digest({"stage": "pool", "model": model, "job": key_fields(pool_job)})
+        needs = digest(with_content({"stage": "pool", "model": model, "job": key_fields(pool_job)}, **content))
         plan.pools.setdefault(
             needs,
             Stage(
@@ -100,7 +115,7 @@ def calib_stage(study: Study, model: str, variant: CalibVariant, seed: int, plan
                 detail=detail,
             ),
         )
-    key = digest({"stage": "calib", "model": model, "job": key_fields(job), "pool": needs})
+    key = digest(with_content({"stage": "calib", "model": model, "job": key_fields(job), "pool": needs}, **content))
     attrs = {"model": model, "calib": variant.label, "seed": seed}
     return plan.calibs.setdefault(key, Stage("calib", key, {"model": model, "job": job}, needs, attrs, detail))
 
@@ -110,7 +125,7 @@ def make_plan(study: Study) -> Plan:
     evaluation = study.evaluation.to_dict()
     for model in study.models:
         if study.settings:
-            key = digest({"stage": "dense", "model": model, "evaluation": evaluation, "dtype": study.dtype})
+            key = dense_key(study, plan, model, evaluation)
             payload = {"model": model, "evaluation": study.evaluation, "dtype": study.dtype}
             plan.denses[key] = Stage("dense", key, payload, attrs={"model": model})
         for variant, detail in zip(study.calibrations, variant_details(study.calibrations), strict=True):
@@ -121,6 +136,18 @@ def make_plan(study: Study) -> Plan:
                 for setting in study.settings:
                     add_cell(study, plan, model, variant, setting, seed, evaluation, detail)
     return plan
+
+
+def dense_key(study: Study, plan: Plan, model: str, evaluation: dict) -> str:
+    inputs = {"stage": "dense", "model": model, "evaluation": evaluation, "dtype": study.dtype}
+    return digest(with_content(inputs, **_evaluation_content(study, plan, model)))
+
+
+def _evaluation_content(study: Study, plan: Plan, model: str) -> dict:
+    """The content entries of what an evaluation reads: the model, and local perplexity corpora."""
+    corpora = study.evaluation.ppl.corpora if study.evaluation.ppl else []
+    ppl = {name: ident for name in corpora if (ident := plan.identity("source", name))}
+    return {"model": plan.identity("model", model), "ppl": ppl}
 
 
 def _needs_sets(study: Study) -> bool:
@@ -139,16 +166,15 @@ def add_cell(
 ):
     calibrated = needs_calibration(setting.config)
     calib = calib_stage(study, model, variant, seed, plan, detail) if calibrated else None
-    key = digest(
-        {
-            "stage": "cell",
-            "model": model,
-            "calib": calib.key if calib else None,
-            "prune": setting.config.to_dict(),
-            "evaluation": evaluation,
-            "dtype": study.dtype,
-        }
-    )
+    inputs = {
+        "stage": "cell",
+        "model": model,
+        "calib": calib.key if calib else None,
+        "prune": setting.config.to_dict(),
+        "evaluation": evaluation,
+        "dtype": study.dtype,
+    }
+    key = digest(with_content(inputs, **_evaluation_content(study, plan, model)))
     attrs = {"model": model, **variant.attrs(), **setting.attrs(), "seed": seed}
     payload = {
         "model": model,
@@ -156,6 +182,6 @@ def add_cell(
         "evaluation": study.evaluation,
         "dtype": study.dtype,
         "keep_model": study.keep_models,
-        "dense_key": digest({"stage": "dense", "model": model, "evaluation": evaluation, "dtype": study.dtype}),
+        "dense_key": dense_key(study, plan, model, evaluation),
     }
     plan.cells[key] = Stage("cell", key, payload, calib.key if calib else None, attrs, detail)

@@ -13,6 +13,7 @@ whose ``check_combination`` refuses impossible combinations; :class:`CalibJob`;
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -107,6 +108,9 @@ class CalibVariant:
     job: CalibJob
     pool: str = "per-seed"  # synthetic: "shared" = one generated pool per model, windows per seed
     pool_seed: int = 0
+    # where in the spec it came from: the strategy's key path, and the key path of nsamples / seqlen
+    path: str = field(default="", compare=False)
+    where: dict = field(default_factory=dict, compare=False)
 
     @property
     def strategy(self) -> str:
@@ -236,18 +240,25 @@ def parse_study(raw, path: str = "<spec>") -> Study:
         from ..models.loading import parse_dtype
 
         _guard("dtype", lambda: parse_dtype(study.dtype))
+    from .checks import check_primary_metric
+
+    check_primary_metric(study)
     check_against_models(study)
     return study
 
 
 def check_against_models(study: Study) -> None:
-    """What only a model's config decides (window lengths, N:M widths), for every model whose
-    config is on this machine (a folder or a converted preset; hub models are checked by
-    their cells): the engine's own ``check_seqlen`` and ``validate`` on a weightless copy."""
-    from ..models.loading import load_config, meta_model
+    """What only a model's config or tokenizer decides (window lengths, N:M widths, the
+    tokens of a close-call calibration pool), for every model whose config is on this
+    machine (a folder or a converted preset; hub models are checked by their cells): the
+    engine's own ``check_seqlen`` and ``validate`` on a weightless copy, and
+    :func:`.checks.check_pool` with the model's tokenizer."""
+    from ..corpora import get_corpus
+    from ..models.loading import load_config, load_tokenizer, meta_model
     from ..models.presets import PRESETS
     from ..pipeline import check_seqlen
     from ..pruning.engine import validate
+    from .checks import check_pool
 
     for i, model in enumerate(study.models):
         if model in PRESETS:
@@ -262,6 +273,12 @@ def check_against_models(study: Study) -> None:
         for variant in study.calibrations:
             where = f"calibration strategy {variant.label!r} with models[{i}] ({model})"
             _guard(where, check_seqlen, variant.job.seqlen, config, "seqlen")
+        tokenizer_of, counted = functools.cache(lambda folder=folder: load_tokenizer(folder)), {}
+        for variant in study.calibrations:
+            if variant.strategy == "sample":
+                corpus = get_corpus(variant.job.source, variant.job.text_field)
+                where = f"{variant.path} with models[{i}] ({model})"
+                check_pool(corpus, variant.job, variant.where, where, tokenizer_of, counted)
         if study.evaluation.ppl:
             ppl = study.evaluation.ppl
             _guard(f"evaluation.ppl with models[{i}] ({model})", check_seqlen, ppl.seqlen, config, "seqlen")
@@ -349,7 +366,8 @@ def _strategy(entry, defaults: dict, path: str) -> list[CalibVariant]:
         raise fail(f"{path}.pool", f"{pool!r} is unknown: use shared (one generated pool per model) or per-seed")
     if pool == "shared" and strategy != "synthetic":
         raise fail(f"{path}.pool", "a shared pool applies to strategy: synthetic only")
-    from ..corpora import get_corpus
+    from ..corpora import LocalCorpus, get_corpus
+    from .checks import check_pool, check_text_field
 
     variants = []
     for base in expand({**defaults, **entry}, EXPANDING["strategy"]):
@@ -357,9 +375,8 @@ def _strategy(entry, defaults: dict, path: str) -> list[CalibVariant]:
             for det in expand(detect, EXPANDING["detect"]):
                 where = f"{path} (source={base['source']})"
                 reading = {"text_field": base.get("text_field", "text"), "encoding": base.get("encoding", "utf-8")}
-                _guard(  # a local file that cannot be decoded fails here, before any work
-                    f"{path}.source",
-                    lambda base=base, reading=reading: get_corpus(base["source"], **reading).check_readable(),
+                corpus = _guard(
+                    f"{path}.source", lambda base=base, reading=reading: get_corpus(base["source"], **reading)
                 )
                 job = _guard(
                     where,
@@ -378,10 +395,15 @@ def _strategy(entry, defaults: dict, path: str) -> list[CalibVariant]:
                     ),
                 )
                 _guard(where, job.check)
+                check_text_field(corpus, entry, job.text_field, path)
+                if isinstance(corpus, LocalCorpus):  # a local file that cannot be decoded fails here
+                    _guard(f"{path}.source", corpus.check_readable)
+                origin = {k: f"{path}.{k}" if k in entry else f"calibration.{k}" for k in ("nsamples", "seqlen")}
+                check_pool(corpus, job, origin, where)
                 label = entry.get("name") or (
                     base["source"] if strategy == "sample" else f"{strategy}:{base['source']}"
                 )
-                variants.append(CalibVariant(label, job, pool, int(entry.get("pool_seed", 0))))
+                variants.append(CalibVariant(label, job, pool, int(entry.get("pool_seed", 0)), where, origin))
     return variants
 
 

@@ -5,11 +5,12 @@ Each stage's result is written by this (driver) process the moment it arrives, t
 a temporary file and a rename, so a kill at any moment loses at most the stages in
 flight. A failed stage is recorded in the files of the cells that depend on it, the
 sweep goes on, and the command ends non-zero naming them; ``--retry-failed`` reruns them.
+The run folder keeps its spec (another spec is refused unless its grid only grows, or
+``--overwrite``) and has one writer at a time: see :mod:`.runfolder`.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import resources as importlib_resources
@@ -23,6 +24,7 @@ from . import cost
 from .executors import make_executor
 from .plan import Plan, Stage, make_plan
 from .progress import Progress
+from .runfolder import adopt_spec, check_spec, writer_lock
 from .spec import Study, load_study
 from .store import RunStore
 
@@ -92,7 +94,9 @@ def run_sweep(
     retry_failed: bool = False,
     dry_run: bool = False,
     progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> SweepResult:
+    """``overwrite``: make the spec the run folder's even if it is another spec (nothing is deleted)."""
     started = time.perf_counter()
     study = load_study(resolve_spec(spec))  # everything is validated here, before any work
     if workers < 1:
@@ -102,14 +106,21 @@ def run_sweep(
     check_run_folder(study, output)
     plan = make_plan(study)
     store = RunStore(output)
+    if dry_run:
+        check_spec(store.root, Path(study.path), plan.keys(), overwrite)
+        result = SweepResult(study, plan, cell_status(store, plan))
+        result.resolve_s = time.perf_counter() - started
+        return result
+    with writer_lock(store.root):
+        return _sweep(study, plan, store, started, executor, address, workers, retry_failed, progress, overwrite)
+
+
+def _sweep(study, plan, store, started, executor, address, workers, retry_failed, progress, overwrite) -> SweepResult:
+    relation = check_spec(store.root, Path(study.path), plan.keys(), overwrite)
     result = SweepResult(study, plan, cell_status(store, plan))
     result.resolve_s = time.perf_counter() - started
-    if dry_run:
-        return result
-    store.root.mkdir(parents=True, exist_ok=True)
     store.clean_partial()
-    if Path(study.path).resolve() != (store.root / "study.yaml").resolve():
-        shutil.copyfile(study.path, store.root / "study.yaml")
+    replaced = adopt_spec(store.root, Path(study.path), relation)
     write_json(store.root / "study.json", study_meta(study, plan))
     todo = [k for k, s in result.status.items() if s == "pending" or (retry_failed and s == "failed")]
     progress = progress or Progress(enabled=False)
@@ -138,6 +149,7 @@ def run_sweep(
             "wall_s": round(result.wall_s, 3),
             "stage_s": round(result.stage_s, 3),
         }
+        | ({"spec": relation, "replaced_spec": replaced} if replaced else {})
     )
     return result
 
@@ -146,12 +158,14 @@ def study_meta(study: Study, plan: Plan) -> dict:
     """What ``report`` needs of the study. ``cells``: the study's own cells, key -> this
     study's labels for it (a cell found done under another study, by content, keeps its
     metrics but is reported under these labels); ``denses``: its dense evaluations. A run
-    folder that also holds other studies' results so reports only its own."""
+    folder that also holds other studies' results so reports only its own. ``stages``:
+    every stage key of the plan, what a later spec must keep to count as a grown grid."""
     raw = study.raw
     return {k: raw.get(k) for k in ("study", "description", "scale", "stands_in", "claims", "report")} | {
         "seeds": study.seeds,
         "cells": {key: plan.cells[key].attrs for key in sorted(plan.cells)},
         "denses": sorted(plan.denses),
+        "stages": sorted(plan.keys()),  # what a later sweep must keep to count as a grown grid
     }
 
 
