@@ -276,7 +276,7 @@ def check_against_models(study: Study) -> None:
         tokenizer_of, counted = functools.cache(lambda folder=folder: load_tokenizer(folder)), {}
         for variant in study.calibrations:
             if variant.strategy == "sample":
-                corpus = get_corpus(variant.job.source, variant.job.text_field)
+                corpus = get_corpus(variant.job.source, variant.job.text_field, variant.job.encoding)
                 where = f"{variant.path} with models[{i}] ({model})"
                 check_pool(corpus, variant.job, variant.where, where, tokenizer_of, counted)
         if study.evaluation.ppl:
