@@ -1,4 +1,4 @@
-"""Pruning methods (scorers: magnitude, Wanda, SparseGPT) and mask refiners (DSnoT).
+"""Pruning methods (scorers: magnitude, Wanda, RIA, SparseGPT) and mask refiners (DSnoT).
 
 A method declares the input statistics it needs and turns one group of weight
 matrices that share an input into new weights and masks. Score-based methods only
@@ -16,6 +16,8 @@ from ..config import PruneConfig, SparsityTarget
 from ..utils.registry import Registry
 from .dsnot import dsnot_refine
 from .masks import target_mask
+from .permutation import permuted_nm_mask
+from .ria import RIAOptions, ria_scores
 from .sparsegpt import sparsegpt_prune
 from .stats import InputStatistics
 
@@ -76,6 +78,34 @@ class Wanda(PruningMethod):
 
     def scores(self, weight, stats):
         return weight.abs() * stats.col_norm.unsqueeze(0)
+
+
+@METHODS.register("ria")
+class RIA(PruningMethod):
+    """RIA (Zhang et al., 2024): S_ij = (|W_ij| / sum_k |W_kj| + |W_ij| / sum_k |W_ik|)
+    * ||X_j||^a, see ria.py; one threshold per matrix by default, as the reference. For
+    N:M, ``options.permutation`` permutes the input channels first (permutation.py)."""
+
+    name = "ria"
+    needs = frozenset({"sq"})
+
+    def __init__(self, options: RIAOptions = RIAOptions()):
+        self.options = options
+        self.scope = options.scope
+
+    def scores(self, weight, stats):
+        return ria_scores(weight, stats.sq_per_sample, self.options.a)
+
+    def prune(self, weights, stats, target, config, names, scope=None):
+        if not (target.is_nm and self.options.permutation != "none"):
+            return super().prune(weights, stats, target, config, names, scope)
+        o, out = self.options, []
+        for weight, name in zip(weights, names, strict=True):
+            mask, _, info = permuted_nm_mask(
+                self.scores(weight, stats), target.n, target.m, o.permutation, o.column_order, o.lsa_blocks, name
+            )
+            out.append(Pruned(mask, info=info))
+        return out
 
 
 @METHODS.register("sparsegpt")
