@@ -1,4 +1,4 @@
-"""Pruning methods (scorers: magnitude, Wanda, RIA, SparseGPT) and mask refiners (DSnoT).
+"""Pruning methods (scorers: magnitude, Wanda, RIA, SparseGPT, ADMM) and mask refiners (DSnoT).
 
 A method declares the input statistics it needs and turns one group of weight
 matrices that share an input into new weights and masks. Score-based methods only
@@ -14,6 +14,7 @@ import torch
 
 from ..config import PruneConfig, SparsityTarget
 from ..utils.registry import Registry
+from .admm import ADMMOptions, admm_prune
 from .dsnot import dsnot_refine
 from .masks import target_mask
 from .permutation import permuted_nm_mask
@@ -122,6 +123,35 @@ class SparseGPT(PruningMethod):
         rows = [w.shape[0] for w in weights]
         new, mask, info = sparsegpt_prune(
             stacked, stats.hessian, target, config.sparsegpt, name="+".join(names), row_groups=rows
+        )
+        return [Pruned(m, nw, info) for nw, m in zip(new.split(rows), mask.split(rows), strict=True)]
+
+
+@METHODS.register("admm")
+class ADMM(PruningMethod):
+    """ADMM weight update (Boža, 2024), see admm.py: with ``mask_method`` None (default)
+    the mask is selected gradually from the ADMM iterate, starting from Wanda's score;
+    else the mask is ``mask_method``'s and only the weights are updated. Layers fed one
+    input share one Gram matrix and are solved as one stacked matrix."""
+
+    name = "admm"
+
+    def __init__(self, options: ADMMOptions = ADMMOptions(), mask_method: PruningMethod | None = None):
+        self.options = options
+        self.mask_method = mask_method
+        self.needs = frozenset({"xxt"}) | (mask_method.needs if mask_method else frozenset())
+
+    def scores(self, weight, stats):
+        # the score of ADMM's first selection (|W_ij| ||X_j||), or the mask method's
+        return self.mask_method.scores(weight, stats) if self.mask_method else Wanda().scores(weight, stats)
+
+    def prune(self, weights, stats, target, config, names, scope=None):
+        mask = None
+        if self.mask_method is not None:
+            mask = torch.cat([p.mask for p in self.mask_method.prune(weights, stats, target, config, names, scope)])
+        rows = [w.shape[0] for w in weights]
+        new, mask, info = admm_prune(
+            torch.cat(weights), stats.gram, target, self.options, mask, name="+".join(names), row_groups=rows
         )
         return [Pruned(m, nw, info) for nw, m in zip(new.split(rows), mask.split(rows), strict=True)]
 
