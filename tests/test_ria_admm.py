@@ -198,6 +198,22 @@ def test_ria_method_returns_the_permuted_mask_and_its_scores():
         RIAOptions(permutation="random")
 
 
+def test_permutation_and_admm_refuse_what_they_cannot_do():
+    from calibprune.config import PruneConfig
+    from calibprune.errors import CalibpruneError
+    from calibprune.pruning.methods import ADMM
+
+    weight = torch.randn(4, 8)
+    stats = _stats(S4x8)
+    with pytest.raises(CalibpruneError, match="N:M patterns only"):
+        RIA(RIAOptions(permutation="lsa")).prune([weight], stats, SparsityTarget.unstructured(0.5), None, ["q"])
+    dsnot = PruneConfig(method="wanda", target=SparsityTarget.nm(2, 4), refine="dsnot")
+    with pytest.raises(CalibpruneError, match="permuted order"):
+        RIA(RIAOptions(permutation="lsa")).prune([weight], stats, dsnot.target, dsnot, ["q"])
+    with pytest.raises(CalibpruneError, match="DSnoT"):
+        ADMM().prune([weight], stats, dsnot.target, dsnot, ["q"])
+
+
 # -- ADMM -----------------------------------------------------------------------------
 
 

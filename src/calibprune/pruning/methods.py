@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..config import PruneConfig, SparsityTarget
+from ..errors import CalibpruneError
 from ..utils.registry import Registry
 from .admm import ADMMOptions, admm_prune
 from .dsnot import dsnot_refine
@@ -98,8 +99,15 @@ class RIA(PruningMethod):
         return ria_scores(weight, stats.sq_per_sample, self.options.a)
 
     def prune(self, weights, stats, target, config, names, scope=None):
-        if not (target.is_nm and self.options.permutation != "none"):
+        if self.options.permutation == "none":
             return super().prune(weights, stats, target, config, names, scope)
+        if not target.is_nm:
+            raise CalibpruneError("RIA channel permutation applies to N:M patterns only: pass --pattern N:M")
+        if getattr(config, "refine", "none") != "none":
+            raise CalibpruneError(
+                "RIA channel permutation with a refinement: DSnoT swaps weights within the M-groups of the stored "
+                "column order, which breaks the N:M pattern of the permuted order"
+            )
         o, out = self.options, []
         for weight, name in zip(weights, names, strict=True):
             mask, _, info = permuted_nm_mask(
@@ -146,6 +154,11 @@ class ADMM(PruningMethod):
         return self.mask_method.scores(weight, stats) if self.mask_method else Wanda().scores(weight, stats)
 
     def prune(self, weights, stats, target, config, names, scope=None):
+        if getattr(config, "refine", "none") != "none":
+            raise CalibpruneError(
+                "ADMM with a refinement: ADMM rewrites the surviving weights (and zeroes the pruned ones), so a "
+                "weight DSnoT regrows would have no consistent value. Use DSnoT on a wanda or magnitude mask"
+            )
         mask = None
         if self.mask_method is not None:
             mask = torch.cat([p.mask for p in self.mask_method.prune(weights, stats, target, config, names, scope)])
