@@ -10,6 +10,10 @@ project's vectorised, batched engine can be compared with it on a tiny model:
 * ``sparsegpt``             — IST-DASLab/sparsegpt ``sparsegpt.py::fasterprune`` + ``llama.py``
 * ``owl_wanda``             — luuyin/OWL ``lib/prune_all.py::prune_wanda_outlier``
 * ``dsnot``                 — zyxxmu/DSnoT ``lib/prune.py::prune_DSnoT``
+* ``ria``                   — biomedical-cybernetics/Relative-importance-and-activation-pruning
+                              ``lib/prune.py::prune_ria`` (+ its ``lexsort``, ``lsa``)
+* ``admm``                  — fmfi-compbio/admm-pruning ``lib/admm.py::AdmmPruner`` +
+                              ``lib/prune.py::prune_admm``
 * ``mink_plus_plus``        — zjysteven/mink-plus-plus ``run.py``
 * ``selfgen_prompt``        — Dereck0602/calibration_data ``generate_data.py``
 
@@ -39,7 +43,7 @@ def lowest_k(values: torch.Tensor, k: int) -> torch.Tensor:
 class WrappedLayer:
     """Running statistics of one linear layer's inputs, updated once per forward call."""
 
-    def __init__(self, layer: nn.Linear, hessian: bool = False):
+    def __init__(self, layer: nn.Linear, hessian: bool = False, gram: bool = False):
         self.layer = layer
         columns = layer.weight.shape[1]
         self.columns = columns
@@ -50,6 +54,7 @@ class WrappedLayer:
         self.mean = torch.zeros(columns, 1)
         self.var = torch.zeros(columns, 1)
         self.H = torch.zeros(columns, columns) if hessian else None
+        self.XX = torch.zeros(columns, columns) if gram else None  # admm-pruning's AdmmPruner.XX
 
     def add_batch(self, inp: torch.Tensor) -> None:
         if inp.dim() == 2:
@@ -75,6 +80,8 @@ class WrappedLayer:
         if self.H is not None:
             scaled = math.sqrt(2 / self.nsamples) * x
             self.H += scaled.matmul(scaled.t())
+        if self.XX is not None:
+            self.XX += x.matmul(x.t())  # X.T @ X with X = [tokens, columns]: no scaling at all
 
 
 def linear_layers(block: nn.Module) -> dict[str, nn.Linear]:
@@ -117,14 +124,16 @@ def _run(layer, inputs, kwargs):
     return outs
 
 
-def sequential(model, calib_ids, prune_layer, hessian: bool = False, stats_out: dict | None = None) -> None:
+def sequential(
+    model, calib_ids, prune_layer, hessian: bool = False, stats_out: dict | None = None, gram: bool = False
+) -> None:
     """The references' outer loop: per decoder layer, calibrate its linear sublayers on
     one sample per forward, ``prune_layer(index, {name: (module, wrapped)})``, recompute."""
     inputs, kwargs = first_layer_inputs(model, calib_ids)
     with torch.no_grad():
         for index, layer in enumerate(model.model.layers):
             subset = linear_layers(layer)
-            wrapped = {name: WrappedLayer(m, hessian) for name, m in subset.items()}
+            wrapped = {name: WrappedLayer(m, hessian, gram) for name, m in subset.items()}
             handles = [
                 m.register_forward_hook(lambda mod, inp, out, w=wrapped[name]: w.add_batch(inp[0].data))
                 for name, m in subset.items()
@@ -382,6 +391,195 @@ def dsnot(
             W[mask] = 0
 
     sequential(model, calib_ids, prune_layer)
+
+
+def _ria_lexsort(keys, dim=-1):
+    idx = keys[0].argsort(dim=dim, stable=True)
+    for k in keys[1:]:
+        idx = idx.gather(dim, k.gather(dim, idx).argsort(dim=dim, stable=True))
+    return idx
+
+
+def _ria_lsa(W_metric, lsa_column, shape, rows, prune_n, prune_m, num_parallel=1):
+    """``prune_ria``'s inner ``lsa``: one column position re-dealt. ``num_parallel`` is
+    its own knob (1 there; any divisor of ``shape`` computes the same score matrix)."""
+    from scipy.optimize import linear_sum_assignment
+
+    score_matrix = torch.zeros(shape, shape)
+    for row in range(shape // num_parallel):
+        strip_idx = torch.zeros(num_parallel, shape, prune_m).long()
+        block_columns = torch.arange(prune_m)
+        block_columns = block_columns[block_columns != lsa_column]
+        strip_idx[:, :, 0] = (rows * prune_m).reshape(1, -1) + lsa_column
+        strip_idx[:, :, 1:] = (
+            block_columns.reshape(1, 1, -1)
+            + torch.arange(row * num_parallel, (row + 1) * num_parallel).reshape(-1, 1, 1) * prune_m
+        )
+        tmp = W_metric[:, strip_idx].transpose(1, 0).transpose(2, 1)
+        W_mask = torch.zeros_like(tmp)
+        tmp_index = torch.sort(tmp, dim=-1, stable=True)[1]
+        W_mask.scatter_(dim=-1, index=tmp_index[:, :, :, :prune_n], value=1)
+        score_matrix[:, row * num_parallel : (row + 1) * num_parallel] = torch.sum(
+            torch.sum((tmp * (W_mask == 0)), dim=-1), dim=-1
+        ).transpose(1, 0)
+    score_matrix = score_matrix.transpose(1, 0)
+    col_indices = torch.LongTensor(linear_sum_assignment(score_matrix, maximize=True)[1])
+    idx = torch.arange(W_metric.shape[1]).long()
+    idx[rows * prune_m + lsa_column] = col_indices * prune_m + lsa_column
+    return idx
+
+
+def _ria_layer_mask(
+    W_metric, sparsity, prune_n, prune_m, per_outneuron, reallocation, lsa, importance_score, blocks, num_parallel=1
+):
+    """``prune_ria``'s mask for one layer (the ``--gptq`` / ``--reconstruction`` /
+    ``--semi_sparse_acc`` branches left out); returns the mask in the original order."""
+    W_mask = torch.zeros_like(W_metric) == 1
+    if prune_n == 0:
+        if per_outneuron:
+            indices = torch.sort(W_metric, dim=-1, stable=True)[1][:, : int(W_metric.shape[1] * sparsity)]
+            W_mask.scatter_(1, indices, True)
+        else:
+            thresh = torch.sort(W_metric.flatten())[0][int(W_metric.shape[0] * W_metric.shape[1] * sparsity)]
+            W_mask = W_metric <= thresh
+        return W_mask
+    if not reallocation:
+        return _nm_mask(W_metric, prune_n, prune_m)
+    if importance_score == "sum":
+        sorted_idx = torch.sort(torch.sum(W_metric, dim=0), stable=True)[1]
+    elif importance_score == "retained_degree_unstructured":
+        thresh = torch.sort(W_metric.flatten())[0][int(W_metric.shape[0] * W_metric.shape[1] * sparsity)]
+        W_mask = W_metric <= thresh
+        sorted_idx = _ria_lexsort([torch.sum(W_mask, dim=0), torch.sum((W_mask == 0) * W_metric, dim=0)])
+    else:  # retained_degree_per_outneuron
+        indices = torch.sort(W_metric, dim=-1, stable=True)[1][:, : int(W_metric.shape[1] * sparsity)]
+        W_mask = torch.zeros_like(W_metric) == 1
+        W_mask.scatter_(1, indices, True)
+        sorted_idx = _ria_lexsort([torch.sum(W_mask, dim=0), torch.sum((W_mask == 0) * W_metric, dim=0)])
+    index = torch.zeros_like(sorted_idx)
+    for ii in range(1, prune_m + 1):
+        part = sorted_idx[int(W_metric.shape[1] * (ii - 1) / prune_m) : int(W_metric.shape[1] * ii / prune_m)]
+        index[ii - 1 :: prune_m] = part if ii % 2 == 1 else part.flip(0)
+    W_mask_permute = _nm_mask(W_metric[:, index].clone(), prune_n, prune_m)
+    if lsa:
+        shape = W_metric.shape[1] // prune_m // blocks
+        rows = torch.arange(shape)
+        for lsa_column in torch.arange(prune_m):
+            for ii in range(blocks):
+                index_tmp = index[ii * len(index) // blocks : (ii + 1) * len(index) // blocks]
+                permute_idx = _ria_lsa(W_metric[:, index_tmp], lsa_column, shape, rows, prune_n, prune_m, num_parallel)
+                index[ii * len(index) // blocks : (ii + 1) * len(index) // blocks] = index_tmp[permute_idx]
+            W_mask_permute = _nm_mask(W_metric[:, index], prune_n, prune_m)
+    W_mask = torch.zeros_like(W_metric) == 1
+    W_mask[:, index] = W_mask_permute
+    return W_mask
+
+
+def ria(
+    model,
+    calib_ids,
+    sparsity: float = 0.5,
+    n: int = 0,
+    m: int = 0,
+    a: float = 0.5,
+    per_outneuron: bool = False,
+    reallocation: bool = False,
+    lsa: bool = False,
+    importance_score: str = "sum",
+    blocks: int = 1,
+    num_parallel: int = 1,
+) -> None:
+    def prune_layer(index, layers):
+        for module, wrapped in layers.values():
+            W = module.weight.data.clone()
+            W_metric = (
+                torch.abs(W) / torch.sum(torch.abs(W), dim=0)
+                + torch.abs(W) / torch.sum(torch.abs(W), dim=1).reshape(-1, 1)
+            ) * (torch.sqrt(wrapped.scaler_row.reshape((1, -1)))) ** a
+            mask = _ria_layer_mask(
+                W_metric, sparsity, n, m, per_outneuron, reallocation, lsa, importance_score, blocks, num_parallel
+            )
+            module.weight.data[mask] = 0
+
+    sequential(model, calib_ids, prune_layer)
+
+
+def _admm_fasterprune(module, XX, sparsity, prune_n=0, prune_m=0, percdamp=0.1, iterative_prune=15, iters=20,
+                      per_out=False) -> None:  # fmt: skip
+    """``AdmmPruner.fasterprune``, its hard-coded groups of 4 (2 kept) and N:M sparsity 0.5 included."""
+    norm = torch.diag(XX).sqrt() + 1e-8
+    XX = XX / norm
+    XX = (XX.T / norm).T
+    W = (module.weight.float().detach() * norm).T
+    rho0 = percdamp * torch.diag(XX).mean()
+    diag = torch.arange(XX.shape[0])
+    XX[diag, diag] += rho0
+    if iterative_prune == 0:
+        if prune_n != 0:
+            WT = W.T.reshape((W.shape[1] * W.shape[0] // 4, 4)).abs()
+            mask = torch.zeros_like(WT)
+            sort_inds = WT.sort(dim=1, stable=True)[1]
+            mask[torch.arange(WT.shape[0]), sort_inds[:, 2]] = 1
+            mask[torch.arange(WT.shape[0]), sort_inds[:, 3]] = 1
+            mask = mask.reshape(W.T.shape).T
+        elif per_out:
+            thres = (W).abs().sort(dim=0)[0][int(W.shape[0] * sparsity)]
+            mask = (W).abs() >= thres.unsqueeze(0)
+        else:
+            indices = lowest_k(W.abs().flatten().unsqueeze(0), int(W.numel() * sparsity))[0]
+            mask = torch.ones(W.numel(), dtype=torch.bool)
+            mask[indices] = 0
+            mask = mask.reshape(W.shape)
+    if iters == 0:
+        Z = (W) * mask
+        module.weight.data = (Z.T / norm).reshape(module.weight.shape).to(module.weight.data.dtype)
+        return
+    rho = 1
+    XY = XX.matmul(W)
+    XX[diag, diag] += rho
+    XXinv = torch.inverse(XX)
+    U = torch.zeros_like(W)
+    for itt in range(iters):
+        if iterative_prune > 0 and itt < iterative_prune:
+            if prune_n != 0:
+                sparsity = 0.5
+                cur_sparsity = sparsity - sparsity * (1 - (itt + 1) / iterative_prune) ** 3
+                WT = (W + U).T.reshape((W.shape[1] * W.shape[0] // 4, 4)).abs()
+                mask = torch.zeros(WT.shape, dtype=torch.bool)
+                sort_inds = WT.sort(dim=1, stable=True)[1]
+                mask[torch.arange(WT.shape[0]), sort_inds[:, 2]] = 1
+                mask[torch.arange(WT.shape[0]), sort_inds[:, 3]] = 1
+                mask = mask.reshape(W.T.shape).T
+                Z2 = (W + U).abs()
+                Z2[mask] = torch.inf
+                thres = Z2.flatten().kthvalue(int(W.numel() * cur_sparsity) + 1)[0]
+                mask = Z2 >= thres
+            else:
+                cur_sparsity = sparsity - sparsity * (1 - (itt + 1) / iterative_prune) ** 3
+                if per_out:
+                    thres = (W + U).abs().sort(dim=0)[0][int(W.shape[0] * cur_sparsity)]
+                    mask = (W + U).abs() >= thres.unsqueeze(0)
+                else:  # the reference's topk takes `sparsity`, not `cur_sparsity`
+                    indices = lowest_k((W + U).abs().flatten().unsqueeze(0), int(W.numel() * sparsity))[0]
+                    mask = torch.ones(W.numel(), dtype=torch.bool)
+                    mask[indices] = 0
+                    mask = mask.reshape(W.shape)
+        Z = (W + U) * mask
+        U = U + (W - Z)
+        W = XXinv.matmul(XY + rho * (Z - U))
+    Z = (W + U) * mask
+    module.weight.data = (Z.T / norm).reshape(module.weight.shape).to(module.weight.data.dtype)
+
+
+def admm(model, calib_ids, sparsity: float = 0.5, n: int = 0, m: int = 0, **options) -> None:
+    """``prune_admm``: every linear layer of a block calibrated, then each pruned in turn
+    (``percdamp=0.1`` as it passes it)."""
+
+    def prune_layer(index, layers):
+        for module, wrapped in layers.values():
+            _admm_fasterprune(module, wrapped.XX, sparsity, n, m, **options)
+
+    sequential(model, calib_ids, prune_layer, gram=True)
 
 
 def mink_plus_plus(model, input_ids: list[int], ratio: float = 0.2) -> float:

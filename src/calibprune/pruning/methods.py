@@ -1,4 +1,4 @@
-"""Pruning methods (scorers: magnitude, Wanda, SparseGPT) and mask refiners (DSnoT).
+"""Pruning methods (scorers: magnitude, Wanda, RIA, SparseGPT, ADMM) and mask refiners (DSnoT).
 
 A method declares the input statistics it needs and turns one group of weight
 matrices that share an input into new weights and masks. Score-based methods only
@@ -13,9 +13,13 @@ from dataclasses import dataclass, field
 import torch
 
 from ..config import PruneConfig, SparsityTarget
+from ..errors import CalibpruneError
 from ..utils.registry import Registry
+from .admm import ADMMOptions, admm_prune
 from .dsnot import dsnot_refine
 from .masks import target_mask
+from .permutation import permuted_nm_mask
+from .ria import RIAOptions, ria_scores
 from .sparsegpt import sparsegpt_prune
 from .stats import InputStatistics
 
@@ -78,6 +82,41 @@ class Wanda(PruningMethod):
         return weight.abs() * stats.col_norm.unsqueeze(0)
 
 
+@METHODS.register("ria")
+class RIA(PruningMethod):
+    """RIA (Zhang et al., 2024): S_ij = (|W_ij| / sum_k |W_kj| + |W_ij| / sum_k |W_ik|)
+    * ||X_j||^a, see ria.py; one threshold per matrix by default, as the reference. For
+    N:M, ``options.permutation`` permutes the input channels first (permutation.py)."""
+
+    name = "ria"
+    needs = frozenset({"sq"})
+
+    def __init__(self, options: RIAOptions = RIAOptions()):
+        self.options = options
+        self.scope = options.scope
+
+    def scores(self, weight, stats):
+        return ria_scores(weight, stats.sq_per_sample, self.options.a)
+
+    def prune(self, weights, stats, target, config, names, scope=None):
+        if self.options.permutation == "none":
+            return super().prune(weights, stats, target, config, names, scope)
+        if not target.is_nm:
+            raise CalibpruneError("RIA channel permutation applies to N:M patterns only: pass --pattern N:M")
+        if getattr(config, "refine", "none") != "none":
+            raise CalibpruneError(
+                "RIA channel permutation with a refinement: DSnoT swaps weights within the M-groups of the stored "
+                "column order, which breaks the N:M pattern of the permuted order"
+            )
+        o, out = self.options, []
+        for weight, name in zip(weights, names, strict=True):
+            mask, _, info = permuted_nm_mask(
+                self.scores(weight, stats), target.n, target.m, o.permutation, o.column_order, o.lsa_blocks, name
+            )
+            out.append(Pruned(mask, info=info))
+        return out
+
+
 @METHODS.register("sparsegpt")
 class SparseGPT(PruningMethod):
     """SparseGPT (Frantar & Alistarh, 2023): OBS reconstruction, see sparsegpt.py.
@@ -92,6 +131,40 @@ class SparseGPT(PruningMethod):
         rows = [w.shape[0] for w in weights]
         new, mask, info = sparsegpt_prune(
             stacked, stats.hessian, target, config.sparsegpt, name="+".join(names), row_groups=rows
+        )
+        return [Pruned(m, nw, info) for nw, m in zip(new.split(rows), mask.split(rows), strict=True)]
+
+
+@METHODS.register("admm")
+class ADMM(PruningMethod):
+    """ADMM weight update (Boža, 2024), see admm.py: with ``mask_method`` None (default)
+    the mask is selected gradually from the ADMM iterate, starting from Wanda's score;
+    else the mask is ``mask_method``'s and only the weights are updated. Layers fed one
+    input share one Gram matrix and are solved as one stacked matrix."""
+
+    name = "admm"
+
+    def __init__(self, options: ADMMOptions = ADMMOptions(), mask_method: PruningMethod | None = None):
+        self.options = options
+        self.mask_method = mask_method
+        self.needs = frozenset({"xxt"}) | (mask_method.needs if mask_method else frozenset())
+
+    def scores(self, weight, stats):
+        # the score of ADMM's first selection (|W_ij| ||X_j||), or the mask method's
+        return self.mask_method.scores(weight, stats) if self.mask_method else Wanda().scores(weight, stats)
+
+    def prune(self, weights, stats, target, config, names, scope=None):
+        if getattr(config, "refine", "none") != "none":
+            raise CalibpruneError(
+                "ADMM with a refinement: ADMM rewrites the surviving weights (and zeroes the pruned ones), so a "
+                "weight DSnoT regrows would have no consistent value. Use DSnoT on a wanda or magnitude mask"
+            )
+        mask = None
+        if self.mask_method is not None:
+            mask = torch.cat([p.mask for p in self.mask_method.prune(weights, stats, target, config, names, scope)])
+        rows = [w.shape[0] for w in weights]
+        new, mask, info = admm_prune(
+            torch.cat(weights), stats.gram, target, self.options, mask, name="+".join(names), row_groups=rows
         )
         return [Pruned(m, nw, info) for nw, m in zip(new.split(rows), mask.split(rows), strict=True)]
 

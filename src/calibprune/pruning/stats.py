@@ -83,9 +83,19 @@ class InputStatistics:
         return ((self.sum_sq - self._svar) / max(self.n, 1)).clamp_min(0)
 
     @property
+    def sq_per_sample(self) -> torch.Tensor:
+        """sum_t x_tj^2 / S: the reference Wanda/RIA ``scaler_row`` (per-sample units)."""
+        return self.sum_sq / max(self.samples, 1)
+
+    @property
     def col_norm(self) -> torch.Tensor:
         """||X_j||_2 / sqrt(n): Wanda's activation norm (the 1/sqrt(n) does not change ranks)."""
         return self.mean_sq.sqrt()
+
+    @property
+    def gram(self) -> torch.Tensor:
+        """G = sum_t x_t x_t^T, unscaled (ADMM's ``XX``)."""
+        return self._xxt
 
     @property
     def hessian(self) -> torch.Tensor:

@@ -1,0 +1,341 @@
+"""RIA scores, N:M channel permutation and the ADMM update: hand-computed answers,
+closed forms and the guarantees (or their absence) stated in the modules."""
+
+import itertools
+
+import pytest
+import torch
+
+from calibprune.config import SparsityTarget
+from calibprune.pruning.admm import ADMMOptions, admm_prune, select_mask, sparsity_at
+from calibprune.pruning.masks import nm_conformance, nm_mask, target_mask
+from calibprune.pruning.methods import RIA, get_method
+from calibprune.pruning.permutation import (
+    assignment_gains,
+    column_order,
+    kept_score,
+    lexsort,
+    lsa_round,
+    permuted_nm_mask,
+    snake_allocation,
+)
+from calibprune.pruning.ria import RIAOptions, relative_importance, ria_scores
+from calibprune.pruning.stats import InputStatistics
+
+# Every row sums to 12 in |W|; the columns sum to 4 or 8.
+W4x8 = torch.tensor(
+    [
+        [1.0, -2.0, 0.0, 4.0, 1.0, 1.0, -2.0, 1.0],
+        [2.0, 2.0, -1.0, 0.0, 1.0, 3.0, 2.0, 1.0],
+        [-1.0, 0.0, 3.0, -4.0, 1.0, 1.0, 0.0, 2.0],
+        [0.0, 4.0, 0.0, 0.0, -1.0, 3.0, 4.0, 0.0],
+    ]
+)
+# s_j = sum_t x_tj^2 / S chosen as t^4, so that sqrt(s_j)^0.5 = t = [1, 2, 1, 2, 3, 1, 2, 1]
+S4x8 = torch.tensor([1.0, 16.0, 1.0, 16.0, 81.0, 1.0, 16.0, 1.0])
+
+
+def _stats(sq_per_sample, samples=2, tokens=3):
+    """Statistics whose sum_t x^2 / S is ``sq_per_sample``: S samples of T equal tokens."""
+    stats = InputStatistics(sq_per_sample.numel(), frozenset({"sq"}))
+    x = (sq_per_sample / tokens).sqrt().expand(samples, tokens, -1)
+    stats.update(x)
+    return stats
+
+
+def test_ria_score_on_a_four_by_eight_matrix():
+    # RI_ij = |W_ij| (1/colsum_j + 1/12): 1/4 + 1/12 = 1/3 for colsum 4, 1/8 + 1/12 = 5/24 for 8
+    ri_factor = torch.tensor([1 / 3, 5 / 24, 1 / 3, 5 / 24, 1 / 3, 5 / 24, 5 / 24, 1 / 3])
+    torch.testing.assert_close(relative_importance(W4x8), W4x8.abs() * ri_factor)
+    # times sqrt(s_j)^0.5 = [1, 2, 1, 2, 3, 1, 2, 1]
+    expected = W4x8.abs() * torch.tensor([1 / 3, 5 / 12, 1 / 3, 5 / 12, 1.0, 5 / 24, 5 / 12, 1 / 3])
+    torch.testing.assert_close(ria_scores(W4x8, S4x8, 0.5), expected)
+    # the method reads s_j in per-sample units from the running sums (2 samples x 3 tokens)
+    stats = _stats(S4x8)
+    torch.testing.assert_close(stats.sq_per_sample, S4x8)
+    torch.testing.assert_close(RIA().scores(W4x8, stats), expected)
+    # a = 0 is relative importance alone, a = 2 the full ||X_j||^2
+    torch.testing.assert_close(ria_scores(W4x8, S4x8, 0.0), relative_importance(W4x8))
+    torch.testing.assert_close(ria_scores(W4x8, S4x8, 2.0), relative_importance(W4x8) * S4x8)
+
+
+def test_ria_masks_on_the_four_by_eight_matrix():
+    scores = ria_scores(W4x8, S4x8)
+    # row 0 scores: [1/3, 5/6, 0, 5/3 | 1, 5/24, 5/6, 1/3] -> prune (0, 1/3) and (5/24, 1/3)
+    mask = target_mask(scores, SparsityTarget.nm(2, 4))
+    assert mask[0].tolist() == [True, False, True, False, False, True, False, True]
+    # unstructured: one threshold over the matrix (the reference's default), so rows differ
+    mask = get_method("ria").prune([W4x8], _stats(S4x8), SparsityTarget.unstructured(0.5), None, ["x"])[0].mask
+    threshold = scores.flatten().sort().values[16]
+    assert torch.equal(mask, scores <= threshold)
+    assert mask.sum(1).tolist() != [4, 4, 4, 4]
+    # --per_outneuron: floor(8 * 0.5) per row
+    per_row = RIA(RIAOptions(scope="row")).prune([W4x8], _stats(S4x8), SparsityTarget.unstructured(0.5), None, ["x"])
+    assert per_row[0].mask.sum(1).tolist() == [4, 4, 4, 4]
+
+
+def test_ria_all_zero_line_scores_zero_not_nan():
+    w = W4x8.clone()
+    w[:, 2] = 0  # a dead column: the reference divides 0 by 0 there
+    w[3] = 0  # and a dead row
+    scores = ria_scores(w, S4x8)
+    assert torch.isfinite(scores).all()
+    assert (scores[:, 2] == 0).all() and (scores[3] == 0).all()
+
+
+# -- channel permutation --------------------------------------------------------------
+
+
+def _random_scores(seed, rows=16, cols=32):
+    return torch.rand(rows, cols, generator=torch.Generator().manual_seed(seed)) ** 3
+
+
+def test_snake_allocation_by_hand():
+    # K = 2 groups of 4: slice q of the ranking goes to position q, odd slices reversed
+    assert snake_allocation(torch.arange(8), 4).tolist() == [0, 3, 4, 7, 1, 2, 5, 6]
+    assert snake_allocation(torch.tensor([5, 1, 7, 3]), 2).tolist() == [5, 3, 1, 7]
+
+
+def test_lexsort_primary_key_is_the_last():
+    pruned = torch.tensor([2, 0, 1, 0])
+    kept = torch.tensor([1.0, 3.0, 1.0, 0.5])
+    # by kept score: 0.5 (3), then 1.0 twice (0 and 2: fewer pruned first -> 2, 0), then 3.0 (1)
+    assert lexsort([pruned, kept]).tolist() == [3, 2, 0, 1]
+    scores = _random_scores(0)
+    assert torch.equal(column_order(scores, "sum"), scores.sum(0).argsort(stable=True))
+
+
+@pytest.mark.parametrize("n, m", [(1, 4), (2, 4), (3, 4), (4, 8)])
+def test_assignment_gains_closed_form_equals_sorting_every_candidate_group(n, m):
+    scores = _random_scores(n + m)
+    k = scores.shape[1] // m
+    for column in range(m):
+        gains = assignment_gains(scores, n, m, column)
+        for r, g in itertools.product(range(k), range(k)):
+            group = scores[:, r * m : (r + 1) * m].clone()
+            group[:, column] = scores[:, g * m + column]
+            brute = group.sort(dim=1).values[:, n:].sum()
+            assert float(gains[r, g]) == pytest.approx(float(brute), rel=1e-5)
+
+
+@pytest.mark.parametrize("permutation", ["heuristic", "lsa"])
+def test_permuted_mask_folds_back_to_the_original_order(permutation):
+    scores = _random_scores(1)
+    weight = torch.randn(scores.shape, generator=torch.Generator().manual_seed(9))
+    mask, index, _ = permuted_nm_mask(scores, 2, 4, permutation)
+    assert sorted(index.tolist()) == list(range(scores.shape[1]))
+    # permuted-then-unpermuted mask == the N:M mask of the permuted matrix, mapped back
+    assert torch.equal(mask[:, index], nm_mask(scores[:, index], 2, 4))
+    # N:M in the permuted order, group by group; in the stored order it is not
+    pruned = weight.masked_fill(mask, 0)
+    assert nm_conformance(pruned[:, index], 2, 4) == 1.0
+    assert nm_conformance(pruned, 2, 4) < 1.0
+    assert (mask.sum(1) == scores.shape[1] // 2).all()
+    # the dense-with-zeros weight in the original order computes the permuted pruned layer
+    x = torch.randn(5, scores.shape[1], generator=torch.Generator().manual_seed(3))
+    permuted_layer = weight[:, index].masked_fill(nm_mask(scores[:, index], 2, 4), 0)
+    torch.testing.assert_close(x @ pruned.t(), x[:, index] @ permuted_layer.t())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lsa_rounds_never_lower_the_kept_score(seed):
+    scores = _random_scores(seed)
+    _, _, info = permuted_nm_mask(scores, 2, 4, "lsa")
+    rounds = info["nm_kept_score_rounds"]
+    assert len(rounds) == 5  # the allocation, then one round per position
+    assert all(after >= before - 1e-5 for before, after in zip(rounds, rounds[1:], strict=False))
+    mask, _, _ = permuted_nm_mask(scores, 2, 4, "lsa")
+    assert kept_score(scores, mask) == pytest.approx(info["nm_kept_score"], rel=1e-6)
+
+
+def test_lsa_beats_plain_nm_where_the_allocation_is_the_original_order():
+    # Column sums ranked so that the snake allocation is the identity: the permuted search
+    # then starts from the plain mask, and no assignment round lowers the kept score.
+    m, k, rows = 4, 8, 6
+    identity_order = torch.empty(m * k, dtype=torch.long)
+    for q in range(m):
+        positions = torch.arange(k) * m + q
+        identity_order[q * k : (q + 1) * k] = positions.flip(0) if q % 2 else positions
+    assert torch.equal(snake_allocation(identity_order, m), torch.arange(m * k))
+    scores = torch.rand(rows, m * k, generator=torch.Generator().manual_seed(4)) + 0.1
+    rank = torch.empty(m * k)
+    rank[identity_order] = torch.arange(m * k, dtype=torch.float32)
+    scores = scores / scores.sum(0) * (1 + rank)  # column sum of column j = 1 + its rank
+    assert torch.equal(column_order(scores, "sum"), identity_order)
+    _, _, info = permuted_nm_mask(scores, 2, m, "lsa")
+    assert info["nm_kept_score_rounds"][0] == pytest.approx(info["nm_kept_score_plain"], rel=1e-6)
+    assert info["nm_kept_score"] > info["nm_kept_score_plain"]
+
+
+def test_permutation_is_not_guaranteed_to_beat_plain_nm():
+    # The allocation starts from a ranking, not from the original order: here both the
+    # heuristic and the assignment rounds after it end below the plain 2:4 mask.
+    scores = torch.tensor([[1.0, 6.0, 0.0, 6.0, 5.0, 0.0, 4.0, 1.0], [6.0, 5.0, 3.0, 3.0, 3.0, 9.0, 4.0, 5.0]])
+    _, _, info = permuted_nm_mask(scores, 2, 4, "lsa")
+    assert info["nm_kept_score_plain"] == 46.0
+    assert info["nm_kept_score_rounds"] == [42.0, 43.0, 44.0, 45.0, 45.0]
+
+
+def test_lsa_blocks_only_reorder_within_their_block():
+    scores = _random_scores(2, cols=64)
+    index = snake_allocation(column_order(scores), 4)
+    moved = lsa_round(scores, index, 2, 4, column=1, blocks=2)
+    for half in (slice(0, 32), slice(32, 64)):
+        assert sorted(moved[half].tolist()) == sorted(index[half].tolist())
+    assert torch.equal(moved[0::4], index[0::4])  # only position 1 of each group moves
+
+
+def test_ria_method_returns_the_permuted_mask_and_its_scores():
+    method = RIA(RIAOptions(permutation="lsa"))
+    weight = torch.randn(16, 32, generator=torch.Generator().manual_seed(7))
+    stats = _stats(torch.rand(32, generator=torch.Generator().manual_seed(8)) + 0.1)
+    [pruned] = method.prune([weight], stats, SparsityTarget.nm(2, 4), None, ["q"])
+    scores = method.scores(weight, stats)
+    expected, _, _ = permuted_nm_mask(scores, 2, 4, "lsa")
+    assert torch.equal(pruned.mask, expected)
+    assert pruned.info["nm_permutation"] == "lsa"
+    with pytest.raises(ValueError):
+        RIAOptions(permutation="random")
+
+
+def test_permutation_and_admm_refuse_what_they_cannot_do():
+    from calibprune.config import PruneConfig
+    from calibprune.errors import CalibpruneError
+    from calibprune.pruning.methods import ADMM
+
+    weight = torch.randn(4, 8)
+    stats = _stats(S4x8)
+    with pytest.raises(CalibpruneError, match="N:M patterns only"):
+        RIA(RIAOptions(permutation="lsa")).prune([weight], stats, SparsityTarget.unstructured(0.5), None, ["q"])
+    dsnot = PruneConfig(method="wanda", target=SparsityTarget.nm(2, 4), refine="dsnot")
+    with pytest.raises(CalibpruneError, match="permuted order"):
+        RIA(RIAOptions(permutation="lsa")).prune([weight], stats, dsnot.target, dsnot, ["q"])
+    with pytest.raises(CalibpruneError, match="DSnoT"):
+        ADMM().prune([weight], stats, dsnot.target, dsnot, ["q"])
+
+
+# -- ADMM -----------------------------------------------------------------------------
+
+
+def _layer(seed=0, rows=12, cols=16, tokens=80):
+    """A weight and G = X^T X of correlated inputs (rank-4 signal + noise, uneven scales)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(tokens, 4, generator=g) @ torch.randn(4, cols, generator=g)
+    x = (x + 0.3 * torch.randn(tokens, cols, generator=g)) * torch.linspace(0.2, 3.0, cols)
+    return torch.randn(rows, cols, generator=g), x.t() @ x
+
+
+def test_cubic_schedule():
+    assert sparsity_at(15, 15, 0.5, "cubic") == 0.5
+    assert sparsity_at(1, 15, 0.5, "cubic") == pytest.approx(0.5 * (1 - (14 / 15) ** 3))
+    values = [sparsity_at(t, 15, 0.5, "cubic") for t in range(1, 16)]
+    assert values == sorted(values)
+    assert sparsity_at(1, 15, 0.5, "full") == 0.5
+    # the reference's schedule choice: full sparsity only on its default unstructured path
+    assert ADMMOptions().schedule_for(SparsityTarget.unstructured(0.5)) == "full"
+    assert ADMMOptions(scope="row").schedule_for(SparsityTarget.unstructured(0.5)) == "cubic"
+    assert ADMMOptions().schedule_for(SparsityTarget.nm(2, 4)) == "cubic"
+
+
+def test_admm_options_refuse_a_schedule_longer_than_the_iterations():
+    with pytest.raises(ValueError, match="gradual_steps"):
+        ADMMOptions(iters=10, gradual_steps=15)
+
+
+def test_admm_on_a_fixed_mask_converges_to_the_damped_least_squares_optimum():
+    # With a fixed mask, ADMM minimises (w - w0)^T (G + lambda diag(d^2)) (w - w0) per row
+    # over the kept weights (lambda ~ percdamp, d_j = sqrt(G_jj)): closed form per row.
+    weight, gram = _layer()
+    target = SparsityTarget.unstructured(0.5)
+    mask = target_mask(weight.abs() * torch.diagonal(gram).sqrt(), target, "row")
+    new, out_mask, info = admm_prune(weight, gram, target, ADMMOptions(iters=400, gradual_steps=0), mask=mask)
+    assert torch.equal(out_mask, mask) and (new[mask] == 0).all()
+    d = torch.diagonal(gram).sqrt() + 1e-8
+    h = (gram + info["admm_damping"] * torch.diag(d * d)).double()
+    for i in range(weight.shape[0]):
+        keep, drop = ~mask[i], mask[i]
+        w0 = weight[i].double()
+        expected = w0[keep] + torch.linalg.solve(h[keep][:, keep], h[keep][:, drop] @ w0[drop])
+        torch.testing.assert_close(new[i][keep].double(), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_admm_default_twenty_iterations_lower_the_reconstruction_error():
+    weight, gram = _layer(1)
+    target = SparsityTarget.unstructured(0.5)
+    new, mask, _ = admm_prune(weight, gram, target)
+    masked = weight.masked_fill(mask, 0)
+
+    def error(w):
+        e = w - weight
+        return float(torch.einsum("ij,jk,ik->", e, gram, e))
+
+    assert error(new) < 0.5 * error(masked)
+
+
+@pytest.mark.parametrize(
+    "target, options",
+    [
+        (SparsityTarget.unstructured(0.5), ADMMOptions()),
+        (SparsityTarget.unstructured(0.6), ADMMOptions(schedule="cubic")),
+        (SparsityTarget.unstructured(0.6), ADMMOptions(scope="row")),
+        (SparsityTarget.nm(2, 4), ADMMOptions()),
+        (SparsityTarget.nm(4, 8), ADMMOptions()),
+        (SparsityTarget.nm(1, 4), ADMMOptions()),
+    ],
+)
+def test_admm_reaches_the_target_exactly(target, options):
+    weight, gram = _layer(2)
+    new, mask, _ = admm_prune(weight, gram, target, options)
+    assert (new[mask] == 0).all()
+    if target.is_nm:
+        assert nm_conformance(new, target.n, target.m) == 1.0
+        assert int(mask.sum()) == mask.numel() * target.n // target.m
+    elif options.scope == "row":
+        assert (mask.sum(1) == int(16 * target.ratio)).all()
+    else:
+        assert int(mask.sum()) == int(mask.numel() * target.ratio)
+
+
+def test_admm_nm_selection_prunes_only_candidates_at_intermediate_sparsity():
+    scores = torch.rand(6, 16, generator=torch.Generator().manual_seed(3))
+    target = SparsityTarget.nm(2, 4)
+    mask = select_mask(scores, target, 0.2, "matrix", [6])
+    assert int(mask.sum()) == int(96 * 0.2)
+    assert not (mask & ~nm_mask(scores, 2, 4)).any()
+
+
+def test_admm_stacked_layers_equal_separate_solves():
+    (w1, gram), (w2, _) = _layer(3), _layer(4)
+    target = SparsityTarget.unstructured(0.5)
+    stacked, mask, _ = admm_prune(torch.cat([w1, w2]), gram, target, row_groups=[12, 12])
+    for part, w, m in zip(stacked.split(12), (w1, w2), mask.split(12), strict=True):
+        alone, alone_mask, _ = admm_prune(w, gram, target)
+        assert torch.equal(m, alone_mask)
+        torch.testing.assert_close(part, alone, atol=1e-6, rtol=1e-5)
+
+
+def test_admm_solves_in_fp32_and_zero_iterations_is_the_masked_weight():
+    weight, gram = _layer(5)
+    new, mask, _ = admm_prune(weight.half(), gram, SparsityTarget.unstructured(0.5))
+    assert new.dtype == torch.float32 and new.device == weight.device
+    target = SparsityTarget.unstructured(0.5)
+    new, mask, _ = admm_prune(weight, gram, target, ADMMOptions(iters=0, gradual_steps=0))
+    # one Wanda-scored selection over the matrix (|W_ij| d_j), no update
+    wanda = weight.abs() * (torch.diagonal(gram).sqrt() + 1e-8)
+    assert torch.equal(mask, select_mask(wanda, target, 0.5, "matrix", [12]))
+    torch.testing.assert_close(new, weight.masked_fill(mask, 0))
+
+
+def test_admm_method_on_a_wanda_mask_keeps_that_mask():
+    from calibprune.pruning.methods import ADMM, Wanda
+
+    weight, _ = _layer(6)
+    stats = InputStatistics(16, frozenset({"xxt"}))
+    stats.update(torch.randn(2, 40, 16, generator=torch.Generator().manual_seed(1)))
+    method = ADMM(mask_method=Wanda())
+    assert method.needs == {"xxt", "sq"}
+    target = SparsityTarget.unstructured(0.5)
+    [pruned] = method.prune([weight], stats, target, None, ["x"])
+    assert torch.equal(pruned.mask, Wanda().prune([weight], stats, target, None, ["x"])[0].mask)
+    assert (pruned.weight[pruned.mask] == 0).all()
+    assert not torch.allclose(pruned.weight, weight.masked_fill(pruned.mask, 0))
