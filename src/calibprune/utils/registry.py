@@ -21,6 +21,10 @@ class Registry:
 
         return decorator
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a test's toy entry); nothing if it is not registered."""
+        self._factories.pop(name, None)
+
     def names(self) -> list[str]:
         return list(self._factories)
 
