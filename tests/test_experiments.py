@@ -802,8 +802,9 @@ def test_shipped_studies_cover_every_experiment_at_both_scales():
 
 
 def test_studies_listing_says_what_each_claim_means():
-    from calibprune.experiments.claims import TEXT
+    from calibprune.experiments.claims import claims
 
+    TEXT = {c.id: c.text for c in claims()}
     rows = {r["spec"]: r for r in shipped_studies()}
     assert rows["studies/small/filter.yaml"]["claim_texts"] == {"C7": TEXT["C7"]}
     proc = run_cli("studies")

@@ -833,6 +833,7 @@ def analyze_membership(
 @app.command()
 def studies(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """List the shipped study specs (paper and small scale), one per experiment of the paper."""
+    from .experiments.claims import claims
     from .experiments.sweep import shipped_studies
 
     rows = shipped_studies()
@@ -845,10 +846,11 @@ def studies(as_json: bool = typer.Option(False, "--json", help="Machine-readable
     for row in rows:
         table.add_row(*(str(row[c]) for c in ("spec", "scale", "claims", "models", "cells", "seeds")))
     out.print(table)
-    claims = dict(sorted({c: t for row in rows for c, t in row["claim_texts"].items()}.items()))
+    tested = {c for row in rows for c in row["claim_texts"]}
     out.print("claims (the paper's, as each study tests them):")
-    for claim, text in claims.items():
-        out.print(f"  {claim}: {text}", soft_wrap=True)
+    for claim in claims():
+        if claim.id in tested:
+            out.print(f"  {claim.id}: {claim.text}", soft_wrap=True)
 
 
 @app.command()

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import CalibpruneError
 from ..utils.io import atomic_directory, check_output_dir, check_output_file
+from . import claims as paper_claims
 from . import plots
 from .aggregate import diffs, ranges, rows_of, summarize
 from .claims import evaluate_claims, primary_metric
@@ -210,8 +211,6 @@ def _deciding_text(effects: list[dict]) -> str:
 
 def _replication_markdown(studies: list[dict], links: PurePosixPath, rundirs: str, output, summary) -> str:
     """Claim by claim, the verdict of every study that addresses it, with effects and figures."""
-    from .claims import PAPER_SPEC, TEXT
-
     command = f"calibprune report {rundirs} --output {output} --summary {summary} --overwrite"
     out = [
         "# Replication report\n",
@@ -220,16 +219,13 @@ def _replication_markdown(studies: list[dict], links: PurePosixPath, rundirs: st
         "results; regenerate it (no model is run) with\n",
         f"    {command}\n",
         "Each effect is oriented so that a positive value is what the paper claims, on the study's primary "
-        "metric (perplexities negated: lower is better), with a 95% interval over seeds (seed-paired t "
-        "intervals; a seeded bootstrap for ranges; for C8, a Welch interval over the texts of the first seed's "
-        "sets). **Replicated**: every interval above 0; **not "
-        "replicated**: an interval below 0; **inconclusive**: otherwise, with the reason and the paper-scale "
-        "spec that would decide it.\n",
+        f"metric (perplexities negated: lower is better), with {paper_claims.intervals_text()}. "
+        f"{paper_claims.VERDICT_RULE}\n",
         "## Verdicts\n",
         "| claim | verdict | study | model | metric | seeds | effect, mean [95% CI] | figure |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    addressed: dict[str, list[tuple[dict, dict]]] = {c: [] for c in TEXT}
+    addressed: dict[str, list[tuple[dict, dict]]] = {c.id: [] for c in paper_claims.claims()}
     for data in studies:
         for claim in data["claims"]:
             if claim["addressed"]:
@@ -238,7 +234,7 @@ def _replication_markdown(studies: list[dict], links: PurePosixPath, rundirs: st
         if not found:
             out.append(
                 f"| {name} | inconclusive | - | - | - | - | no study here addresses it; "
-                f"`calibprune sweep {PAPER_SPEC[name]}` would | - |"
+                f"`calibprune sweep {paper_claims.claim(name).paper_spec}` would | - |"
             )
         for data, claim in found:
             figure = claim["figure"] if claim["figure"] in data["figures"] else None
@@ -250,9 +246,10 @@ def _replication_markdown(studies: list[dict], links: PurePosixPath, rundirs: st
             )
     out.append("")
     for name, found in addressed.items():
-        out.append(f"## {name}: {TEXT[name]}\n")
+        registered = paper_claims.claim(name)
+        out.append(f"## {name}: {registered.text}\n")
         if not found:
-            out.append(f"No study in this report addresses it: run `calibprune sweep {PAPER_SPEC[name]}`.\n")
+            out.append(f"No study in this report addresses it: run `calibprune sweep {registered.paper_spec}`.\n")
         for data, claim in found:
             out.append(f"### {data['meta'].get('study', data['name'])} ({_models(data)})\n")
             figure = links / data["name"] / claim["figure"] if claim["figure"] in data["figures"] else None
@@ -350,7 +347,9 @@ def _markdown(data: dict, figures: dict[str, str]) -> str:
     out.append("## Claims\n")
     addressed = [claim for claim in data["claims"] if claim["addressed"]]
     if not addressed:
-        out.append("This study addresses none of the paper's claims C1-C8 (its spec's `claims` is empty).\n")
+        ids = [c.id for c in paper_claims.claims()]
+        span = f"{ids[0]}-{ids[-1]}"
+        out.append(f"This study addresses none of the paper's claims {span} (its spec's `claims` is empty).\n")
     for claim in addressed:
         out.append(f"### {claim['claim']}: {claim['text']}\n")
         out += _claim_body(claim, claim["figure"] if claim["figure"] in figures else None)

@@ -25,10 +25,10 @@ from ..config import DSnoTOptions, OWLOptions, PruneConfig, RunnerOptions, Spars
 from ..errors import CalibpruneError
 from ..pipeline import CalibJob, PerplexityRequest, TaskRequest
 from ..utils.keys import key_fields
+from . import claims as paper_claims
 
 STRATEGIES = ("sample", "synthetic", "detect")
 ANALYSES = ("similarity", "membership")
-CLAIMS = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8")
 
 TOP_KEYS = {
     "study", "description", "scale", "stands_in", "claims", "models", "seeds", "calibration", "pruning",
@@ -482,7 +482,7 @@ def _report(value, calibrations: list[CalibVariant]) -> dict:
         raise fail(
             "report.baseline", f"{value['baseline']!r} is not a strategy of this study: use one of {sorted(labels)}"
         )
-    claims = check_keys(value.get("claims"), set(CLAIMS), "report.claims")
+    claims = check_keys(value.get("claims"), set(paper_claims.CLAIMS.names()), "report.claims")
     for claim, params in claims.items():
         for key in ("better", "worse", "strategy", "over"):
             names = params.get(key) if isinstance(params, dict) else None

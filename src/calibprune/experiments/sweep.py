@@ -276,7 +276,7 @@ def dry_run_table(result: SweepResult, store: RunStore) -> dict:
 
 def shipped_studies() -> list[dict]:
     """One row per shipped spec; ``claim_texts`` says what each of its claims means."""
-    from .claims import TEXT
+    from .claims import claim
 
     rows = []
     for path in sorted(studies_root().glob("*/*.yaml")):
@@ -288,7 +288,7 @@ def shipped_studies() -> list[dict]:
                 "spec": f"studies/{path.parent.name}/{path.name}",
                 "scale": raw.get("scale", path.parent.name),
                 "claims": ",".join(raw.get("claims") or []),
-                "claim_texts": {claim: TEXT.get(claim, "") for claim in raw.get("claims") or []},
+                "claim_texts": {name: claim(name).text for name in raw.get("claims") or []},
                 "models": ",".join(study.models),
                 "cells": len(plan.cells),
                 "seeds": len(study.seeds),
