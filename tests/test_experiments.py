@@ -927,3 +927,23 @@ def test_c1_spread_grows_with_sparsity_and_structure():
     assert [e["mean"] for e in c1["effects"]] == pytest.approx([3.0, 1.0, 2.0])
     assert all(e["n"] == 5 and e["resamples"] == 2000 for e in c1["effects"])  # 5 seeds per source
     assert c1["verdict"] == "replicated"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"claims": ["C4", "C9"]}, "claims[1]: 'C9' is not a claim: use one of C1, C2"),
+        ({"report": {"claims": {"C9": {}}}}, "report.claims.C9: unknown key"),
+        ({"report": {"claims": {"C4": {"strategy": "a", "colour": 1}}}}, "report.claims.C4.colour: unknown key"),
+        ({"report": {"claims": {"C4": {"strategy": ["a"]}}}}, "report.claims.C4.strategy: expected one strategy"),
+        ({"report": {"claims": {"C4": {"over": ["a", 2]}}}}, "report.claims.C4.over: expected a strategy label or"),
+        ({"report": {"claims": {"C3": {"worse": ["a", "b"]}}}}, "report.claims.C3.worse: 'b' is not a strategy"),
+        ({"report": {"claims": {"C8": "a"}}}, "report.claims.C8: expected a mapping with keys among strategy"),
+        ({"report": {"claims": {"C1": {"better": "a"}}}}, "report.claims.C1: C1 reads no parameters"),
+    ],
+)
+def test_spec_checks_each_claims_declared_parameters(model_dir, text_corpus, change, message):
+    with pytest.raises(CalibpruneError) as error:
+        parse_study(tiny_spec(model_dir, text_corpus, **change))
+    assert message in str(error.value)
+    parse_study(tiny_spec(model_dir, text_corpus, report={"claims": {"C4": {"strategy": "a", "over": "a"}}}))

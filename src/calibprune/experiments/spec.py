@@ -216,6 +216,7 @@ def parse_study(raw, path: str = "<spec>") -> Study:
     settings = [s for i, entry in enumerate(pruning) for s in _settings(entry, f"pruning[{i}]")]
     _unique([s.label for s in settings], "pruning")
     analyses = _analyses(raw.get("analysis") or [])
+    _claims(raw.get("claims"))
     if not settings and not analyses:
         raise fail("pruning", "a study with no pruning settings must hold analysis steps")
     study = Study(
@@ -483,12 +484,38 @@ def _report(value, calibrations: list[CalibVariant]) -> dict:
             "report.baseline", f"{value['baseline']!r} is not a strategy of this study: use one of {sorted(labels)}"
         )
     claims = check_keys(value.get("claims"), set(paper_claims.CLAIMS.names()), "report.claims")
-    for claim, params in claims.items():
-        for key in ("better", "worse", "strategy", "over"):
-            names = params.get(key) if isinstance(params, dict) else None
-            for name in [names] if isinstance(names, str) else names or []:
-                if name not in labels:
-                    raise fail(
-                        f"report.claims.{claim}.{key}", f"{name!r} is not a strategy: use one of {sorted(labels)}"
-                    )
+    for name, params in claims.items():
+        _claim_params(paper_claims.claim(name), params, labels, f"report.claims.{name}")
     return value
+
+
+def _claims(value) -> None:
+    """The spec's ``claims``: a list of registered claim ids."""
+    known = [c.id for c in paper_claims.claims()]
+    if value is None:
+        return
+    if not isinstance(value, list):
+        raise fail("claims", f"expected a list of claim ids among {', '.join(known)}, got {value!r}")
+    for i, name in enumerate(value):
+        if name not in known:
+            raise fail(f"claims[{i}]", f"{name!r} is not a claim: use one of {', '.join(known)}")
+
+
+def _claim_params(claim: paper_claims.Claim, params, labels: set[str], path: str) -> None:
+    """``report.claims.<id>``: the parameters the claim declares, each naming strategies of the study."""
+    if not claim.params:
+        if params:
+            raise fail(path, f"{claim.id} reads no parameters: leave it out")
+        return
+    params = check_keys(params, set(claim.params), path)
+    for key, value in params.items():
+        param = claim.params[key]
+        if isinstance(value, str):
+            names = [value]
+        elif param.many and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            names = value
+        else:
+            raise fail(f"{path}.{key}", f"expected {param.expects()} ({param.doc}), got {value!r}")
+        for name in names:
+            if name not in labels:
+                raise fail(f"{path}.{key}", f"{name!r} is not a strategy: use one of {sorted(labels)}")
