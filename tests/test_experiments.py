@@ -929,6 +929,58 @@ def test_c1_spread_grows_with_sparsity_and_structure():
     assert c1["verdict"] == "replicated"
 
 
+def test_a_new_claim_is_one_registered_class_and_reaches_every_report(tmp_path):
+    """A toy claim C99, registered here only: the spec accepts it and checks its parameters,
+    and the study report, claims.csv and the replication summary give it its section."""
+    from calibprune.experiments.claims import CLAIMS, Claim, Evidence, Param, evaluate_claims, register
+    from calibprune.experiments.report import write_reports
+
+    @register
+    class Toy(Claim):
+        """Strategy ``better`` minus every other one, as a constant effect of 1 [0.5, 1.5]."""
+
+        id = "C99"
+        text = "a toy claim that always holds"
+        paper_spec = "studies/paper/toy.yaml"
+        figure = "range_vs_setting.png"
+        params = {"better": Param("the strategy that wins")}
+        needs_strategies = True
+
+        def effects(self, ev: Evidence, params: dict) -> list[dict]:
+            others = sorted({dict(key)["calib"] for key in ev.cells} - {params["better"]})
+            return [{"what": f"{params['better']} - {o}", "mean": 1.0, "ci_low": 0.5, "ci_high": 1.5, "n": 3}
+                    for o in others]  # fmt: skip
+
+    try:
+        run = fake_run(tmp_path)
+        meta = json.loads((run / "study.json").read_text())
+        meta["claims"].append("C99")
+        meta["report"]["claims"]["C99"] = {"better": "a"}
+        (run / "study.json").write_text(json.dumps(meta))
+        summary = tmp_path / "replication.md"
+        (data,) = write_reports([run], tmp_path / "out", summary)
+        toy = {c["claim"]: c for c in data["claims"]}["C99"]
+        assert toy["verdict"] == "replicated" and [e["what"] for e in toy["effects"]] == ["a - b"]
+        text = (tmp_path / "out" / "fake" / "report.md").read_text()
+        assert re.findall(r"^### (C\d+):", text, re.M) == ["C1", "C3", "C99"]
+        assert "### C99: a toy claim that always holds" in text
+        with open(tmp_path / "out" / "fake" / "claims.csv") as f:
+            assert [line.split(",")[0] for line in f.read().splitlines()[1:]] == ["C1", "C3", "C99"]
+        replication = summary.read_text()
+        assert "## C99: a toy claim that always holds" in replication
+        assert "| C99 | **replicated** | [fake]" in replication
+        # without strategies named it is inconclusive, naming its paper-scale spec
+        del meta["report"]["claims"]["C99"]
+        toy = {c["claim"]: c for c in evaluate_claims(meta, rows_of(data["cells"]), None)}["C99"]
+        assert toy["reason"] == (
+            "report.claims.C99 names no strategies to compare; decided at paper scale by "
+            "`calibprune sweep studies/paper/toy.yaml`"
+        )
+    finally:
+        CLAIMS.unregister("C99")
+    assert "C99" not in CLAIMS
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
