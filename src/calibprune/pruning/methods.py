@@ -157,8 +157,7 @@ class ADMM(PruningMethod):
     else the mask is ``mask_method``'s and only the weights are updated. Layers fed one
     input share one Gram matrix and are solved as one stacked matrix."""
 
-    name = "admm"
-    uses = ("method/wanda",)  # the first selection's score
+    name = "admm"  # computes its own first score (admm.py): Wanda's code is not run
 
     def __init__(self, options: ADMMOptions = ADMMOptions(), mask_method: PruningMethod | None = None):
         self.options = options
