@@ -175,3 +175,22 @@ def test_a_bump_changes_exactly_the_keys_of_the_stages_that_run_it(monkeypatch, 
     monkeypatch.setitem(sys.modules["calibprune.evaluation.perplexity"].REVISIONS, "ppl/concat-windows", 2)
     new_cells, new_calibs, new_denses = keys()
     assert new_calibs == calibs and new_denses.isdisjoint(denses) and set(new_cells).isdisjoint(cells)
+
+
+def test_update_refuses_a_moved_output_without_a_bump(monkeypatch, tmp_path, capsys):
+    import update
+
+    golden, recorded_before = tmp_path / "revisions.json", F.GOLDEN.read_text()
+    golden.write_text(recorded_before)
+    monkeypatch.setattr(F, "GOLDEN", golden)
+    monkeypatch.setattr(Wanda, "scores", _wanda_squared)
+    assert update.main([]) == 1
+    assert "method/wanda's output changed: bump its revision in src/calibprune/pruning/methods.py first" in (
+        capsys.readouterr().err
+    )
+    assert golden.read_text() == recorded_before  # nothing written
+    monkeypatch.setattr(Wanda, "revision", 2)
+    assert update.main([]) == 0  # DSnoT moved with it: it uses Wanda, whose revision moved
+    recorded = json.loads(golden.read_text())["algorithms"]
+    assert recorded["method/wanda"]["revision"] == 2 and recorded["refine/dsnot"]["revision"] == 1
+    assert F.problems(json.loads(golden.read_text()), F.compute(["method/wanda", "refine/dsnot"])) == []
