@@ -373,6 +373,33 @@ def test_changed_source_content_recomputes_exactly_the_stages_that_read_it(tmp_p
     assert run_sweep(path, tmp_path / "run").executed["cell"] == 0
 
 
+def test_a_bumped_revision_recomputes_exactly_the_cells_that_run_it(tmp_path, model_dir, text_corpus, monkeypatch):
+    """Wanda's revision bumped (its output changed): its cells are recomputed, magnitude's are
+    reused, as are the calibration sets and the dense evaluation; the old results stay."""
+    from calibprune.experiments.store import RunStore
+    from calibprune.experiments.sweep import dry_run_table
+    from calibprune.pruning.methods import Wanda
+
+    spec = tiny_spec(model_dir, text_corpus)
+    spec["pruning"][0] = {"method": ["wanda", "magnitude"], "sparsity": 0.5, "runner": {"activation_store": "memory"}}
+    path = write_spec(tmp_path, spec)
+    first = run_sweep(path, tmp_path / "run")
+    # wanda: a cell per seed; magnitude reads no calibration data, so both seeds are one cell
+    assert first.executed == {"pool": 0, "calib": 2, "dense": 1, "cell": 3, "analysis": 0}
+    monkeypatch.setattr(Wanda, "revision", Wanda.revision + 1)
+    dry = dry_run_table(run_sweep(path, tmp_path / "run", dry_run=True), RunStore(tmp_path / "run"))
+    assert sorted({(label.split(" | ")[2], status) for label, status in dry["cells"]}) == [
+        ("magnitude 50% unstructured", "done"), ("wanda 50% unstructured", "pending")
+    ]  # fmt: skip
+    again = run_sweep(path, tmp_path / "run")
+    assert again.executed == {"pool": 0, "calib": 0, "dense": 0, "cell": 2, "analysis": 0}
+    recomputed = set(again.plan.cells) - set(first.plan.cells)
+    assert {again.plan.cells[k].attrs["method"] for k in recomputed} == {"wanda"} and len(recomputed) == 2
+    assert {first.plan.cells[k].attrs["method"] for k in set(first.plan.cells) & set(again.plan.cells)} == {"magnitude"}
+    assert len(list((tmp_path / "run" / "cells").glob("*.json"))) == 5  # the old wanda cells are kept
+    assert run_sweep(path, tmp_path / "run").executed["cell"] == 0
+
+
 def test_run_folder_keeps_its_spec_unless_the_grid_grows_or_overwrite(tmp_path, model_dir, text_corpus):
     run = tmp_path / "run"
     one = write_spec(tmp_path, tiny_spec(model_dir, text_corpus, seeds=[0]), "one.yaml")

@@ -220,8 +220,47 @@ def test_targets_and_ignore_limit_what_is_pruned(calib_ids):
             assert torch.equal(p, dense.get_parameter(name)), name
 
 
+def test_the_engine_names_no_method_and_asks_the_registries(llama, calib_ids, monkeypatch):
+    """What varies (scorer, allocation, refinement) is a registered object the engine asks:
+    a method's own checks run through its ``validate`` hook, the allocation is dispatched."""
+    from pathlib import Path
+
+    from calibprune.calibration import CalibrationSet
+    from calibprune.pruning import engine
+    from calibprune.pruning.allocation import ALLOCATIONS, Uniform, get_allocation
+    from calibprune.pruning.methods import METHODS, REFINERS, Wanda
+
+    source = Path(engine.__file__).read_text()
+    for name in METHODS.names() + REFINERS.names() + ALLOCATIONS.names():
+        assert f'"{name}"' not in source and f"'{name}'" not in source, name
+
+    class Picky(Wanda):
+        def validate(self, config):
+            raise CalibpruneError("picky refuses")
+
+    monkeypatch.setitem(METHODS._factories, "picky", Picky)
+    with pytest.raises(CalibpruneError, match="picky refuses"):
+        validate(llama, PruneConfig(method="picky", target=SparsityTarget.unstructured(0.5)))
+    assert not get_allocation("uniform").needs_calibration and get_allocation("owl").needs_calibration
+    assert engine.needs_calibration(PruneConfig("magnitude", SparsityTarget.unstructured(0.5), allocation="owl"))
+
+    calls = []
+
+    class Recorded(Uniform):
+        def allocate(self, model, calibration, config, progress=True, placement=None):
+            calls.append(config.allocation)
+            return super().allocate(model, calibration, config, progress, placement)
+
+    monkeypatch.setitem(ALLOCATIONS._factories, "uniform", Recorded)
+    config = PruneConfig("wanda", SparsityTarget.unstructured(0.5), runner=RunnerOptions(activation_store="memory"))
+    report = engine.prune_model(llama, CalibrationSet(calib_ids), config, progress=False)
+    assert calls == ["uniform"] and report["allocation"] == {"method": "uniform"}
+
+
 def test_validate_refuses_unknown_method_and_indivisible_widths(llama):
-    with pytest.raises(CalibpruneError, match="unknown pruning method 'obs'.*magnitude, wanda, sparsegpt"):
+    with pytest.raises(
+        CalibpruneError, match="unknown pruning method 'obs': known ones are magnitude, wanda, ria, sparsegpt, admm"
+    ):
         validate(llama, PruneConfig(method="obs", target=SparsityTarget.unstructured(0.5)))
     with pytest.raises(CalibpruneError, match="not divisible by M=3"):
         validate(llama, PruneConfig(method="wanda", target=SparsityTarget.nm(1, 3)))

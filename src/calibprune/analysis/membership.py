@@ -17,6 +17,11 @@ from .sets import TextSet
 
 KINDS = ("mink++", "mink", "ppl")
 
+# Bump a revision in the commit that changes this algorithm's output for some input (keys of
+# cached results include it: calibprune.experiments.revisions; tests/golden/revisions.json checks it).
+REVISIONS = {"analysis/membership": 1}
+USES = {"analysis/membership": ("scoring",)}
+
 
 def membership_scores(
     model,

@@ -38,6 +38,11 @@ from .sets import TextSet
 
 UNITS = ("word", "token")
 CONTAINMENT_THRESHOLD = 0.5
+
+# Bump a revision in the commit that changes this algorithm's output for some input (keys of
+# cached results include it: calibprune.experiments.revisions; tests/golden/revisions.json checks it).
+REVISIONS = {"analysis/similarity": 1}
+
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier (golden ratio) for combining unit hashes
 _CHUNK = 20_000  # hashes per MinHash update: bounds the [chunk, num_perm] uint64 temporary (~20 MB)

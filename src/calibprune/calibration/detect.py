@@ -23,6 +23,11 @@ from .sampling import check_sampling_args, set_from_pool, source_fields
 
 DETECTORS = ("mink++",)
 
+# Bump a revision in the commit that changes this algorithm's output for some input (keys of
+# cached results include it: calibprune.experiments.revisions; tests/golden/revisions.json checks it).
+REVISIONS = {"calib/detect": 1}  # candidates, Min-K%++ keep rule
+USES = {"calib/detect": ("calib/sample", "scoring")}
+
 
 def build_detected(
     model,

@@ -30,6 +30,10 @@ from .calibset import CalibrationSet, decode_windows, tokenizer_info
 MODES = ("stream", "document")
 WINDOW_RULES = ("disjoint", "random")
 
+# Bump a revision in the commit that changes this algorithm's output for some input (keys of
+# cached results include it: calibprune.experiments.revisions; tests/golden/revisions.json checks it).
+REVISIONS = {"calib/sample": 1}  # the sample strategy and the stream / document window rules
+
 
 def check_sampling_args(nsamples: int, seqlen: int, mode: str | None = None, windows: str = "disjoint") -> None:
     if nsamples <= 0:

@@ -56,6 +56,11 @@ from .sampling import check_sampling_args, set_from_pool, source_fields, stream_
 
 SEPARATOR_TOKENS = ("<|endoftext|>", "</s>")
 
+# Bump a revision in the commit that changes this algorithm's output for some input (keys of
+# cached results include it: calibprune.experiments.revisions; tests/golden/revisions.json checks it).
+REVISIONS = {"calib/synthetic": 1}  # prompts, generation, perplexity filter
+USES = {"calib/synthetic": ("calib/sample", "scoring")}
+
 
 @dataclass(frozen=True)
 class GenerationOptions:

@@ -27,6 +27,11 @@ from ..scoring import perplexity_of, score_sequences
 PPL_PROTOCOL = "concat-windows"
 PROTOCOLS = ("concat-windows", "per-example")
 
+# Bump a revision in the commit that changes this algorithm's output for some input (keys of
+# cached results include it: calibprune.experiments.revisions; tests/golden/revisions.json checks it).
+REVISIONS = {"ppl/concat-windows": 1, "ppl/per-example": 1}
+USES = {"ppl/concat-windows": ("scoring",), "ppl/per-example": ("scoring",)}
+
 
 def default_split(corpus: Corpus) -> str:
     return "all" if isinstance(corpus, LocalCorpus) else "heldout"

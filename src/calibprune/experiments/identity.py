@@ -11,8 +11,9 @@ A name is enough only where the name fixes the content:
   manifest's ``fingerprint``) and the sha256 of its files;
 * a **local model folder**: the sha256 of its files;
 * a **registered corpus** (offline: ``wiki-en``, ``kjv``, ... ; hub: ``c4``, ...), a model
-  **preset** or a **hub id**: nothing beyond the name, as before. Every key also holds the
-  calibprune version, and what these names resolve to is fixed by calibprune's own code:
+  **preset** or a **hub id**: nothing beyond the name, as before. What these names resolve
+  to is fixed by calibprune's own code (which no algorithm revision covers, see
+  :mod:`.revisions`: a change to how a corpus is converted or split needs a new name):
   the Wikipedia corpora come from a pinned pip package, the other offline corpora are
   converted by this code from named Debian packages, the presets are pinned GGUF files.
   Their version strings (``path:size:mtime`` of the installed file) are *not* in the key:

@@ -5,29 +5,76 @@
     dense  one evaluation of the dense model per (model, evaluation block, dtype)
     cell   one pruned-and-evaluated model per (model, calib, setting, evaluation, dtype)
 
-Keys hash the inputs together with the calibprune version, so a result is reused
-exactly when it would be recomputed identically, and changing one axis value leaves
-every other cell's key (and file) alone. Inputs read from local files (a calibration
-source, a perplexity corpus, a model folder) enter a key by their content, not their
-path (:mod:`.identity`): editing one recomputes exactly the stages that read it.
+Keys hash the inputs together with the revisions of the algorithms the stage runs, so a
+result is reused exactly when it would be recomputed identically, and changing one axis
+value leaves every other cell's key (and file) alone. Inputs read from local files (a
+calibration source, a perplexity corpus, a model folder) enter a key by their content,
+not their path (:mod:`.identity`): editing one recomputes exactly the stages that read it.
+
+**Revisions** (:mod:`.revisions`): every algorithm declares one, bumped whenever its
+output changes. A stage's key covers the revisions of exactly what it runs, and of what
+those use:
+
+    pool / calib   its strategy (calib/sample, calib/synthetic, calib/detect)
+    dense          its evaluation (ppl/<protocol>, tasks)
+    cell           its method, allocation, refiner and evaluation; the calibration set's
+                   key (hence its strategy's revisions) is one of its inputs
+    analysis       analysis/similarity or analysis/membership
+
+so bumping Wanda's revision recomputes exactly the cells that run Wanda (or ADMM and
+DSnoT, which call its score). Keys made before revisions existed hashed
+``{"calibprune": "0.1.0", "inputs": ...}``; a key still hashes exactly that while every
+algorithm it covers is at its base revision (1), and adds ``"revisions": {name: n}`` for
+those above it, so committed run folders stay valid until an algorithm they used changes.
+The package version is not hashed: a release that changes no algorithm invalidates nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from .. import __version__
 from ..pruning.engine import needs_calibration
 from ..utils.keys import key_fields
 from .identity import model_identity, source_identity, with_content
-from .spec import CalibVariant, Setting, Study
+from .revisions import bumped
+from .spec import CalibVariant, Evaluation, Setting, Study
+
+# What every key hashed as "calibprune" before revisions existed (the package version of
+# then); fixed, so that keys depend on algorithm revisions, not on the package version.
+KEY_EPOCH = "0.1.0"
 
 
-def digest(obj) -> str:
-    text = json.dumps({"calibprune": __version__, "inputs": obj}, sort_keys=True, default=str)
+def digest(obj, algorithms: Iterable[str] = ()) -> str:
+    """The key of a stage with inputs ``obj`` that runs ``algorithms`` (names, see
+    :mod:`.revisions`): the revisions above base enter the hash, see the module docstring."""
+    payload = {"calibprune": KEY_EPOCH, "inputs": obj}
+    revisions = bumped(algorithms)
+    if revisions:
+        payload["revisions"] = revisions
+    text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def calib_algorithms(job) -> list[str]:
+    """What building a calibration set (or a generated pool) runs."""
+    return [f"calib/{job.strategy}"]
+
+
+def evaluation_algorithms(evaluation: Evaluation) -> list[str]:
+    """What an evaluation block runs: its perplexity protocol, the task evaluation."""
+    return ([f"ppl/{evaluation.ppl.protocol}"] if evaluation.ppl else []) + (["tasks"] if evaluation.tasks else [])
+
+
+def cell_algorithms(setting: Setting, evaluation: Evaluation) -> list[str]:
+    """What pruning and evaluating one cell runs (its calibration set enters by its key)."""
+    config = setting.config
+    names = [f"method/{config.method}", f"allocation/{config.allocation}"]
+    if config.refine != "none":
+        names.append(f"refine/{config.refine}")
+    return names + evaluation_algorithms(evaluation)
 
 
 @dataclass
@@ -104,7 +151,8 @@ def calib_stage(study: Study, model: str, variant: CalibVariant, seed: int, plan
     needs = None
     if variant.pool == "shared":
         pool_job = replace(variant.job, seed=variant.pool_seed)
-        needs = digest(with_content({"stage": "pool", "model": model, "job": key_fields(pool_job)}, **content))
+        inputs = {"stage": "pool", "model": model, "job": key_fields(pool_job)}
+        needs = digest(with_content(inputs, **content), calib_algorithms(pool_job))
         plan.pools.setdefault(
             needs,
             Stage(
@@ -115,7 +163,8 @@ def calib_stage(study: Study, model: str, variant: CalibVariant, seed: int, plan
                 detail=detail,
             ),
         )
-    key = digest(with_content({"stage": "calib", "model": model, "job": key_fields(job), "pool": needs}, **content))
+    inputs = {"stage": "calib", "model": model, "job": key_fields(job), "pool": needs}
+    key = digest(with_content(inputs, **content), calib_algorithms(job))
     attrs = {"model": model, "calib": variant.label, "seed": seed}
     return plan.calibs.setdefault(key, Stage("calib", key, {"model": model, "job": job}, needs, attrs, detail))
 
@@ -140,7 +189,8 @@ def make_plan(study: Study) -> Plan:
 
 def dense_key(study: Study, plan: Plan, model: str, evaluation: dict) -> str:
     inputs = {"stage": "dense", "model": model, "evaluation": evaluation, "dtype": study.dtype}
-    return digest(with_content(inputs, **_evaluation_content(study, plan, model)))
+    content = _evaluation_content(study, plan, model)
+    return digest(with_content(inputs, **content), evaluation_algorithms(study.evaluation))
 
 
 def _evaluation_content(study: Study, plan: Plan, model: str) -> dict:
@@ -174,7 +224,8 @@ def add_cell(
         "evaluation": evaluation,
         "dtype": study.dtype,
     }
-    key = digest(with_content(inputs, **_evaluation_content(study, plan, model)))
+    algorithms = cell_algorithms(setting, study.evaluation)
+    key = digest(with_content(inputs, **_evaluation_content(study, plan, model)), algorithms)
     attrs = {"model": model, **variant.attrs(), **setting.attrs(), "seed": seed}
     payload = {
         "model": model,

@@ -12,8 +12,8 @@ that spec planned). A sweep of SPEC into RUN is
 When SPEC replaces the folder's spec, the old one is kept as ``study.<UTC time>.yaml`` and
 named in ``sweeps.jsonl``. Nothing is deleted, with or without ``--overwrite``: results
 are keyed by content, so the old spec's cells stay and are reused if it is swept again.
-(A changed calibprune version or source content changes the keys, so an edited spec is
-then refused as different; the unedited spec is still accepted.)
+(A bumped algorithm revision or changed source content changes the keys, so an edited
+spec is then refused as different; the unedited spec is still accepted.)
 
 **One writer**: a sweep holds an advisory lock (``fcntl.flock`` on ``RUN/.lock``, which
 records its pid) from before it reads the folder's spec until it ends. Without it a second

@@ -14,6 +14,10 @@ normalised to [0, lambda_nm], d_b = round(r'_b - mean r') (half to even), a d_b 
 exactly 1 raised to 2 (as that code does), N_b = N - d_b.
 The outlier ratios come from one sequential pass over the *dense* model (inputs flow
 through unpruned blocks), as in the reference code.
+
+Each allocation is a registered :class:`Allocation` (:data:`ALLOCATIONS`), with a
+``revision`` to bump whenever its block targets change for some input (see
+:mod:`calibprune.pruning.methods`); the engine dispatches through the registry.
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ from ..config import OWLOptions, PruneConfig, SparsityTarget
 from ..errors import CalibpruneError
 from ..models.layers import find_decoder_blocks, weight_matrix
 from ..models.placement import BlockPlacement
+from ..utils.registry import Registry
 from .blocks import iterate_blocks
+
+ALLOCATIONS = Registry("allocation")
 
 
 def outlier_ratio(scores: list[torch.Tensor], hyper_m: float) -> float:
@@ -91,6 +98,68 @@ def measure_outlier_ratios(
     return ratios
 
 
+class Allocation:
+    """How much to prune in each decoder block. ``needs_calibration``: whether it looks at
+    activations (then the engine collects calibration data even for magnitude)."""
+
+    name: str = ""
+    needs_calibration: bool = False
+    revision: int = 1  # bump when the block targets change (module docstring)
+    uses: tuple[str, ...] = ()
+
+    def allocate(
+        self,
+        model: nn.Module,
+        calibration: CalibrationSet | None,
+        config: PruneConfig,
+        progress: bool = True,
+        placement: BlockPlacement | None = None,
+    ) -> tuple[dict[int, SparsityTarget], dict]:
+        """Target of every block (index -> SparsityTarget) and what the report should say."""
+        raise NotImplementedError
+
+
+@ALLOCATIONS.register("uniform")
+class Uniform(Allocation):
+    """Every block at the configured target."""
+
+    name = "uniform"
+
+    def allocate(self, model, calibration, config, progress=True, placement=None):
+        _, blocks = find_decoder_blocks(model)
+        return {i: config.target for i in range(len(blocks))}, {"method": "uniform"}
+
+
+@ALLOCATIONS.register("owl")
+class OWL(Allocation):
+    """OWL block sparsities (or per-block N for mixed N:M) from the dense model's outlier ratios."""
+
+    name = "owl"
+    needs_calibration = True
+
+    def allocate(self, model, calibration, config, progress=True, placement=None):
+        find_decoder_blocks(model)  # a model without decoder blocks is refused first, whatever the data
+        if calibration is None:
+            raise CalibpruneError("--allocation owl needs calibration data (its outlier ratios come from activations)")
+        owl: OWLOptions = config.owl
+        ratios = measure_outlier_ratios(model, calibration, config, progress, placement)
+        indices = sorted(ratios)
+        values = [ratios[i] for i in indices]
+        info = {"method": "owl", "hyper_m": owl.hyper_m, "outlier_ratios": dict(zip(indices, values, strict=True))}
+        target = config.target
+        if target.is_nm:
+            ns = owl_nm(values, target.n, target.m, owl.nm_lambda)
+            info.update(nm_lambda=owl.nm_lambda, block_n=dict(zip(indices, ns, strict=True)))
+            return {i: SparsityTarget.nm(n, target.m) for i, n in zip(indices, ns, strict=True)}, info
+        sparsities = owl_sparsities(values, target.ratio, owl.lam)
+        info.update(lam=owl.lam, block_sparsity=dict(zip(indices, sparsities, strict=True)))
+        return {i: SparsityTarget.unstructured(s) for i, s in zip(indices, sparsities, strict=True)}, info
+
+
+def get_allocation(name: str) -> Allocation:
+    return ALLOCATIONS.create(name)
+
+
 def allocate(
     model: nn.Module,
     calibration: CalibrationSet | None,
@@ -99,21 +168,4 @@ def allocate(
     placement: BlockPlacement | None = None,
 ) -> tuple[dict[int, SparsityTarget], dict]:
     """Target of every block (index -> SparsityTarget) and what the report should say."""
-    _, blocks = find_decoder_blocks(model)
-    if config.allocation == "uniform":
-        return {i: config.target for i in range(len(blocks))}, {"method": "uniform"}
-    if calibration is None:
-        raise CalibpruneError("--allocation owl needs calibration data (its outlier ratios come from activations)")
-    owl: OWLOptions = config.owl
-    ratios = measure_outlier_ratios(model, calibration, config, progress, placement)
-    indices = sorted(ratios)
-    values = [ratios[i] for i in indices]
-    info = {"method": "owl", "hyper_m": owl.hyper_m, "outlier_ratios": dict(zip(indices, values, strict=True))}
-    target = config.target
-    if target.is_nm:
-        ns = owl_nm(values, target.n, target.m, owl.nm_lambda)
-        info.update(nm_lambda=owl.nm_lambda, block_n=dict(zip(indices, ns, strict=True)))
-        return {i: SparsityTarget.nm(n, target.m) for i, n in zip(indices, ns, strict=True)}, info
-    sparsities = owl_sparsities(values, target.ratio, owl.lam)
-    info.update(lam=owl.lam, block_sparsity=dict(zip(indices, sparsities, strict=True)))
-    return {i: SparsityTarget.unstructured(s) for i, s in zip(indices, sparsities, strict=True)}, info
+    return get_allocation(config.allocation).allocate(model, calibration, config, progress, placement)

@@ -3,7 +3,9 @@
 source windows -> [allocation: a dense pass for OWL] -> block inputs (runner) -> input
 statistics -> mask (+ weight update) -> [refinement: DSnoT] -> pruned block -> its
 outputs feed the next block. Every scorer x allocation x pattern x refinement runs
-through this one loop; nothing here is specific to a method.
+through this one loop; nothing here is specific to a method: what varies (scorer,
+allocation, refinement) is looked up in its registry and asked (``needs``,
+``validate``, ``needs_calibration``).
 
 Blocks are pruned in order, each calibrated on inputs that come from the already
 pruned earlier blocks (the sequential scheme of SparseGPT and Wanda). All layers of a
@@ -22,7 +24,6 @@ from tqdm.auto import tqdm
 
 from ..calibration import CalibrationSet
 from ..config import PruneConfig, SparsityTarget
-from ..errors import CalibpruneError
 from ..models.layers import (
     LayerSelection,
     all_block_layers,
@@ -32,32 +33,32 @@ from ..models.layers import (
 )
 from ..models.placement import BlockPlacement
 from ..models.runner import resolve_activation_store
-from .allocation import allocate
+from .allocation import allocate, get_allocation
 from .blocks import BlockWork, iterate_blocks
 from .masks import check_nm_width, nm_conformance
 from .methods import PruningMethod, Refiner, get_method, get_refiner
 
 
 def validate(model: nn.Module, config: PruneConfig) -> dict[str, nn.Module]:
-    """Check a config against a model (a meta-device copy is enough): method name,
-    layer patterns, N:M divisibility. Returns the layers that will be pruned."""
-    get_method(config.method)
+    """Check a config against a model (a meta-device copy is enough): method, refinement
+    and allocation names, layer patterns, N:M divisibility, then the method's own checks
+    (:meth:`PruningMethod.validate`). Returns the layers that will be pruned."""
+    method = get_method(config.method)
     get_refiner(config.refine)
+    get_allocation(config.allocation)
     layers = all_block_layers(model, LayerSelection(config.targets, config.ignore))
     if config.target.is_nm:
         for name, layer in layers.items():
             check_nm_width(input_width(layer), config.target.m, name)
-        if config.method == "sparsegpt" and config.sparsegpt.blocksize % config.target.m:
-            raise CalibpruneError(
-                f"SparseGPT blocksize {config.sparsegpt.blocksize} must be a multiple of M={config.target.m}"
-            )
+    method.validate(config)
     return layers
 
 
 def needs_calibration(config: PruneConfig) -> bool:
     """Whether any stage (scorer, allocation, refinement) looks at activations."""
     refiner = get_refiner(config.refine)
-    return bool(get_method(config.method).needs or (refiner and refiner.needs) or config.allocation != "uniform")
+    allocation = get_allocation(config.allocation)
+    return bool(get_method(config.method).needs or (refiner and refiner.needs) or allocation.needs_calibration)
 
 
 def _prune_group(

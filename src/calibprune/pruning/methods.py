@@ -3,6 +3,11 @@
 A method declares the input statistics it needs and turns one group of weight
 matrices that share an input into new weights and masks. Score-based methods only
 define :meth:`PruningMethod.scores`; the mask rules live in :mod:`masks`.
+
+Every method and refiner declares a ``revision``: bump it in the same commit as any
+change that moves its masks or weights for some input (stage keys include it, see
+:mod:`calibprune.experiments.revisions`; ``tests/golden/revisions.json`` checks it).
+``uses`` names the other algorithms whose code it calls (their revisions count too).
 """
 
 from __future__ import annotations
@@ -40,6 +45,11 @@ class PruningMethod:
     name: str = ""
     needs: frozenset[str] = frozenset()  # statistics kinds, see stats.py
     scope: str = "row"  # how unstructured sparsity is compared: per output row or per matrix
+    revision: int = 1  # bump when the output changes (module docstring)
+    uses: tuple[str, ...] = ()  # other algorithms it runs, e.g. "method/wanda"
+
+    def validate(self, config: PruneConfig) -> None:
+        """Refuse, before any work, a config this method cannot run (raise CalibpruneError)."""
 
     def scores(self, weight: torch.Tensor, stats: InputStatistics | None) -> torch.Tensor:
         """Importance of each weight (low = pruned first), ``[rows, cols]``."""
@@ -125,6 +135,11 @@ class SparseGPT(PruningMethod):
     name = "sparsegpt"
     needs = frozenset({"xxt"})
 
+    def validate(self, config):
+        target, blocksize = config.target, config.sparsegpt.blocksize
+        if target.is_nm and blocksize % target.m:
+            raise CalibpruneError(f"SparseGPT blocksize {blocksize} must be a multiple of M={target.m}")
+
     def prune(self, weights, stats, target, config, names, scope=None):
         # The OBS update of a row never reads another row, so a group sharing one Hessian is one solve.
         stacked = torch.cat(weights, dim=0)
@@ -142,7 +157,7 @@ class ADMM(PruningMethod):
     else the mask is ``mask_method``'s and only the weights are updated. Layers fed one
     input share one Gram matrix and are solved as one stacked matrix."""
 
-    name = "admm"
+    name = "admm"  # computes its own first score (admm.py): Wanda's code is not run
 
     def __init__(self, options: ADMMOptions = ADMMOptions(), mask_method: PruningMethod | None = None):
         self.options = options
@@ -183,6 +198,8 @@ class Refiner:
     name: str = ""
     needs: frozenset[str] = frozenset()
     initial_scope: str | None = None
+    revision: int = 1  # bump when the output changes (module docstring)
+    uses: tuple[str, ...] = ()
 
     def applies(self, local_name: str, config: PruneConfig) -> bool:
         return True
@@ -209,6 +226,7 @@ class DSnoT(Refiner):
     name = "dsnot"
     needs = frozenset({"sq", "sum", "svar"})
     initial_scope = "row"
+    uses = ("method/wanda",)  # unstructured prune candidates are ordered by Wanda score
 
     def applies(self, local_name, config):
         return not any(fnmatch.fnmatchcase(local_name, pattern) for pattern in config.dsnot.skip)

@@ -22,6 +22,10 @@ from .tokens import TokenScores, score_sequences
 
 _STD_FLOOR = 1e-6
 
+# Bump a revision in the commit that changes this algorithm's output for some input (keys of
+# cached results include it: calibprune.experiments.revisions; tests/golden/revisions.json checks it).
+REVISIONS = {"scoring": 1}  # token log-probabilities (tokens.py), perplexity, Min-K%, Min-K%++
+
 
 def check_k(k: float) -> None:
     if not 0 < k <= 1:

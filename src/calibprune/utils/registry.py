@@ -31,9 +31,13 @@ class Registry:
     def __contains__(self, name: str) -> bool:
         return name in self._factories
 
-    def create(self, name: str, **kwargs):
+    def get(self, name: str):
+        """The factory registered as ``name`` (a class: its attributes, such as ``revision``,
+        are read without building an instance)."""
         try:
-            factory = self._factories[name]
+            return self._factories[name]
         except KeyError:
             raise CalibpruneError(f"unknown {self.kind} {name!r}: known ones are {', '.join(self.names())}") from None
-        return factory(**kwargs)
+
+    def create(self, name: str, **kwargs):
+        return self.get(name)(**kwargs)
