@@ -148,7 +148,11 @@ def test_nm_meaning_is_resolved_in_words():
     one_of_four = SparsityTarget.parse(pattern="1:4").explain()
     assert "prune 1 of every 4 consecutive inputs in each row (keep 3), 25% sparsity" in one_of_four
     assert 'read as "1 kept of 4" (hardware N:M sparsity) it would be 75% sparsity' in one_of_four
-    assert one_of_four.endswith("pass --pattern 3:4")
+    assert one_of_four.endswith("pass pattern='3:4'")  # in Python's words; the CLI names its flag
+    from calibprune.cli import _prune_groups, _target_flags
+
+    cli_words = SparsityTarget.parse(pattern="1:4").explain(_target_flags(_prune_groups()).name)
+    assert cli_words.endswith("pass --pattern 3:4")
 
 
 def test_prune_prints_the_nm_meaning_first_and_in_the_result(tmp_path, model_dir, text_corpus):

@@ -299,7 +299,9 @@ def test_sweep_caches_by_content_and_resumes(tmp_path, model_dir, text_corpus):
     from calibprune.pipeline import CalibrationRequest, PerplexityRequest, run_prune
 
     cell = next(c for c in cells if c["attrs"]["sparsity"] == 0.6 and c["attrs"]["seed"] == 1)
-    config = PruneConfig("wanda", SparsityTarget.unstructured(0.6), runner=RunnerOptions(activation_store="memory"))
+    config = PruneConfig(
+        method="wanda", target=SparsityTarget.unstructured(0.6), runner=RunnerOptions(activation_store="memory")
+    )
     request = CalibrationRequest(source=str(tmp_path / "run" / "calib" / cell["calib_key"]))
     ppl = PerplexityRequest([str(text_corpus)], seqlen=32, max_windows=4)
     report = run_prune(str(model_dir), config, request, tmp_path / "direct", ppl=ppl, progress=False)

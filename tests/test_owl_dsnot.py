@@ -274,7 +274,7 @@ def test_dsnot_makes_the_magnitude_mask_per_row_as_the_reference(calib_ids):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(method="wanda", target=SparsityTarget.nm(2, 4), allocation="owl"), "pass --owl-mixed-nm"),
+        (dict(method="wanda", target=SparsityTarget.nm(2, 4), allocation="owl"), "pass owl.mixed_nm=True"),
         (
             dict(
                 method="wanda", target=SparsityTarget.unstructured(0.5), allocation="owl", owl=OWLOptions(mixed_nm=True)
@@ -292,9 +292,9 @@ def test_dsnot_makes_the_magnitude_mask_per_row_as_the_reference(calib_ids):
         ),
         (
             dict(method="wanda", target=SparsityTarget.unstructured(0.5), allocation="greedy"),
-            "unknown allocation 'greedy'",
+            "allocation 'greedy' is unknown: use one of uniform, owl",
         ),
-        (dict(method="wanda", target=SparsityTarget.unstructured(0.5), refine="ria"), "unknown refinement 'ria'"),
+        (dict(method="wanda", target=SparsityTarget.unstructured(0.5), refine="ria"), "refine 'ria' is unknown: use one of none, dsnot"),
     ],
 )
 def test_refused_combinations_name_the_reason(kwargs, message):
@@ -305,11 +305,11 @@ def test_refused_combinations_name_the_reason(kwargs, message):
 @pytest.mark.parametrize(
     "build, message",
     [
-        (lambda: OWLOptions(hyper_m=0), "OWL M=0 must be > 0"),
-        (lambda: OWLOptions(hyper_m=-1), "OWL M=-1 must be > 0"),
-        (lambda: OWLOptions(lam=-0.1), "OWL lambda=-0.1 must be >= 0"),
-        (lambda: DSnoTOptions(cycles=-1), "DSnoT cycles=-1 must be >= 0"),
-        (lambda: DSnoTOptions(threshold=-1), "threshold=-1 must be >= 0"),
+        (lambda: OWLOptions(hyper_m=0), "hyper_m 0 must be > 0"),
+        (lambda: OWLOptions(hyper_m=-1), "hyper_m -1 must be > 0"),
+        (lambda: OWLOptions(lam=-0.1), "lam -0.1 must be >= 0"),
+        (lambda: DSnoTOptions(cycles=-1), "cycles -1 must be >= 0"),
+        (lambda: DSnoTOptions(threshold=-1), "threshold -1 must be >= 0"),
     ],
 )
 def test_bad_hyperparameters(build, message):

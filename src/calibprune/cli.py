@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .cli_options import Flags, Group, audit, flags_of, make, with_parameters
 from .errors import CalibpruneError
 
 app = typer.Typer(
@@ -92,14 +93,36 @@ def _refuse_unused(ctx: typer.Context, names: tuple[str, ...], used: bool, why: 
         raise CalibpruneError(f"{flags} {verb} no effect {why}")
 
 
-@app.command()
+# flags named before the rule --<path with dashes> (kept: the command lines in the wild use them)
+PRUNE_FLAGS = {
+    "sparsegpt.blocksize": "--blocksize",
+    "sparsegpt.percdamp": "--percdamp",
+    "sparsegpt.mask_rule": "--sparsegpt-mask",
+    "runner.batch_size": "--batch-size",
+    "runner.activation_store": "--activation-store",
+    "owl.hyper_m": "--owl-m",
+    "owl.lam": "--owl-lambda",
+}
+
+
+def _prune_groups():
+    from .config import PruneConfig
+
+    # the CLI resolves the activation store per device (auto); study specs and the Python API
+    # keep disk, the value every committed study cell was keyed with (see DECLARED_EXCEPTIONS)
+    return [Group(PruneConfig, "config", flags=PRUNE_FLAGS, defaults={"runner.activation_store": "auto"})]
+
+
+def _target_flags(groups) -> Flags:
+    return flags_of(groups, {"sparsity": "--sparsity", "pattern": "--pattern"})
+
+
 def prune(
     ctx: typer.Context,
     output: str = typer.Option(
         ..., "--output", "-o", help="Folder for the pruned model (save_pretrained + prune_report.json)."
     ),
     model: str = typer.Option("smollm2-135m", help="Preset name, local folder or Hugging Face id."),
-    method: str = typer.Option("wanda", help="magnitude | wanda | sparsegpt"),
     sparsity: float | None = typer.Option(None, help="Unstructured sparsity in [0, 1)."),
     pattern: str | None = typer.Option(
         None, help="N:M pattern: N of every M consecutive inputs PRUNED (2:4, 4:8 = 50%; 1:4 = 25%)."
@@ -129,34 +152,6 @@ def prune(
     ),
     text_field: str = typer.Option("text", help="Text field/column of .jsonl/.parquet/.arrow sources."),
     encoding: str = typer.Option("utf-8", help=ENCODING_HELP),
-    targets: list[str] | None = typer.Option(None, help="Only prune layers matching these globs (comma-separated)."),
-    ignore: list[str] | None = typer.Option(None, help="Never prune layers matching these globs."),
-    batch_size: int = typer.Option(4, help="Calibration samples per block call."),
-    activation_store: str = typer.Option(
-        "auto",
-        help="Where hidden states wait between blocks: disk | memory (on the device) | cpu (host RAM) | auto "
-        "(disk on the CPU; on a GPU the device, else the host, else disk, whichever fits).",
-    ),
-    allocation: str = typer.Option("uniform", help="Per-block sparsity: uniform | owl."),
-    refine: str = typer.Option("none", help="Mask refinement: none | dsnot."),
-    owl_m: float = typer.Option(5.0, help="OWL outlier threshold M (scores above M x mean)."),
-    owl_lambda: float = typer.Option(0.08, help="OWL lambda: block sparsities within target +/- 2 lambda."),
-    owl_mixed_nm: bool = typer.Option(False, help="With --pattern and --allocation owl: a per-block N (mixed N:M)."),
-    owl_nm_lambda: float = typer.Option(1.0, help="OWL mixed N:M spread, in units of N."),
-    dsnot_cycles: int = typer.Option(50, help="DSnoT swap cycles per layer."),
-    dsnot_threshold: float = typer.Option(0.1, help="DSnoT stops a row once |error proxy| <= this."),
-    dsnot_var_power: float = typer.Option(1.0, help="DSnoT regrow priority: contribution / variance^power."),
-    dsnot_skip: list[str] | None = typer.Option(
-        None, help="Layers (globs inside a block) DSnoT leaves alone; 'none' for none.", show_default="mlp.*"
-    ),
-    dsnot_accept: str = typer.Option(
-        "reference", help="DSnoT swaps taken: reference (the published rules) | improve (only those lowering |error|)."
-    ),
-    blocksize: int = typer.Option(128, help="SparseGPT column block size."),
-    sparsegpt_mask: str = typer.Option(
-        "block", help="SparseGPT unstructured mask: block (one threshold per column block, reference) | row."
-    ),
-    percdamp: float = typer.Option(0.01, help="SparseGPT damping, fraction of the mean Hessian diagonal."),
     ppl: list[str] | None = typer.Option(None, help="Also report dense and pruned perplexity on these corpora."),
     ppl_seqlen: int = typer.Option(2048, help="Perplexity window length."),
     ppl_max_windows: int | None = typer.Option(
@@ -174,30 +169,20 @@ def prune(
     ),
     overwrite: bool = typer.Option(False, help="Replace an existing --output folder."),
     quiet: bool = typer.Option(False, help="No progress bars, no notices: errors and the result line only."),
+    **declared,
 ):
     """Prune a model layer by layer and save it as a plain Hugging Face folder."""
-    from .config import DSnoTOptions, OWLOptions, PruneConfig, RunnerOptions, SparseGPTOptions, SparsityTarget
+    from .config import SparsityTarget
+    from .options import OptionError
     from .pipeline import CalibrationRequest, PerplexityRequest, run_prune
 
-    skip = _split(dsnot_skip) if dsnot_skip else DSnoTOptions.skip
-    config = PruneConfig(
-        method=method,
-        target=SparsityTarget.parse(sparsity, pattern),
-        targets=_split(targets),
-        ignore=_split(ignore),
-        allocation=allocation,
-        refine=refine,
-        owl=OWLOptions(hyper_m=owl_m, lam=owl_lambda, mixed_nm=owl_mixed_nm, nm_lambda=owl_nm_lambda),
-        dsnot=DSnoTOptions(
-            cycles=dsnot_cycles,
-            threshold=dsnot_threshold,
-            var_power=dsnot_var_power,
-            skip=() if skip == ("none",) else skip,
-            accept=dsnot_accept,
-        ),
-        sparsegpt=SparseGPTOptions(blocksize=blocksize, percdamp=percdamp, mask_rule=sparsegpt_mask),
-        runner=RunnerOptions(batch_size=batch_size, activation_store=activation_store),
-    )
+    groups = _prune_groups()
+    flags = _target_flags(groups)
+    try:
+        target = SparsityTarget.parse(sparsity, pattern)
+    except OptionError as error:
+        raise CalibpruneError(error.render(flags.name)) from None
+    config = make(groups[0], declared, flags, target=target)
     request = CalibrationRequest(
         source=calib,
         nsamples=nsamples,
@@ -212,9 +197,10 @@ def prune(
         list(_split(ppl)), seqlen=ppl_seqlen, max_windows=ppl_max_windows, encoding=encoding
     )
     _audit_prune(ctx, config, request, ppl_request)
+    audit(ctx, [(groups[0], config)], flags)
     say = _notice(quiet)
     if config.target.is_nm:
-        say(config.target.explain())
+        say(config.target.explain(flags.name))
     _quiet_libraries()
     _on_interrupt(f"prune -> {output}: nothing written (the output appears only when complete)", quiet)
     report = run_prune(
@@ -245,6 +231,9 @@ def prune(
     )
     if report.get("perplexity"):
         _print_ppl_table(report["perplexity"])
+
+
+app.command()(with_parameters(prune, _prune_groups()))
 
 
 def _refuse_text_field(ctx: typer.Context, source) -> None:
@@ -282,10 +271,10 @@ def _audit_prune(ctx: typer.Context, config, request, ppl) -> None:
     read_calib = needs_calibration(config) and not request.prebuilt
     _refuse_encoding(ctx, ([request.source] if read_calib else []) + ppl.corpora, "--calib and --ppl")
 
-    calibration_options = ("calib", "nsamples", "seqlen", "seed", "sampling", "windows", "text_field", "batch_size")
+    calibration_options = ("calib", "nsamples", "seqlen", "seed", "sampling", "windows", "text_field")
     _refuse_unused(
         ctx,
-        calibration_options + ("activation_store",),
+        calibration_options,
         needs_calibration(config),
         f"with --method {config.method}: it reads only the weights (|W|), no calibration data is used; "
         "drop them, or add --allocation owl / --refine dsnot, which do use calibration data",
@@ -298,29 +287,6 @@ def _audit_prune(ctx: typer.Context, config, request, ppl) -> None:
         "manifest.json records how): drop them, or pass the source itself to --calib",
     )
     _refuse_text_field(ctx, request.source)
-    owl = config.allocation == "owl"
-    _refuse_unused(ctx, ("owl_m",), owl, "without --allocation owl: drop it or pass --allocation owl")
-    _refuse_unused(
-        ctx, ("owl_lambda",), owl and not config.target.is_nm, "unless --allocation owl with --sparsity (not --pattern)"
-    )
-    _refuse_unused(
-        ctx, ("owl_nm_lambda",), owl and config.target.is_nm, "unless --allocation owl --owl-mixed-nm with --pattern"
-    )
-    _refuse_unused(
-        ctx,
-        ("dsnot_cycles", "dsnot_threshold", "dsnot_var_power", "dsnot_skip", "dsnot_accept"),
-        config.refine == "dsnot",
-        "without --refine dsnot: drop them or pass --refine dsnot",
-    )
-    _refuse_unused(
-        ctx,
-        ("blocksize", "percdamp", "sparsegpt_mask"),
-        config.method == "sparsegpt",
-        f"with --method {config.method}: they are SparseGPT's; drop them or pass --method sparsegpt",
-    )
-    _refuse_unused(
-        ctx, ("sparsegpt_mask",), not config.target.is_nm, "with --pattern: N:M masks are chosen per M-group"
-    )
     _refuse_unused(ctx, ("ppl_seqlen", "ppl_max_windows"), with_ppl, "without --ppl: drop them or pass --ppl CORPUS")
 
 

@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 
-from .errors import CalibpruneError
+from .options import Namer, OptionError, Rule, check_fields, option, python_name, render
 
 _PATTERN_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
@@ -39,44 +39,50 @@ class SparsityTarget:
     @classmethod
     def unstructured(cls, ratio: float) -> SparsityTarget:
         if not isinstance(ratio, (int, float)) or math.isnan(ratio) or not 0.0 <= ratio < 1.0:
-            raise CalibpruneError(
-                f"sparsity {ratio!r} is outside [0, 1): pass the fraction of weights to prune, "
-                "e.g. --sparsity 0.5 for 50%"
+            raise OptionError(
+                "sparsity",
+                f"{{sparsity}} {ratio!r} is outside [0, 1): pass the fraction of weights to prune, "
+                "e.g. {sparsity=0.5} for 50%",
             )
         return cls(ratio=float(ratio))
 
     @classmethod
     def nm(cls, n: int, m: int) -> SparsityTarget:
         if m <= 0 or n <= 0 or n >= m:
-            raise CalibpruneError(
-                f"pattern {n}:{m} is invalid: N (pruned per group) must satisfy 0 < N < M; "
-                "use e.g. --pattern 2:4 (prune 2 of every 4 inputs)"
+            raise OptionError(
+                "pattern",
+                f"{{pattern}} {n}:{m} is invalid: N (pruned per group) must satisfy 0 < N < M; "
+                "use e.g. {pattern=2:4} (prune 2 of every 4 inputs)",
             )
         return cls(ratio=n / m, n=n, m=m)
 
     @classmethod
     def parse(cls, sparsity: float | None = None, pattern: str | None = None) -> SparsityTarget:
-        """Build a target from the CLI's ``--sparsity`` / ``--pattern`` pair (exactly one)."""
+        """Build a target from a ``sparsity`` / ``pattern`` pair (exactly one given)."""
         if pattern is not None and sparsity is not None:
-            raise CalibpruneError(
-                f"both --sparsity {sparsity} and --pattern {pattern} were given: pass only one "
-                "(an N:M pattern fixes the sparsity at N/M)"
+            raise OptionError(
+                "pattern",
+                f"both {{sparsity={sparsity}}} and {{pattern={pattern}}} were given: pass only one "
+                "(an N:M pattern fixes the sparsity at N/M)",
             )
         if pattern is not None:
             match = _PATTERN_RE.match(str(pattern))
             if not match:
-                raise CalibpruneError(f"pattern {pattern!r} is not of the form N:M: use e.g. --pattern 2:4")
+                raise OptionError(
+                    "pattern", f"{{pattern}} {pattern!r} is not of the form N:M: use e.g. {{pattern=2:4}}"
+                )
             return cls.nm(int(match.group(1)), int(match.group(2)))
         if sparsity is None:
-            raise CalibpruneError("no sparsity given: pass --sparsity R (0 <= R < 1) or --pattern N:M")
+            raise OptionError("sparsity", "no sparsity given: pass {sparsity=R} (0 <= R < 1) or {pattern=N:M}")
         return cls.unstructured(sparsity)
 
     def describe(self) -> str:
         return f"{self.n}:{self.m}" if self.is_nm else f"{self.ratio:.0%} unstructured"
 
-    def explain(self) -> str:
-        """The resolved meaning of ``--pattern N:M`` in words, and, where the "N kept of M"
-        reading (hardware sparsity) would give another sparsity, how to get that one."""
+    def explain(self, name: Namer = python_name) -> str:
+        """The resolved meaning of a pattern N:M in words, and, where the "N kept of M"
+        reading (hardware sparsity) would give another sparsity, how to get that one
+        (``name``: how the front end names the pattern option)."""
         if not self.is_nm:
             return f"sparsity {self.ratio:g}: prune {self.ratio:.0%} of the weights of each row (unstructured)"
         n, m = self.n, self.m
@@ -87,9 +93,9 @@ class SparsityTarget:
             line += (
                 f". Here N counts pruned weights (the Wanda/SparseGPT code's convention); read as "
                 f'"{n} kept of {m}" (hardware N:M sparsity) it would be {(m - n) / m:.0%} sparsity: '
-                f"for that, pass --pattern {m - n}:{m}"
+                f"for that, pass {{pattern={m - n}:{m}}}"
             )
-        return line
+        return render(line, name)
 
     def to_dict(self) -> dict:
         return {"kind": "nm" if self.is_nm else "unstructured", **asdict(self)}
@@ -107,6 +113,20 @@ def pruned_count(width: int, ratio: float) -> int:
 SPARSEGPT_MASK_RULES = ("block", "row")
 
 
+def _positive(what: str):
+    return lambda v: None if v > 0 else f"{{}} {v} must be > 0 ({what})"
+
+
+def _at_least_zero(what: str):
+    return lambda v: None if v >= 0 else f"{{}} {v} must be >= 0 ({what})"
+
+
+SPARSEGPT_ONLY = Rule(
+    lambda c: c.method == "sparsegpt",
+    lambda c: f"with {{method={c.method}}}: they are SparseGPT's; drop them or pass {{method=sparsegpt}}",
+)
+
+
 @dataclass(frozen=True)
 class SparseGPTOptions:
     """Reference defaults of SparseGPT (Frantar & Alistarh, 2023).
@@ -116,28 +136,60 @@ class SparseGPTOptions:
     sparsity) or ``row`` (this project's variant: exactly floor(cols * r) per row).
     """
 
-    blocksize: int = 128
-    percdamp: float = 0.01
-    max_damping_retries: int = 6
-    mask_rule: str = "block"
+    blocksize: int = option(
+        128,
+        help="SparseGPT column block size.",
+        check=_positive("a number of columns, e.g. 128"),
+        applies=SPARSEGPT_ONLY,
+    )
+    percdamp: float = option(
+        0.01,
+        help="SparseGPT damping, fraction of the mean Hessian diagonal.",
+        check=lambda v: (
+            None if 0.0 < v < 10.0 else f"{{}} {v} must be a positive fraction of the mean Hessian diagonal, e.g. 0.01"
+        ),
+        applies=SPARSEGPT_ONLY,
+    )
+    max_damping_retries: int = option(
+        6,
+        help="SparseGPT: how often the damping is multiplied by 10 when the Hessian is not positive definite.",
+        check=_at_least_zero("a number of retries"),
+        applies=SPARSEGPT_ONLY,
+    )
+    mask_rule: str = option(
+        "block",
+        help="SparseGPT unstructured mask: block (one threshold per column block, reference) | row.",
+        choices=SPARSEGPT_MASK_RULES,
+        applies=Rule(
+            lambda c: c.method == "sparsegpt" and not c.target.is_nm,
+            lambda c: (
+                "with {pattern}: N:M masks are chosen per M-group"
+                if c.method == "sparsegpt"
+                else SPARSEGPT_ONLY.explain(c)
+            ),
+        ),
+    )
 
     def __post_init__(self):
-        if self.blocksize <= 0:
-            raise CalibpruneError(
-                f"SparseGPT blocksize {self.blocksize} must be a positive number of columns, e.g. 128"
-            )
-        if not 0.0 < self.percdamp < 10.0:
-            raise CalibpruneError(
-                f"SparseGPT damping {self.percdamp} must be a positive fraction of the mean Hessian diagonal, e.g. 0.01"
-            )
-        if self.mask_rule not in SPARSEGPT_MASK_RULES:
-            raise CalibpruneError(
-                f"SparseGPT mask rule {self.mask_rule!r} is unknown: use 'block' (one threshold per column block, "
-                "the reference, default) or 'row' (the same count in every row)"
-            )
+        check_fields(self)
 
 
 ACTIVATION_STORES = ("disk", "memory", "cpu", "auto")
+
+
+def _calibrated(config) -> bool:
+    from .pruning.engine import needs_calibration
+
+    return needs_calibration(config)
+
+
+CALIBRATED = Rule(
+    _calibrated,
+    lambda c: (
+        f"with {{method={c.method}}}: it reads only the weights (|W|), no calibration data is used; drop "
+        "them, or add {allocation=owl} / {refine=dsnot}, which do use calibration data"
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -151,16 +203,25 @@ class RunnerOptions:
     (whichever fits: :func:`calibprune.models.runner.choose_activation_store`).
     """
 
-    batch_size: int = 4
-    activation_store: str = "disk"
+    batch_size: int = option(
+        4,
+        help="Calibration samples per block call.",
+        check=lambda v: None if v >= 1 else f"{{}} {v} must be >= 1",
+        applies=CALIBRATED,
+    )
+    activation_store: str = option(
+        "disk",
+        help="Where hidden states wait between blocks: disk | memory (on the device) | cpu (host RAM) | auto "
+        "(disk on the CPU; on a GPU the device, else the host, else disk, whichever fits).",
+        choices=ACTIVATION_STORES,
+        applies=CALIBRATED,
+    )
 
     def __post_init__(self):
-        if self.batch_size <= 0:
-            raise CalibpruneError(f"batch size {self.batch_size} must be >= 1")
-        if self.activation_store not in ACTIVATION_STORES:
-            raise CalibpruneError(
-                f"activation store {self.activation_store!r} is unknown: use one of {', '.join(ACTIVATION_STORES)}"
-            )
+        check_fields(self)
+
+
+WITH_OWL = Rule(lambda c: c.allocation == "owl", "without {allocation=owl}: drop it or pass {allocation=owl}")
 
 
 @dataclass(frozen=True)
@@ -174,21 +235,42 @@ class OWLOptions:
     structured variant), with ratios normalised to [0, ``nm_lambda``] in units of N.
     """
 
-    hyper_m: float = 5.0
-    lam: float = 0.08
-    mixed_nm: bool = False
-    nm_lambda: float = 1.0
+    hyper_m: float = option(
+        5.0,
+        help="OWL outlier threshold M (scores above M x mean).",
+        check=_positive("outliers are scores above M x mean; default 5"),
+        applies=WITH_OWL,
+    )
+    lam: float = option(
+        0.08,
+        help="OWL lambda: block sparsities within target +/- 2 lambda.",
+        check=_at_least_zero("default 0.08"),
+        applies=Rule(
+            lambda c: c.allocation == "owl" and not c.target.is_nm,
+            "unless {allocation=owl} with {sparsity} (not {pattern})",
+        ),
+    )
+    mixed_nm: bool = option(
+        False,
+        help="With a pattern and OWL allocation: a per-block N (mixed N:M).",
+        applies=WITH_OWL,
+    )
+    nm_lambda: float = option(
+        1.0,
+        help="OWL mixed N:M spread, in units of N.",
+        check=_at_least_zero("default 1"),
+        applies=Rule(
+            lambda c: c.allocation == "owl" and c.target.is_nm,
+            "unless {allocation=owl} {owl.mixed_nm=true} with {pattern}",
+        ),
+    )
 
     def __post_init__(self):
-        if not self.hyper_m > 0:
-            raise CalibpruneError(f"OWL M={self.hyper_m} must be > 0 (outliers are scores above M x mean; default 5)")
-        if not self.lam >= 0:
-            raise CalibpruneError(f"OWL lambda={self.lam} must be >= 0 (default 0.08)")
-        if not self.nm_lambda >= 0:
-            raise CalibpruneError(f"OWL N:M lambda={self.nm_lambda} must be >= 0 (default 1)")
+        check_fields(self)
 
 
 DSNOT_ACCEPT = ("reference", "improve")
+WITH_DSNOT = Rule(lambda c: c.refine == "dsnot", "without {refine=dsnot}: drop them or pass {refine=dsnot}")
 
 
 @dataclass(frozen=True)
@@ -204,31 +286,50 @@ class DSnoTOptions:
     variant: only swaps that lower |e|), see :mod:`calibprune.pruning.dsnot`.
     """
 
-    cycles: int = 50
-    threshold: float = 0.1
-    var_power: float = 1.0
-    skip: tuple[str, ...] = ("mlp.*",)
-    accept: str = "reference"
+    cycles: int = option(
+        50, help="DSnoT swap cycles per layer.", check=_at_least_zero("default 50"), applies=WITH_DSNOT
+    )
+    threshold: float = option(
+        0.1,
+        help="DSnoT stops a row once |error proxy| <= this.",
+        check=_at_least_zero("DSnoT's update threshold; default 0.1"),
+        applies=WITH_DSNOT,
+    )
+    var_power: float = option(
+        1.0,
+        help="DSnoT regrow priority: contribution / variance^power.",
+        check=_at_least_zero("DSnoT's variance power; default 1"),
+        applies=WITH_DSNOT,
+    )
+    skip: tuple[str, ...] = option(
+        ("mlp.*",),
+        help="Layers (globs inside a block) DSnoT leaves alone; 'none' for none.",
+        applies=WITH_DSNOT,
+    )
+    accept: str = option(
+        "reference",
+        help="DSnoT swaps taken: reference (the published rules) | improve (only those lowering |error|).",
+        choices=DSNOT_ACCEPT,
+        applies=WITH_DSNOT,
+    )
 
     def __post_init__(self):
-        if self.cycles < 0:
-            raise CalibpruneError(f"DSnoT cycles={self.cycles} must be >= 0 (default 50)")
-        if not self.threshold >= 0:
-            raise CalibpruneError(f"DSnoT update threshold={self.threshold} must be >= 0 (default 0.1)")
-        if not self.var_power >= 0:
-            raise CalibpruneError(f"DSnoT variance power={self.var_power} must be >= 0 (default 1)")
-        if self.accept not in DSNOT_ACCEPT:
-            raise CalibpruneError(
-                f"DSnoT accept rule {self.accept!r} is unknown: use 'reference' (the published rules, default) "
-                "or 'improve' (only swaps that lower the error proxy)"
-            )
+        check_fields(self)
 
 
 ALLOCATIONS = ("uniform", "owl")
 REFINEMENTS = ("none", "dsnot")
 
 
-@dataclass(frozen=True)
+def _known_method(name: str) -> str | None:
+    from .pruning.methods import METHODS
+
+    if name in METHODS:
+        return None
+    return f"{{}} {name!r} is unknown: use one of {', '.join(METHODS.names())}"
+
+
+@dataclass(frozen=True, kw_only=True)
 class PruneConfig:
     """Everything that decides the mask, apart from the model and the calibration data.
 
@@ -237,54 +338,59 @@ class PruneConfig:
     combinations that do not make sense, with the reason.
     """
 
-    method: str
-    target: SparsityTarget
-    targets: tuple[str, ...] = ()
-    ignore: tuple[str, ...] = ()
-    allocation: str = "uniform"
-    refine: str = "none"
+    method: str = option(
+        "wanda", help="Pruning method: magnitude | wanda | sparsegpt | ria | admm.", check=_known_method
+    )
+    target: SparsityTarget  # given as sparsity= or pattern= (see SparsityTarget.parse)
+    targets: tuple[str, ...] = option((), help="Only prune layers matching these globs (comma-separated).")
+    ignore: tuple[str, ...] = option((), help="Never prune layers matching these globs.")
+    allocation: str = option("uniform", help="Per-block sparsity: uniform | owl.", choices=ALLOCATIONS)
+    refine: str = option("none", help="Mask refinement: none | dsnot.", choices=REFINEMENTS)
     sparsegpt: SparseGPTOptions = field(default_factory=SparseGPTOptions)
     owl: OWLOptions = field(default_factory=OWLOptions)
     dsnot: DSnoTOptions = field(default_factory=DSnoTOptions)
     runner: RunnerOptions = field(default_factory=RunnerOptions)
 
     def __post_init__(self):
-        if self.allocation not in ALLOCATIONS:
-            raise CalibpruneError(f"unknown allocation {self.allocation!r}: use one of {', '.join(ALLOCATIONS)}")
-        if self.refine not in REFINEMENTS:
-            raise CalibpruneError(f"unknown refinement {self.refine!r}: use one of {', '.join(REFINEMENTS)}")
+        check_fields(self)
         self.check_combination()
 
     def check_combination(self) -> None:
         target, owl = self.target, self.owl
         if self.allocation == "owl":
             if target.is_nm and not owl.mixed_nm:
-                raise CalibpruneError(
-                    f"--allocation owl with --pattern {target.n}:{target.m}: OWL varies the sparsity per block, "
-                    "which one fixed N:M pattern cannot express; pass --owl-mixed-nm for a per-block N "
-                    "(the published OWL structured variant) or drop --allocation owl"
+                raise OptionError(
+                    "allocation",
+                    f"{{allocation=owl}} with {{pattern={target.n}:{target.m}}}: OWL varies the sparsity per block, "
+                    "which one fixed N:M pattern cannot express; pass {owl.mixed_nm=true} for a per-block N "
+                    "(the published OWL structured variant) or drop {allocation=owl}",
                 )
             if not target.is_nm and owl.mixed_nm:
-                raise CalibpruneError("--owl-mixed-nm applies to N:M patterns only: pass --pattern N:M or drop it")
+                raise OptionError(
+                    "owl.mixed_nm", "{owl.mixed_nm=true} applies to N:M patterns only: pass {pattern=N:M} or drop it"
+                )
             if target.is_nm:
                 spread = round(owl.nm_lambda)  # shifts are rounded values in [-lambda, lambda]
                 down = 2 if spread == 1 else spread  # the reference turns a shift of 1 into 2
                 if target.n - down < 1 or target.n + spread > target.m - 1:
-                    raise CalibpruneError(
+                    raise OptionError(
+                        "owl.nm_lambda",
                         f"OWL N:M lambda={owl.nm_lambda} can move N={target.n} by up to {spread}, outside "
-                        f"1..{target.m - 1} for {target.n}:{target.m}: lower --owl-nm-lambda or use a wider M"
+                        f"1..{target.m - 1} for {target.n}:{target.m}: lower {{owl.nm_lambda}} or use a wider M",
                     )
             elif target.ratio - 2 * owl.lam < 0 or target.ratio + 2 * owl.lam >= 1:
-                raise CalibpruneError(
+                raise OptionError(
+                    "owl.lam",
                     f"OWL lambda={owl.lam} is too large for sparsity {target.ratio}: block sparsities span "
                     f"target +/- 2*lambda = [{target.ratio - 2 * owl.lam:.3f}, {target.ratio + 2 * owl.lam:.3f}], "
-                    "which must stay inside [0, 1); lower --owl-lambda"
+                    "which must stay inside [0, 1); lower {owl.lam}",
                 )
         if self.refine == "dsnot" and self.method == "sparsegpt":
-            raise CalibpruneError(
-                "--refine dsnot with --method sparsegpt: DSnoT swaps weights in and out of a mask while keeping the "
+            raise OptionError(
+                "refine",
+                "{refine=dsnot} with {method=sparsegpt}: DSnoT swaps weights in and out of a mask while keeping the "
                 "surviving weights' values; SparseGPT rewrites those values (OBS updates), so a regrown weight would "
-                "have no consistent value. Use DSnoT on a wanda or magnitude mask"
+                "have no consistent value. Use DSnoT on a wanda or magnitude mask",
             )
 
     def to_dict(self) -> dict:

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import functools
 import itertools
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
 from ..calibration import GenerationOptions
-from ..config import DSnoTOptions, OWLOptions, PruneConfig, RunnerOptions, SparseGPTOptions, SparsityTarget
+from ..config import PruneConfig, SparsityTarget
 from ..errors import CalibpruneError
+from ..options import OptionError, build
 from ..pipeline import CalibJob, PerplexityRequest, TaskRequest
 from ..utils.keys import key_fields
 from . import claims as paper_claims
@@ -40,10 +41,8 @@ STRATEGY_KEYS = {
     "pool", "pool_seed",
 }  # fmt: skip
 DETECT_KEYS = {"keep_top", "k", "num_candidates"}
-SETTING_KEYS = {
-    "name", "method", "sparsity", "pattern", "allocation", "refine", "targets", "ignore", "owl", "dsnot",
-    "sparsegpt", "runner",
-}  # fmt: skip
+# a pruning setting: PruneConfig's fields, its target given as sparsity or pattern, and a name
+SETTING_KEYS = {"name", "sparsity", "pattern"} | {f.name for f in fields(PruneConfig) if f.name != "target"}
 PPL_KEYS = {"corpora", "seqlen", "max_windows", "batch_size", "protocol", "split"}
 TASK_KEYS = {"names", "limit", "seed", "mmlu_shots", "batch_size"}
 ANALYSIS_KEYS = {
@@ -408,45 +407,30 @@ def _strategy(entry, defaults: dict, path: str) -> list[CalibVariant]:
     return variants
 
 
+def spec_namer(prefix: str):
+    """How a study spec names a field of the object at ``prefix``: its key path
+    (``pruning[1].owl.lam``, ``pruning[1].allocation=owl``)."""
+
+    def name(path: str, value: str | None) -> str:
+        key = f"{prefix}.{path}" if path else prefix
+        return key if value is None else f"{key}={value}"
+
+    return name
+
+
 def _settings(entry, path: str) -> list[Setting]:
     entry = check_keys(entry, SETTING_KEYS, path)
-    if "method" not in entry:
-        raise fail(f"{path}.method", "missing: magnitude | wanda | sparsegpt")
     out = []
     for one in expand(entry, EXPANDING["setting"]):
         where = f"{path} ({', '.join(f'{k}={one[k]}' for k in EXPANDING['setting'] if k in one)})"
-
-        def build(one=one):
-            from ..pruning.engine import needs_calibration
-
-            config = PruneConfig(
-                method=one["method"],
-                target=SparsityTarget.parse(one.get("sparsity"), one.get("pattern")),
-                targets=tuple(one.get("targets") or ()),
-                ignore=tuple(one.get("ignore") or ()),
-                allocation=one.get("allocation", "uniform"),
-                refine=one.get("refine", "none"),
-                owl=OWLOptions(**check_keys(one.get("owl"), set(OWLOptions.__dataclass_fields__), f"{path}.owl")),
-                dsnot=DSnoTOptions(
-                    **_tuples(check_keys(one.get("dsnot"), set(DSnoTOptions.__dataclass_fields__), f"{path}.dsnot"))
-                ),
-                sparsegpt=SparseGPTOptions(
-                    **check_keys(one.get("sparsegpt"), set(SparseGPTOptions.__dataclass_fields__), f"{path}.sparsegpt")
-                ),
-                runner=RunnerOptions(
-                    **check_keys(one.get("runner"), set(RunnerOptions.__dataclass_fields__), f"{path}.runner")
-                ),
-            )
-            needs_calibration(config)  # refuses unknown method / refinement names
-            return config
-
-        config = _guard(where, build)
+        values = {k: v for k, v in one.items() if k not in ("name", "sparsity", "pattern")}
+        try:
+            target = SparsityTarget.parse(one.get("sparsity"), one.get("pattern"))
+            config = build(PruneConfig, values | {"target": target})
+        except OptionError as error:
+            raise fail(where, error.render(spec_namer(path))) from None
         out.append(Setting(one.get("name") or config.describe(), config))
     return out
-
-
-def _tuples(options: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
 
 
 def _evaluation(value) -> Evaluation:

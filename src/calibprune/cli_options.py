@@ -1,0 +1,206 @@
+"""The CLI's side of :mod:`calibprune.options`: flags, parsing and the audit, from the declarations.
+
+A command names its *groups*: an options class, the prefix its fields get as Python
+parameters, and optionally a rule that decides whether the whole group applies. From them
+come the typer parameters of the command (one per declared field, its flag, help and
+default), the options objects built from what was typed (errors rendered as flags), and
+the audit that refuses a typed option the run would not use — the rule is the field's own
+``applies`` (or its group's), so a new option is audited the moment it is declared.
+
+This module imports no torch: the audit of a command runs before anything heavy is loaded.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field
+from typing import Any
+
+import typer
+
+from .errors import CalibpruneError
+from .options import Leaf, OptionError, Rule, build, render, walk
+
+
+def derived_flag(path: str) -> str:
+    """The flag of a field by rule: ``--`` and its path with dashes (``owl.hyper_m`` -> ``--owl-hyper-m``)."""
+    return "--" + path.replace(".", "-").replace("_", "-")
+
+
+@dataclass
+class Group:
+    """The declared options of one options class in one command."""
+
+    cls: type
+    name: str  # the Python parameter prefix of its fields, and the group's path in messages
+    applies: Rule | None = None  # whether any field of the group is used (None: always)
+    flags: dict[str, str] = field(default_factory=dict)  # the flags that predate the rule (path -> flag)
+    skip: tuple[str, ...] = ()  # paths the command declares by hand
+    # defaults this command gives instead of the declared ones (each one a documented exception)
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def leaves(self) -> list[Leaf]:
+        return [leaf for leaf in walk(self.cls) if leaf.path not in self.skip]
+
+    def param(self, leaf: Leaf) -> str:
+        return f"{self.name}__{leaf.path.replace('.', '__')}"
+
+    def flag(self, leaf: Leaf) -> str:
+        return self.flags.get(leaf.path) or derived_flag(leaf.path)
+
+
+@dataclass
+class Flags:
+    """Field path (``owl.lam``, or ``<group>.<path>`` across groups) -> its flag."""
+
+    table: dict[str, str] = field(default_factory=dict)
+
+    def name(self, path: str, value: str | None) -> str:
+        flag = self.table.get(path)
+        if flag is None:  # a field the command does not expose: its path in words
+            flag = path
+        if value is None:
+            return flag
+        if value in ("true", "True"):
+            return flag
+        if value in ("false", "False"):
+            return f"--no-{flag.removeprefix('--')}"
+        return f"{flag} {value}"
+
+    def scoped(self, group: str) -> Callable[[str, str | None], str]:
+        """A namer for templates written relative to ``group`` (paths of its own fields)."""
+
+        def name(path: str, value: str | None) -> str:
+            return self.name(f"{group}.{path}" if f"{group}.{path}" in self.table else path, value)
+
+        return name
+
+
+def flags_of(groups: list[Group], extra: dict[str, str] | None = None) -> Flags:
+    flags = Flags(dict(extra or {}))
+    for group in groups:
+        for leaf in group.leaves():
+            flag = group.flag(leaf)
+            flags.table[f"{group.name}.{leaf.path}"] = flag
+    return flags
+
+
+def _cli_type(leaf: Leaf):
+    tp = typing.get_type_hints(leaf.owner)[leaf.name]
+    origin = typing.get_origin(tp)
+    if origin is tuple:  # comma-separated and/or repeated
+        return list[str] | None, None
+    return tp, leaf.default()
+
+
+def parameters(groups: list[Group]) -> list[inspect.Parameter]:
+    """One typer parameter per declared field of ``groups``."""
+    out = []
+    for group in groups:
+        for leaf in group.leaves():
+            tp, default = _cli_type(leaf)
+            default = group.defaults.get(leaf.path, default)
+            flag = group.flag(leaf)
+            decls = [f"{flag}/--no-{flag.removeprefix('--')}"] if tp is bool else [flag]
+            shown = leaf.spec.show_default
+            if shown is None and isinstance(leaf.default(), tuple):
+                shown = ",".join(leaf.default()) or "none"
+            option = typer.Option(
+                ... if default is MISSING else default,
+                *decls,
+                help=leaf.spec.help,
+                metavar=leaf.spec.metavar,
+                show_default=True if shown is None else shown,
+            )
+            param = inspect.Parameter(group.param(leaf), inspect.Parameter.KEYWORD_ONLY, default=option, annotation=tp)
+            out.append(param)
+    return out
+
+
+def with_parameters(function: Callable, groups: list[Group]) -> Callable:
+    """``function`` (whose own parameters are the hand-declared ones, plus ``**declared``)
+    with the declared options of ``groups`` added to its signature, for typer."""
+    signature = inspect.signature(function, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    declared = parameters(groups)
+    function.__signature__ = signature.replace(parameters=own + declared)
+    function.__annotations__ = {**function.__annotations__, **{p.name: p.annotation for p in declared}}
+    return function
+
+
+def split(values) -> tuple[str, ...]:
+    """Comma-separated and/or repeated values; ``none`` alone is the empty list."""
+    items = tuple(v.strip() for value in values or () for v in str(value).split(",") if v.strip())
+    return () if items == ("none",) else items
+
+
+def values_of(group: Group, kwargs: dict[str, Any]) -> dict:
+    """The nested mapping of ``group``'s options from the command's keyword arguments
+    (list options still ``None`` keep their declared default)."""
+    nested: dict = {}
+    for leaf in group.leaves():
+        value = kwargs.get(group.param(leaf), MISSING)
+        if value is MISSING:
+            continue
+        if typing.get_origin(typing.get_type_hints(leaf.owner)[leaf.name]) is tuple:
+            if value is None:
+                continue
+            value = split(value)
+        parts = leaf.path.split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def make(group: Group, kwargs: dict[str, Any], flags: Flags, **given):
+    """``group.cls`` from the typed options (and ``given``: fields the command resolved itself,
+    e.g. a target from --sparsity/--pattern); a bad value is refused in the CLI's words."""
+    values = values_of(group, kwargs) | given
+    try:
+        return build(group.cls, values)
+    except OptionError as error:
+        raise CalibpruneError(error.render(flags.scoped(group.name))) from None
+
+
+def typed(ctx: typer.Context, names: list[str]) -> list[str]:
+    """The parameters among ``names`` given on the command line (not left at their default)."""
+    out = []
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        # compared by name: typer may carry its own copy of click's ParameterSource enum
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            out.append(name)
+    return out
+
+
+def refusal(flags: list[str], why: str) -> CalibpruneError:
+    """``--a, --b have no effect <why>`` (with "drop it"/"drop them" agreeing)."""
+    verb = "has" if len(flags) == 1 else "have"
+    why = why.replace("drop them", "drop it") if len(flags) == 1 else why.replace("drop it", "drop them")
+    return CalibpruneError(f"{', '.join(flags)} {verb} no effect {why}")
+
+
+def audit(ctx: typer.Context, groups: list[tuple[Group, Any]], flags: Flags, root: Any = None) -> None:
+    """Refuse every typed option the run would not use: its group's rule (on ``root``, the
+    command's resolved options), then its own (on the group's object), in declaration order."""
+    for group, obj in groups:
+        leaves = {group.param(leaf): leaf for leaf in group.leaves()}
+        given = typed(ctx, list(leaves))
+        if not given:
+            continue
+        if group.applies is not None and not group.applies.holds(root):
+            names = [flags.table[f"{group.name}.{leaves[p].path}"] for p in given]
+            raise refusal(names, render(group.applies.explain(root), flags.name))
+        by_reason: dict[str, list[str]] = {}
+        for param in given:
+            leaf = leaves[param]
+            rule = leaf.spec.applies
+            if rule is not None and not rule.holds(obj):
+                why = render(rule.explain(obj), flags.scoped(group.name))
+                by_reason.setdefault(why, []).append(flags.table[f"{group.name}.{leaf.path}"])
+        for why, names in by_reason.items():
+            raise refusal(names, why)

@@ -1,0 +1,235 @@
+"""One declaration per option.
+
+An option is a dataclass field made with :func:`option`: its default, its help text, its
+check and the rule that says when it applies, in one place. Everything else derives from
+the declarations:
+
+* the CLI's flags and their help, and its "this run would not use X" audit
+  (:mod:`calibprune.cli_options`);
+* the study spec's schema: :func:`build` makes an options object from a mapping, refusing
+  unknown keys with their key path;
+* the Python API: the dataclasses themselves, whose keyword arguments are the fields;
+* the resolved config in reports: :func:`to_dict`.
+
+**Errors name fields, not flags.** Below the CLI a bad value raises :class:`OptionError`,
+whose message is a template in which ``{owl.lam}`` stands for a field (by its path from the
+object that raised) and ``{allocation=owl}`` for a field holding a value. Each front end
+renders the template in its own words: the CLI as its flags (``--owl-lambda``,
+``--allocation owl``), a study spec as key paths (``pruning[1].owl.lam``,
+``pruning[1].allocation: owl``), Python as keywords (``owl.lam``, ``allocation='owl'``),
+which is also what ``str(error)`` says.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import MISSING, dataclass, fields, is_dataclass
+from typing import Any
+
+from .errors import CalibpruneError
+
+# {path} or {path=value}; a path is dotted field names
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(?:=([^{}]*))?\}")
+
+Namer = Callable[[str, "str | None"], str]  # (field path, value or None) -> words
+
+
+def python_name(path: str, value: str | None) -> str:
+    """How Python code names a field: its keyword path (``owl.lam``, ``allocation='owl'``,
+    ``owl.mixed_nm=True``, ``sparsity=0.5``)."""
+    if value is None:
+        return path
+    if value in ("true", "false"):
+        return f"{path}={value == 'true'}"
+    try:
+        float(value)
+    except ValueError:
+        return f"{path}={value!r}"
+    return f"{path}={value}"
+
+
+def render(template: str, name: Namer = python_name) -> str:
+    """``template`` with every ``{path}`` / ``{path=value}`` put in a front end's words."""
+    return _PLACEHOLDER.sub(lambda m: name(m.group(1), m.group(2)), template)
+
+
+class OptionError(CalibpruneError):
+    """A bad option value. ``path``: the field at fault, from the object that raised;
+    ``template``: the message, with ``{path}`` / ``{path=value}`` placeholders for fields."""
+
+    def __init__(self, path: str, template: str):
+        self.path = path
+        self.template = template
+        super().__init__(self.render(python_name))
+
+    def within(self, prefix: str) -> OptionError:
+        """The same error seen from an object that holds the raiser under ``prefix``."""
+        if not prefix:
+            return self
+
+        def moved(match: re.Match) -> str:
+            value = "" if match.group(2) is None else f"={match.group(2)}"
+            return f"{{{prefix}.{match.group(1)}{value}}}"
+
+        path = f"{prefix}.{self.path}" if self.path else prefix
+        return OptionError(path, _PLACEHOLDER.sub(moved, self.template))
+
+    def render(self, name: Namer) -> str:
+        return render(self.template, name)
+
+    def fields(self) -> list[str]:
+        """Every field the message names (the one at fault first)."""
+        named = [m.group(1) for m in _PLACEHOLDER.finditer(self.template)]
+        return [self.path] + [p for p in named if p != self.path]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """When an option changes a run. ``test(root)``: whether it does, on the resolved
+    options of the whole command; ``why``: what a refusal says after "has no effect", a
+    template (or a function of ``root`` giving one) such as
+    ``"without {allocation=owl}: drop it or pass {allocation=owl}"``."""
+
+    test: Callable[[Any], bool]
+    why: str | Callable[[Any], str]
+
+    def holds(self, root) -> bool:
+        return bool(self.test(root))
+
+    def explain(self, root) -> str:
+        return self.why(root) if callable(self.why) else self.why
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What :func:`option` records about a field."""
+
+    help: str
+    check: Callable[[Any], str | None] | None = None  # value -> the problem (a template; {} = this field), or None
+    applies: Rule | None = None
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+    show_default: str | None = None  # how --help shows a default that is not a plain value
+    keyed_when_set: bool = False  # left out of stage keys while at its default (see utils.keys)
+
+
+def option(
+    default: Any = MISSING,
+    *,
+    help: str,
+    default_factory: Any = MISSING,
+    check: Callable[[Any], str | None] | None = None,
+    choices: tuple[str, ...] | None = None,
+    applies: Rule | None = None,
+    metavar: str | None = None,
+    show_default: str | None = None,
+    keyed_when_set: bool = False,
+) -> Any:
+    """A dataclass field that is an option (see the module docstring). ``choices``: the
+    allowed values (checked like ``check``)."""
+    declared = Declared(help, check, applies, choices, metavar, show_default, keyed_when_set)
+    metadata = {"option": declared}
+    if keyed_when_set:
+        metadata["keyed_when_set"] = True
+    if default_factory is not MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def declared(f: dataclasses.Field) -> Declared | None:
+    return f.metadata.get("option")
+
+
+def check_fields(obj) -> None:
+    """Run every declared check of ``obj``'s own fields (call from ``__post_init__``)."""
+    for f in fields(obj):
+        spec = declared(f)
+        if spec is None:
+            continue
+        value = getattr(obj, f.name)
+        if spec.choices is not None and value not in spec.choices:
+            raise OptionError(f.name, f"{{{f.name}}} {value!r} is unknown: use one of {', '.join(spec.choices)}")
+        problem = spec.check(value) if spec.check else None
+        if problem:  # "{}" in a check's template is the field itself
+            raise OptionError(f.name, problem.replace("{}", "{" + f.name + "}"))
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One option of a tree of options objects, by its path from the root."""
+
+    path: str
+    field: dataclasses.Field
+    spec: Declared
+    owner: type
+
+    @property
+    def name(self) -> str:
+        return self.field.name
+
+    def default(self):
+        if self.field.default is not MISSING:
+            return self.field.default
+        if self.field.default_factory is not MISSING:
+            return self.field.default_factory()
+        return MISSING
+
+
+def is_options(tp) -> bool:
+    return isinstance(tp, type) and is_dataclass(tp) and any(declared(f) for f in fields(tp))
+
+
+def _field_type(owner: type, f: dataclasses.Field):
+    return typing.get_type_hints(owner).get(f.name)
+
+
+def walk(cls: type, prefix: str = "") -> Iterator[Leaf]:
+    """Every declared option of ``cls`` and of the options objects it nests, depth first."""
+    for f in fields(cls):
+        tp = _field_type(cls, f)
+        path = f"{prefix}{f.name}"
+        if is_options(tp):
+            yield from walk(tp, f"{path}.")
+        elif declared(f) is not None:
+            yield Leaf(path, f, declared(f), cls)
+
+
+def get(obj, path: str):
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def build(cls: type, values: dict | None, path_prefix: str = "", keys: Callable[[str], str] | None = None):
+    """``cls`` from a (nested) mapping, as a study spec gives it: unknown keys are refused
+    with their key path; nested options objects are built from nested mappings; any
+    :class:`OptionError` comes out with its path from ``cls``."""
+    values = dict(values or {})
+    known = {f.name: f for f in fields(cls) if f.init}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        allowed = ", ".join(sorted(known))
+        raise OptionError(unknown[0], f"{{{unknown[0]}}}: unknown key: use one of {allowed}")
+    kwargs = {}
+    for name, value in values.items():
+        tp = _field_type(cls, known[name])
+        if is_options(tp) and (isinstance(value, dict) or value is None):
+            try:
+                value = build(tp, value)
+            except OptionError as error:
+                raise error.within(name) from None
+        elif typing.get_origin(tp) is tuple and isinstance(value, list):  # YAML has lists, not tuples
+            value = tuple(value)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as error:  # a wrong-typed value reached a dataclass
+        raise OptionError("", f"bad value ({error})") from None
+
+
+def to_dict(obj) -> dict:
+    """The resolved options, as reports record them (nested objects as mappings)."""
+    return dataclasses.asdict(obj)
