@@ -329,7 +329,7 @@ def _known_method(name: str) -> str | None:
     return f"{{}} {name!r} is unknown: use one of {', '.join(METHODS.names())}"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class PruneConfig:
     """Everything that decides the mask, apart from the model and the calibration data.
 
@@ -341,7 +341,9 @@ class PruneConfig:
     method: str = option(
         "wanda", help="Pruning method: magnitude | wanda | sparsegpt | ria | admm.", check=_known_method
     )
-    target: SparsityTarget  # given as sparsity= or pattern= (see SparsityTarget.parse)
+    # required (None is refused): how much to prune, from sparsity= or pattern= (SparsityTarget.parse);
+    # a default only so that `method` can have one and both stay positional
+    target: SparsityTarget | None = None
     targets: tuple[str, ...] = option((), help="Only prune layers matching these globs (comma-separated).")
     ignore: tuple[str, ...] = option((), help="Never prune layers matching these globs.")
     allocation: str = option("uniform", help="Per-block sparsity: uniform | owl.", choices=ALLOCATIONS)
@@ -352,6 +354,8 @@ class PruneConfig:
     runner: RunnerOptions = field(default_factory=RunnerOptions)
 
     def __post_init__(self):
+        if self.target is None:
+            raise OptionError("sparsity", "no sparsity given: pass {sparsity=R} (0 <= R < 1) or {pattern=N:M}")
         check_fields(self)
         self.check_combination()
 
