@@ -121,10 +121,6 @@ def test_bad_calibration_input_fails_before_loading(
 @pytest.mark.parametrize(
     "config, message",
     [
-        (
-            PruneConfig(method="prune-everything", target=SparsityTarget.unstructured(0.5)),
-            "known ones are magnitude, wanda, sparsegpt",
-        ),
         (PruneConfig(method="wanda", target=SparsityTarget.nm(1, 3)), "not divisible by M=3"),
         (
             PruneConfig(method="wanda", target=SparsityTarget.unstructured(0.5), targets=("lm_head",)),
@@ -178,7 +174,9 @@ def test_cli_reports_bad_input_without_traceback(tmp_path):
     assert done.returncode == 2
     assert "sparsity 1.2 is outside [0, 1)" in done.stderr and "Traceback" not in done.stderr
     done = run_cli("prune", "--method", "obs", "--sparsity", "0.5", "--output", str(tmp_path / "x"))
-    assert done.returncode == 2 and "known ones are magnitude, wanda, sparsegpt" in done.stderr
+    assert done.returncode == 2 and "--method 'obs' is unknown: use one of magnitude, wanda, ria" in done.stderr
+    with pytest.raises(CalibpruneError, match="method 'obs' is unknown: use one of magnitude, wanda, ria"):
+        PruneConfig(method="obs", target=SparsityTarget.unstructured(0.5))  # Python: before any model too
 
 
 def test_concurrent_writers_of_one_folder_never_expose_a_half_written_one(tmp_path):
