@@ -294,7 +294,10 @@ def test_dsnot_makes_the_magnitude_mask_per_row_as_the_reference(calib_ids):
             dict(method="wanda", target=SparsityTarget.unstructured(0.5), allocation="greedy"),
             "allocation 'greedy' is unknown: use one of uniform, owl",
         ),
-        (dict(method="wanda", target=SparsityTarget.unstructured(0.5), refine="ria"), "refine 'ria' is unknown: use one of none, dsnot"),
+        (
+            dict(method="wanda", target=SparsityTarget.unstructured(0.5), refine="ria"),
+            "refine 'ria' is unknown: use one of none, dsnot",
+        ),
     ],
 )
 def test_refused_combinations_name_the_reason(kwargs, message):
