@@ -15,6 +15,7 @@ from rich.text import Text
 
 from .cli_options import Flags, Group, audit, flags_of, make, with_parameters
 from .errors import CalibpruneError
+from .options import OptionError, python_name
 
 app = typer.Typer(
     add_completion=False,
@@ -26,6 +27,9 @@ app = typer.Typer(
 # literally, with no markup ([...]), emoji (:M: -> a circled M) or highlighting.
 console = Console(stderr=True, markup=False, emoji=False, highlight=False)
 out = Console(markup=False, emoji=False, highlight=False)
+
+# How an OptionError raised below the CLI is put in words: each command sets its flags' namer.
+_namer: dict = {"name": python_name}
 
 # What an interrupt (Ctrl-C) stops and what it keeps, set by each command before its long work.
 _interrupt_note = {"text": "nothing was written", "newline": ""}
@@ -114,7 +118,8 @@ def _prune_groups():
 
 
 def _target_flags(groups) -> Flags:
-    return flags_of(groups, {"sparsity": "--sparsity", "pattern": "--pattern"})
+    # fields the prune command declares by hand (until their own groups are declared)
+    return flags_of(groups, {"sparsity": "--sparsity", "pattern": "--pattern", "calibration.source": "--calib"})
 
 
 def prune(
@@ -183,6 +188,7 @@ def prune(
     except OptionError as error:
         raise CalibpruneError(error.render(flags.name)) from None
     config = make(groups[0], declared, flags, target=target)
+    _namer["name"] = flags.scoped("config")  # an OptionError from deeper down, in this command's flags
     request = CalibrationRequest(
         source=calib,
         nsamples=nsamples,
@@ -916,6 +922,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         app()
+    except OptionError as error:
+        console.print(_styled("error:", f" {error.render(_namer['name'])}", "bold red"), soft_wrap=True)
+        sys.exit(2)
     except CalibpruneError as error:
         console.print(_styled("error:", f" {error}", "bold red"), soft_wrap=True)
         sys.exit(2)

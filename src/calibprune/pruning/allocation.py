@@ -28,9 +28,9 @@ from tqdm.auto import tqdm
 
 from ..calibration import CalibrationSet
 from ..config import OWLOptions, PruneConfig, SparsityTarget
-from ..errors import CalibpruneError
 from ..models.layers import find_decoder_blocks, weight_matrix
 from ..models.placement import BlockPlacement
+from ..options import OptionError
 from ..utils.registry import Registry
 from .blocks import iterate_blocks
 
@@ -57,7 +57,7 @@ def owl_sparsities(ratios: list[float], target: float, lam: float) -> list[float
     sparsities = (target - (norm - norm.mean())).tolist()
     bad = [s for s in sparsities if not 0 <= s < 1]
     if bad:
-        raise CalibpruneError(f"OWL gave block sparsities {bad} outside [0, 1): lower --owl-lambda")
+        raise OptionError("owl.lam", f"OWL gave block sparsities {bad} outside [0, 1): lower {{owl.lam}}")
     return sparsities
 
 
@@ -70,7 +70,9 @@ def owl_nm(ratios: list[float], n: int, m: int, nm_lambda: float) -> list[int]:
     ns = [n - int(v) for v in shifts.tolist()]
     bad = [v for v in ns if not 0 < v < m]
     if bad:
-        raise CalibpruneError(f"OWL gave N values {bad} outside 1..{m - 1} for M={m}: lower --owl-nm-lambda")
+        raise OptionError(
+            "owl.nm_lambda", f"OWL gave N values {bad} outside 1..{m - 1} for M={m}: lower {{owl.nm_lambda}}"
+        )
     return ns
 
 
@@ -140,7 +142,9 @@ class OWL(Allocation):
     def allocate(self, model, calibration, config, progress=True, placement=None):
         find_decoder_blocks(model)  # a model without decoder blocks is refused first, whatever the data
         if calibration is None:
-            raise CalibpruneError("--allocation owl needs calibration data (its outlier ratios come from activations)")
+            raise OptionError(
+                "allocation", "{allocation=owl} needs calibration data (its outlier ratios come from activations)"
+            )
         owl: OWLOptions = config.owl
         ratios = measure_outlier_ratios(model, calibration, config, progress, placement)
         indices = sorted(ratios)

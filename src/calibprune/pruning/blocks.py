@@ -10,10 +10,10 @@ from torch import nn
 
 from ..calibration import CalibrationSet
 from ..config import PruneConfig
-from ..errors import CalibpruneError
 from ..models.layers import LayerSelection, block_layers, find_decoder_blocks
 from ..models.placement import BlockPlacement
 from ..models.runner import SequentialRunner
+from ..options import OptionError
 from .stats import InputStatistics, StatisticsCollector
 
 
@@ -66,9 +66,10 @@ def iterate_blocks(
                     yield BlockWork(index, f"{path}.{index}", layers, {n: [n] for n in layers}, None)
         return
     if calibration is None:
-        raise CalibpruneError(
-            f"method={config.method}, allocation={config.allocation}, refine={config.refine} looks at activations "
-            "and needs calibration data: pass --calib"
+        raise OptionError(
+            "calibration.source",
+            f"{{method={config.method}}}, {{allocation={config.allocation}}}, {{refine={config.refine}}} looks at "
+            "activations and needs calibration data: pass {calibration.source}",
         )
     last = max(i for i, block in enumerate(blocks) if block_layers(block, f"{path}.{i}", selection))
     runner = SequentialRunner(model, calibration.input_ids, config.runner, placement)

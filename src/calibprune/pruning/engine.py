@@ -161,7 +161,7 @@ def batching_record(config: PruneConfig, calibrated: bool) -> dict:
     return {
         "batch_size": size,
         "reference_batching": size == 1 or not calibrated,
-        "note": "the reference code runs one calibration sample per forward (--batch-size 1); other batch sizes "
+        "note": "the reference code runs one calibration sample per forward (batch size 1); other batch sizes "
         "round differently and may move a fraction of a percent of mask positions (README, Fidelity)",
     }
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from ..config import SparsityTarget, pruned_count
-from ..errors import CalibpruneError
+from ..options import OptionError
 from ..utils.selection import lowest_mask as prune_lowest
 
 SCOPES = ("row", "matrix")
@@ -43,9 +43,10 @@ def unstructured_mask(scores: torch.Tensor, ratio: float, scope: str = "row") ->
 
 def check_nm_width(width: int, m: int, name: str = "layer") -> None:
     if width % m != 0:
-        raise CalibpruneError(
+        raise OptionError(
+            "pattern",
             f"{name} has {width} inputs, not divisible by M={m}: N:M groups must tile the input "
-            f"dimension; pick an M that divides {width} or exclude the layer with --ignore"
+            f"dimension; pick an M that divides {width} or exclude the layer with {{ignore}}",
         )
 
 

@@ -19,6 +19,7 @@ import torch
 
 from ..config import PruneConfig, SparsityTarget
 from ..errors import CalibpruneError
+from ..options import OptionError
 from ..utils.registry import Registry
 from .admm import ADMMOptions, admm_prune
 from .dsnot import dsnot_refine
@@ -112,7 +113,7 @@ class RIA(PruningMethod):
         if self.options.permutation == "none":
             return super().prune(weights, stats, target, config, names, scope)
         if not target.is_nm:
-            raise CalibpruneError("RIA channel permutation applies to N:M patterns only: pass --pattern N:M")
+            raise OptionError("pattern", "RIA channel permutation applies to N:M patterns only: pass {pattern=N:M}")
         if getattr(config, "refine", "none") != "none":
             raise CalibpruneError(
                 "RIA channel permutation with a refinement: DSnoT swaps weights within the M-groups of the stored "

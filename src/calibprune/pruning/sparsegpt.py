@@ -33,6 +33,7 @@ import torch
 
 from ..config import SparseGPTOptions, SparsityTarget, pruned_count
 from ..errors import CalibpruneError
+from ..options import OptionError
 from .masks import check_nm_width, prune_lowest, threshold_mask
 
 SUB_BLOCK = 16
@@ -53,10 +54,11 @@ def inverse_cholesky(h: torch.Tensor, percdamp: float, max_retries: int, name: s
             if int(info) == 0:
                 return upper, damp
         damp *= 10.0
-    raise CalibpruneError(
+    raise OptionError(
+        "sparsegpt.percdamp",
         f"SparseGPT: the Hessian of {name} is not positive definite even with damping "
         f"{damp / 10:.3g} ({damp / 10 / max(mean_diag, 1e-30):.3g} x mean diagonal): use more calibration "
-        "samples, a larger --percdamp, or exclude the layer with --ignore"
+        "samples, a larger {sparsegpt.percdamp}, or exclude the layer with {ignore}",
     )
 
 
