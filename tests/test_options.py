@@ -223,7 +223,8 @@ def test_no_module_below_the_cli_names_a_flag_except_those_not_yet_migrated():
 def test_an_option_error_from_deep_in_a_run_reaches_the_cli_in_its_flags(model_dir, tmp_path):
     from conftest import run_cli
 
-    done = run_cli("prune", "--model", str(model_dir), "--pattern", "1:3", "--output", str(tmp_path / "out"))
+    args = ["--pattern", "1:3", "--nsamples", "2", "--seqlen", "32", "--output", str(tmp_path / "out")]
+    done = run_cli("prune", "--model", str(model_dir), *args)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "not divisible by M=3" in done.stderr and "exclude the layer with --ignore" in done.stderr
     with pytest.raises(OptionError, match="exclude the layer with ignore$"):  # Python: the keyword
