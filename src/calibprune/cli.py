@@ -43,7 +43,9 @@ def _on_interrupt(text: str, quiet: bool) -> None:
 def _notice(quiet: bool):
     """Where one-line notices (estimates, resume points, resolved options) go: stderr,
     or nowhere under --quiet."""
-    return (lambda message: None) if quiet else (lambda message: console.print(Text(message), soft_wrap=True))
+    from .estimate import silent  # the pipeline measures no rate for a silent notice
+
+    return silent if quiet else (lambda message: console.print(Text(message), soft_wrap=True))
 
 
 def _split(values: list[str] | None) -> tuple[str, ...]:
@@ -376,7 +378,16 @@ def eval_(
     task_request = TaskRequest(
         list(_split(tasks)), limit=limit, seed=seed, mmlu_shots=mmlu_shots, batch_size=batch_size, scoring=scoring
     )
-    report = run_eval(model, ppl_request, task_request, output=output, dtype=dtype, progress=not quiet, device=device)
+    report = run_eval(
+        model,
+        ppl_request,
+        task_request,
+        output=output,
+        dtype=dtype,
+        progress=not quiet,
+        device=device,
+        say=_notice(quiet),
+    )
     if "batch_size" in report:
         probe = report["batch_size"]
         out.print(f"--batch-size auto: {probe['chosen']} ({probe['rule']}: {probe['measured']})")
