@@ -63,7 +63,6 @@ REPORT_NAME = "prune_report.json"
 DEFAULT_NSAMPLES, DEFAULT_SEQLEN = 128, 2048  # the published code's calibration defaults
 
 Say = Callable[[str], None]
-_silent = silent  # a ``say`` that nobody hears: no rate is measured for it
 
 
 @dataclass
@@ -218,7 +217,7 @@ def run_prune(
     progress: bool = True,
     tasks: TaskRequest | None = None,
     evaluate_dense: bool = True,
-    say: Say = _silent,
+    say: Say = silent,
     device: str = "auto",
     offload: str = "auto",
 ) -> dict:
@@ -460,7 +459,7 @@ def run_eval(
     dtype: str | None = None,
     progress: bool = True,
     device: str = "auto",
-    say: Say = _silent,
+    say: Say = silent,
 ) -> dict:
     """``calibprune eval``: lm-eval tasks and/or perplexity of a model folder, preset or hub id.
 
@@ -600,7 +599,7 @@ def run_calib(
     overwrite: bool = False,
     progress: bool = True,
     work_dir: str | Path | None = None,
-    say: Say = _silent,
+    say: Say = silent,
     device: str = "auto",
     dtype: str | None = None,
 ) -> CalibrationSet:
