@@ -16,7 +16,19 @@ weights plus whatever the stage allocates.
     python benchmarks/prune_speed.py --repeats 2           # 32 and 128 samples x 512 tokens
     python benchmarks/prune_speed.py --nsamples 16 --methods dense wanda
 
-Prints a table and writes ``benchmarks/results/prune_speed.json``.
+``--startup`` measures instead what a whole ``calibprune prune`` process spends before
+and around its pruning stage (the real command, in a fresh process: imports, plan,
+calibration sampling, loading, the rate probe, pruning, saving, and the rest:
+interpreter start-up, option parsing, time no stage books), next to a dense-forward
+process (interpreter, imports, loading, one forward pass over the same windows, read
+from a saved set); the ratio is taken within each repeat. ``--src A B`` runs the prune
+process with each of these source trees in turn (e.g. the main checkout's ``src`` and
+this one's), interleaved, so that two versions are compared side by side:
+
+    python benchmarks/prune_speed.py --startup --nsamples 32 --repeats 3 --src /work/main/src src
+
+Prints a table and writes ``benchmarks/results/prune_speed.json`` (``prune_startup.json``
+with ``--startup``).
 """
 
 from __future__ import annotations
@@ -147,6 +159,146 @@ def print_table(rows: list[dict]) -> None:
         print("| " + " | ".join(cells) + " |")
 
 
+STARTUP_ROWS = [  # (row, key in a prune process's measurements)
+    ("imports", "imports_s"),
+    ("plan", "plan"),
+    ("calibration sampling", "calibration"),
+    ("load", "load"),
+    ("rate probe", "estimate"),
+    ("prune", "prune"),
+    ("save", "save"),
+    ("other (interpreter, CLI, unstaged)", "other_s"),
+    ("start-up: whole process - prune", "startup_s"),
+    ("whole process", "process_s"),
+]
+
+
+def prune_process_worker(nsamples: int, seqlen: int, model_name: str, output: str) -> dict:
+    """The real ``calibprune prune`` command in this process; stages from its report."""
+    started = time.perf_counter()
+    import calibprune
+    import calibprune.cli as cli
+    import calibprune.pipeline  # noqa: F401  (what `prune` imports before it parses its options)
+
+    imports = time.perf_counter() - started
+    argv = [
+        "prune", "--model", model_name, "--method", "wanda", "--sparsity", "0.5", "--calib", "wiki-en",
+        "--nsamples", str(nsamples), "--seqlen", str(seqlen), "--output", output, "--overwrite",
+    ]  # fmt: skip
+    cli.app(argv, standalone_mode=False)
+    report = json.loads((Path(output) / "prune_report.json").read_text())
+    return {
+        "imports_s": round(imports, 3),
+        "stages": {name: stage["wall_s"] for name, stage in report["stages"].items()},
+        "calibration_fingerprint": report["calibration"]["fingerprint"],
+        "code": str(Path(calibprune.__file__).parent),
+    }
+
+
+def dense_process_worker(set_folder: str, batch_size: int, model_name: str) -> dict:
+    """A dense-forward process: imports, loading, one forward pass over a saved set's windows."""
+    started = time.perf_counter()
+    import torch
+
+    from calibprune.calibration import CalibrationSet
+    from calibprune.models.loading import load_model, resolve_model
+
+    imports = time.perf_counter() - started
+    calib = CalibrationSet.load(set_folder)
+    model = load_model(resolve_model(model_name))
+    forward = time.perf_counter()
+    with torch.no_grad():
+        for start in range(0, calib.nsamples, batch_size):
+            model(input_ids=calib.input_ids[start : start + batch_size], use_cache=False)
+    return {"imports_s": round(imports, 3), "forward_s": round(time.perf_counter() - forward, 3)}
+
+
+def _timed_process(cmd: list[str], env: dict) -> tuple[dict, float]:
+    started = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(cmd[:4])} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1]), wall
+
+
+def run_startup(args) -> dict:
+    """--startup: prune processes (one per --src) and a dense-forward process, interleaved per repeat."""
+    import tempfile
+
+    here = Path(__file__).resolve().parents[1] / "src"  # this checkout's code, for the set and the dense process
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(here)}
+    sources = [str(Path(src).resolve()) for src in args.src or [here]]
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="prune-startup-") as tmp:
+        folder = str(Path(tmp) / "set")
+        prep = [sys.executable, __file__, "--worker", "save-set", str(args.nsamples[0]), "--seqlen", str(args.seqlen)]
+        _timed_process([*prep, "--model", args.model, "--extra", f"folder={folder}"], env)
+        for repeat in range(args.repeats):
+            cmd = [sys.executable, __file__, "--worker", "dense-process", str(args.nsamples[0]), "--model", args.model]
+            dense, wall = _timed_process(
+                [*cmd, "--batch-size", str(args.batch_size), "--extra", f"folder={folder}"], env
+            )
+            runs.append({"kind": "dense", "repeat": repeat, **dense, "process_s": round(wall, 3)})
+            print(f"  dense-forward process, run {repeat}: {wall:.1f} s", flush=True)
+            for src in sources:
+                src_env = {**env, "PYTHONPATH": src}
+                cmd = [sys.executable, __file__, "--worker", "prune-process", str(args.nsamples[0])]
+                cmd += ["--seqlen", str(args.seqlen), "--model", args.model, "--extra", f"folder={tmp}/out"]
+                row, wall = _timed_process(cmd, src_env)
+                runs.append({"kind": "prune", "src": src, "repeat": repeat, **row, "process_s": round(wall, 3)})
+                print(f"  prune process ({row['code']}), run {repeat}: {wall:.1f} s", flush=True)
+    return startup_result(runs, sources)
+
+
+def startup_result(runs: list[dict], sources: list) -> dict:
+    for r in runs:
+        if r["kind"] == "prune":
+            r["other_s"] = round(r["process_s"] - r["imports_s"] - sum(r["stages"].values()), 3)
+            r["startup_s"] = round(r["process_s"] - r["stages"]["prune"], 3)
+    fingerprints = {r["calibration_fingerprint"] for r in runs if r["kind"] == "prune"}
+    if len(fingerprints) != 1:
+        sys.exit(f"the prune processes sampled different windows: {sorted(fingerprints)}")
+    return {"runs": runs, "rows": summarize_startup(runs, sources), "sources": sources}
+
+
+def summarize_startup(runs: list[dict], sources: list) -> list[dict]:
+    """Median seconds per start-up row and source; the whole process over the dense-forward
+    process of the same repeat (median and range)."""
+    dense = {r["repeat"]: r for r in runs if r["kind"] == "dense"}
+    rows = []
+    for label, key in STARTUP_ROWS:
+        row = {"row": label}
+        for src in sources:
+            mine = [r for r in runs if r["kind"] == "prune" and r["src"] == src]
+            values = [r.get(key, r["stages"].get(key)) for r in mine]
+            row[str(src)] = statistics.median(values) if all(v is not None for v in values) else None
+        rows.append(row)
+    ratio_row, range_row = {"row": "x dense-forward process (median)"}, {"row": "x dense-forward process (range)"}
+    for src in sources:
+        ratios = [r["process_s"] / dense[r["repeat"]]["process_s"] for r in runs if r.get("src") == src]
+        ratio_row[str(src)] = round(statistics.median(ratios), 3)
+        range_row[str(src)] = [round(min(ratios), 3), round(max(ratios), 3)]
+    dense_row = {"row": "dense-forward process", **dict.fromkeys(map(str, sources), statistics.median(
+        r["process_s"] for r in dense.values()))}  # fmt: skip
+    return [*rows, dense_row, ratio_row, range_row]
+
+
+def print_startup_table(rows: list[dict], sources: list) -> None:
+    names = [str(s) for s in sources]
+    print("| stage | " + " | ".join(f"{n} (median s)" for n in names) + " |")
+    print("|---|" + "---|" * len(names))
+    for row in rows:
+        cells = []
+        for src in sources:
+            value = row[str(src)]
+            if isinstance(value, list):
+                cells.append("-".join(f"{v:.2f}" for v in value))
+            else:
+                cells.append("" if value is None else f"{value:.2f}")
+        print(f"| {row['row']} | " + " | ".join(cells) + " |")
+
+
 def run_worker(method: str, nsamples: int, args) -> dict:
     """One measurement in a fresh process, so that its peak RSS is its own."""
     cmd = [
@@ -192,11 +344,42 @@ def main() -> None:
     parser.add_argument("--output", default=str(RESULTS / "prune_speed.json"))
     parser.add_argument("--worker", nargs=2, metavar=("METHOD", "NSAMPLES"), help=argparse.SUPPRESS)
     parser.add_argument("--extra", nargs="*", default=[], help="key=value options for the worker (store=memory)")
+    parser.add_argument("--startup", action="store_true", help="measure a whole prune process's start-up stages")
+    parser.add_argument("--src", nargs="+", help="with --startup: source trees to run the prune process with")
     args = parser.parse_args()
 
     if args.worker:
         method, nsamples = args.worker
-        print(json.dumps(worker(method, int(nsamples), args.seqlen, args.batch_size, args.model, args.extra)))
+        extra = dict(arg.split("=", 1) for arg in args.extra)
+        if method == "save-set":
+            from calibprune.calibration import build_calibration
+            from calibprune.models.loading import load_tokenizer, resolve_model
+
+            tokenizer = load_tokenizer(resolve_model(args.model))
+            build_calibration("wiki-en", tokenizer, int(nsamples), args.seqlen, seed=0).save(extra["folder"])
+            result = {"saved": extra["folder"]}
+        elif method == "dense-process":
+            result = dense_process_worker(extra["folder"], args.batch_size, args.model)
+        elif method == "prune-process":
+            result = prune_process_worker(int(nsamples), args.seqlen, args.model, extra["folder"])
+        else:
+            result = worker(method, int(nsamples), args.seqlen, args.batch_size, args.model, args.extra)
+        print(json.dumps(result))
+        return
+
+    if args.startup:
+        if args.from_json:
+            stored = json.loads(Path(args.from_json).read_text())
+            result = startup_result(stored["runs"], stored["sources"])
+        else:
+            result = run_startup(args)
+        print()
+        print_startup_table(result["rows"], result["sources"])
+        out = Path(args.output if args.output != str(RESULTS / "prune_speed.json") else RESULTS / "prune_startup.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"model": args.model, "nsamples": args.nsamples[0], "seqlen": args.seqlen, "repeats": args.repeats}
+        out.write_text(json.dumps({**meta, "created": time.strftime("%Y-%m-%d %H:%M:%S"), **result}, indent=2) + "\n")
+        print(f"\nwritten to {out}")
         return
 
     if args.from_json:

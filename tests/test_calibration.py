@@ -109,3 +109,51 @@ def test_disjoint_windows_tile_a_stream_that_fits_exactly_and_are_placed_uniform
 def test_unknown_window_rule_is_refused(tokenizer, text_corpus):
     with pytest.raises(CalibpruneError, match="window rule 'overlap' is unknown: use 'disjoint'"):
         build_calibration(str(text_corpus), tokenizer, nsamples=2, seqlen=10, windows="overlap")
+
+
+@pytest.fixture
+def token_cache(tmp_path, monkeypatch):
+    """The token-stream cache in a temporary folder, caching pools of any size."""
+    from calibprune.corpora import tokens
+
+    folder = tmp_path / "token-cache"
+    monkeypatch.setattr(tokens, "_folder", lambda: folder)
+    monkeypatch.setattr(tokens, "MIN_CACHED_TOKENS", 0)
+    return folder
+
+
+def test_cached_token_stream_gives_the_same_windows_and_follows_the_corpus(tokenizer, text_corpus, token_cache):
+    from calibprune.calibration.sampling import windows_from_texts
+
+    corpus = LocalCorpus(text_corpus)
+    uncached, _ = windows_from_texts(corpus.texts("calib"), tokenizer, 6, 40, seed=3)
+    cold = sample_windows(corpus, tokenizer, 6, 40, seed=3)  # tokenizes and writes the file
+    (first,) = token_cache.glob("*.calib.*.npy")
+    warm = sample_windows(corpus, tokenizer, 6, 40, seed=3)  # reads it
+    assert torch.equal(cold.input_ids, uncached) and torch.equal(warm.input_ids, uncached)
+    assert cold.manifest == warm.manifest
+    # a changed corpus is a new key: its stream is tokenized again and replaces the stale file
+    text_corpus.write_text(text_corpus.read_text() + "\n\nA new last paragraph about a fox and a dog.")
+    changed = LocalCorpus(text_corpus)
+    again, _ = windows_from_texts(changed.texts("calib"), tokenizer, 6, 40, seed=3)
+    assert torch.equal(sample_windows(changed, tokenizer, 6, 40, seed=3).input_ids, again)
+    (second,) = token_cache.glob("*.calib.*.npy")
+    assert second != first and not first.exists()
+    # another pool of the same corpus has a file of its own
+    sample_windows(changed, tokenizer, 1, 40, seed=0, split="heldout")
+    assert len(list(token_cache.glob("*.npy"))) == 2
+
+
+def test_token_stream_without_a_corpus_signature_is_not_cached(tokenizer, text_corpus, token_cache, monkeypatch):
+    corpus = LocalCorpus(text_corpus)
+    monkeypatch.setattr(corpus, "version", lambda: None)
+    sample_windows(corpus, tokenizer, 2, 40, seed=0)
+    assert not token_cache.exists() or not list(token_cache.iterdir())
+
+
+def test_small_pools_are_not_cached(tokenizer, text_corpus, token_cache, monkeypatch):
+    from calibprune.corpora import tokens
+
+    monkeypatch.setattr(tokens, "MIN_CACHED_TOKENS", 10**9)
+    sample_windows(LocalCorpus(text_corpus), tokenizer, 2, 40, seed=0)
+    assert not token_cache.exists() or not list(token_cache.iterdir())

@@ -413,3 +413,21 @@ def test_reports_record_the_command_line_and_the_options(tmp_path, model_dir, te
         run_calib(str(model_dir), CalibJob(source=str(text_corpus), nsamples=2, seqlen=16), None).manifest["argv"]
         is None
     )
+
+
+def test_prune_estimate_is_printed_before_the_dense_perplexity_pass_starts(tmp_path, model_dir, text_corpus):
+    done = run_cli(
+        "prune", "--model", str(model_dir), "--sparsity", "0.5", "--calib", str(text_corpus),
+        "--nsamples", "2", "--seqlen", "16", "--ppl", str(text_corpus), "--ppl-seqlen", "24",
+        "--ppl-max-windows", "5", "--output", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    estimate = done.stderr.find("prune: dense perplexity on 5 windows x 24 tokens")
+    first_bar = done.stderr.find(f"ppl {text_corpus}")  # the dense pass's progress bar
+    assert 0 <= estimate < first_bar < done.stderr.find("wanda 50%")
+    assert "= 291 tokens of model passes" in done.stderr
+    quiet = run_cli(
+        "eval", "--model", str(model_dir), "--ppl", str(text_corpus), "--ppl-seqlen", "24",
+        "--ppl-max-windows", "5", "--quiet",
+    )  # fmt: skip
+    assert quiet.returncode == 0 and "measured here" not in quiet.stderr

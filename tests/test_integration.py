@@ -150,3 +150,25 @@ def test_synthetic_and_detected_sets_on_smollm2_then_prune_from_a_set(tmp_path):
     )
     report = json.loads((tmp_path / "x" / "prune_report.json").read_text())
     assert report["calibration"]["strategy"] == "synthetic" and report["calibration"]["nsamples"] == 2
+
+
+# Fingerprints of the windows these arguments gave before the token-stream cache
+# (computed with the code of main at d41494e, which tokenized the pool on every run).
+WINDOWS_BEFORE_THE_CACHE = {
+    (32, 512, 0, "disjoint"): "f8d35a3a410c2f0c",
+    (8, 128, 3, "random"): "e3d67e74a7c1ca56",
+}
+
+
+def test_sampled_windows_are_bit_identical_to_those_before_the_token_cache(tmp_path, monkeypatch):
+    from calibprune.calibration import build_calibration
+    from calibprune.corpora import tokens
+    from calibprune.models.loading import load_tokenizer, resolve_model
+
+    monkeypatch.setattr(tokens, "_folder", lambda: tmp_path)
+    tokenizer = load_tokenizer(resolve_model("smollm2-135m"))
+    for attempt in ("cold", "warm"):  # tokenized and written, then read back
+        for (nsamples, seqlen, seed, windows), fingerprint in WINDOWS_BEFORE_THE_CACHE.items():
+            calib = build_calibration("wiki-en", tokenizer, nsamples, seqlen, seed, windows=windows)
+            assert calib.fingerprint == fingerprint, (attempt, nsamples, seqlen, seed, windows)
+        assert len(list(tmp_path.glob("wiki-en-*.calib.*.npy"))) == 1

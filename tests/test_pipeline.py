@@ -255,3 +255,70 @@ def test_report_sums_dsnot_swaps_and_gives_owl_ratios_a_unit(llama, calib_ids):
     owl = prune(tiny_model("llama"), calib_ids, method="wanda", sparsity=0.5, allocation="owl", progress=False,
                 owl=OWLOptions(lam=0.05))  # fmt: skip
     assert owl["allocation"]["outlier_ratio_unit"].startswith("%")
+
+
+def _prune_with_notices(model_dir, text_corpus, say, **kwargs):
+    from calibprune.config import PruneConfig, SparsityTarget
+    from calibprune.pipeline import CalibrationRequest, PerplexityRequest, run_prune
+
+    return run_prune(
+        str(model_dir),
+        PruneConfig(method="wanda", target=SparsityTarget.unstructured(0.5)),
+        CalibrationRequest(str(text_corpus), nsamples=2, seqlen=16),
+        None,
+        ppl=PerplexityRequest([str(text_corpus)], seqlen=24, max_windows=5),
+        progress=False,
+        say=say,
+        **kwargs,
+    )
+
+
+def test_prune_estimate_counts_dense_pass_pruning_and_pruned_pass(model_dir, text_corpus):
+    notices = []
+    report = _prune_with_notices(model_dir, text_corpus, notices.append)
+    (line,) = [n for n in notices if n.startswith("prune:")]
+    # hand-computed: perplexity 5 windows x 24 = 120 tokens per pass; pruning 2 x 16 = 32 tokens x 1.6 (Wanda)
+    # = 51.2; in all 120 + 51.2 + 120 = 291.2
+    ppl = f"5 windows x 24 tokens of {text_corpus} (120 tokens)"
+    assert line.startswith(
+        f"prune: dense perplexity on {ppl} + pruning calibrates on 2 windows x 16 tokens (32 tokens x 1.6 model "
+        f"passes) + pruned perplexity on {ppl} = 291 tokens of model passes; at "
+    )
+    assert "tokens/s measured here, about" in line
+    assert report["perplexity"]["dense"][str(text_corpus)]["windows"] == 5
+    stages = list(report["stages"])
+    assert stages.index("ppl_inputs") < stages.index("load") < stages.index("estimate") < stages.index("ppl_dense")
+
+
+def test_no_rate_is_measured_when_nobody_hears_the_estimate(model_dir, text_corpus, monkeypatch):
+    from calibprune import pipeline
+    from calibprune.estimate import silent
+
+    calls = []
+    monkeypatch.setattr(pipeline, "forward_rate", lambda model, ids: calls.append(ids.shape) or 100.0)
+    report = _prune_with_notices(model_dir, text_corpus, silent)
+    assert calls == [] and "estimate" not in report["stages"]
+    _prune_with_notices(model_dir, text_corpus, lambda message: None)
+    assert calls == [(1, 16)]  # one calibration window
+
+
+def test_eval_prints_its_estimate_before_evaluating(model_dir, text_corpus):
+    from calibprune.pipeline import PerplexityRequest, run_eval
+
+    notices = []
+    report = run_eval(
+        str(model_dir), PerplexityRequest([str(text_corpus)], seqlen=24, max_windows=5), progress=False,
+        say=notices.append,
+    )  # fmt: skip
+    assert notices[0].startswith(f"perplexity on 5 windows x 24 tokens of {text_corpus}: 120 tokens; at ")
+    assert report["perplexity"][str(text_corpus)]["tokens_scored"] == 5 * 23
+
+
+def test_eval_estimate_counts_the_documents_of_each_task():
+    from calibprune.pipeline import TaskRequest, _eval_estimate
+
+    # --limit 8 per task, and per subject for MMLU: 8 + 57 x 8 = 464
+    line = _eval_estimate(None, {}, TaskRequest(["boolq", "mmlu"], limit=8)).describe()
+    assert line.startswith("eval: lm-eval tasks on 464 documents (boolq 8, mmlu 456); their time shows")
+    whole = _eval_estimate(None, {}, TaskRequest(["arc_challenge"])).describe()
+    assert "lm-eval tasks on 299 documents (arc_challenge 299)" in whole  # ARC-c's validation split

@@ -8,6 +8,7 @@ from conftest import tiny_model
 
 from calibprune.calibration import CalibrationSet, GenerationOptions, build_detected, build_synthetic
 from calibprune.calibration.filters import drop_above_percentile, keep_top_fraction
+from calibprune.calibration.generation_progress import GenerationProgress
 from calibprune.config import PruneConfig, SparsityTarget
 from calibprune.corpora import get_corpus
 from calibprune.errors import CalibpruneError
@@ -396,3 +397,58 @@ def test_gemma3_prompts_are_its_own_bos_encoding():
     start = start_token(tok)
     assert start["tokens"] == [tok.bos_token] and start["rule"] == "added by the tokenizer"
     assert prompt_ids(tok, "The city of Paris", 1, start) == tok("The city of Paris")["input_ids"][:2]
+
+
+class StepRecorder(GenerationProgress):
+    """Records every progress call, in order."""
+
+    def __init__(self):
+        self.calls = []
+
+    def start(self, batches, done, steps):
+        self.calls.append(("start", batches, done, steps))
+
+    def step(self, batch, step):
+        self.calls.append(("step", batch, step))
+
+    def batch_done(self, batch, texts, generated_tokens):
+        self.calls.append(("batch_done", batch, texts))
+
+
+def test_generation_reports_every_decoding_step_in_order(tokenizer, text_corpus):
+    from calibprune.calibration.synthetic import build_prompts, generate_texts
+
+    corpus = get_corpus(str(text_corpus))
+    options = GenerationOptions(prefix_tokens=3, max_new_tokens=12, batch_size=4, num_texts=8)
+    prompts = build_prompts(corpus, tokenizer, 8, 3, seed=0)
+    recorder = StepRecorder()
+    records = generate_texts(tiny_model("llama"), tokenizer, prompts, options, seed=0, progress=recorder)
+    assert recorder.calls[0] == ("start", 2, 0, 12)
+    steps = [c[1:] for c in recorder.calls if c[0] == "step"]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)  # (batch, step) strictly increasing
+    for batch in (0, 1):
+        in_batch = [s for b, s in steps if b == batch]
+        assert len(in_batch) > 1 and in_batch[0] == 1 and in_batch[-1] <= 12
+        done_at = recorder.calls.index(("batch_done", batch, 4))
+        assert all(recorder.calls.index(("step", batch, s)) < done_at for s in in_batch)  # steps come first
+    # reporting changes nothing: the same texts as a run without progress
+    plain = generate_texts(tiny_model("llama"), tokenizer, prompts, options, seed=0, progress=False)
+    assert [r["text"] for r in records] == [r["text"] for r in plain]
+    # a resumed generation starts its count after the finished batches
+    again = StepRecorder()
+    generate_texts(tiny_model("llama"), tokenizer, prompts, options, seed=0, progress=again, previous=records[:4])
+    assert again.calls[0] == ("start", 2, 1, 12) and {c[1] for c in again.calls if c[0] == "step"} == {1}
+
+
+def test_step_bar_moves_within_a_batch_and_counts_finished_batches(capsys):
+    from calibprune.calibration.generation_progress import StepBar
+
+    bar = StepBar()
+    bar.start(batches=3, done=1, steps=10)  # resumed: batch 0 is finished
+    assert bar.bar.n == 10 and bar.bar.total == 30
+    bar.step(1, 4)
+    assert bar.bar.n == 14 and "batch 2/3, step 4/10" in str(bar.bar)
+    bar.batch_done(1, texts=4, generated_tokens=20)  # stopped early at EOS: the bar jumps to the batch's end
+    assert bar.bar.n == 20 and "batch 2/3 done" in str(bar.bar)
+    bar.close()
+    assert "20/30" in capsys.readouterr().err

@@ -49,7 +49,9 @@ def _on_interrupt(text: str, quiet: bool) -> None:
 def _notice(quiet: bool):
     """Where one-line notices (estimates, resume points, resolved options) go: stderr,
     or nowhere under --quiet."""
-    return (lambda message: None) if quiet else (lambda message: console.print(Text(message), soft_wrap=True))
+    from .estimate import silent  # the pipeline measures no rate for a silent notice
+
+    return silent if quiet else (lambda message: console.print(Text(message), soft_wrap=True))
 
 
 def _split(values: list[str] | None) -> tuple[str, ...]:
@@ -392,6 +394,7 @@ def eval_(
         device=device,
         overwrite=overwrite,
         argv=sys.argv,
+        say=_notice(quiet),
     )
     if "batch_size" in report:
         probe = report["batch_size"]

@@ -12,6 +12,10 @@ measured on this machine, on this model, a moment before the work starts:
   (later steps attend over longer texts: the rate is optimistic there, pessimistic for
   the fixed cost of each call).
 
+* perplexity: windows x window length (or the documents' tokens), one forward pass each;
+  ``prune --ppl`` sums the dense pass, pruning and the pruned pass in one line
+  (:class:`RunEstimate`), printed before the dense pass starts.
+
 Estimates are rough (+-50 %: attention grows with the window, machines are shared);
 the progress bars then show the measured ETA.
 """
@@ -37,19 +41,80 @@ class Estimate:
     rate: float | None = None
 
     @property
+    def work(self) -> float:
+        """Tokens through the model, counted in single passes."""
+        return self.tokens * self.passes
+
+    @property
     def seconds(self) -> float | None:
-        if self.rate is None or self.rate <= 0:
-            return None
-        return self.tokens * self.passes / self.rate
+        return _seconds(self.work, self.rate)
+
+    def amount(self) -> str:
+        """``16,384 tokens x 1.6 model passes``."""
+        return f"{self.tokens:,} tokens" + (f" x {self.passes:g} model passes" if self.passes != 1.0 else "")
 
     def describe(self) -> str:
-        line = f"{self.what}: {self.tokens:,} tokens"
-        if self.passes != 1.0:
-            line += f" x {self.passes:g} model passes"
-        seconds = self.seconds
-        if seconds is not None:
-            line += f"; at {self.rate:,.0f} tokens/s measured here, about {duration(seconds)}"
-        return line
+        return f"{self.what}: {self.amount()}" + _at_rate(self.work, self.rate)
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """The stages of one run (their ``rate`` is ignored) at one measured ``rate``, in one
+    line; ``notes`` name work that is not counted in tokens (e.g. lm-eval documents)."""
+
+    what: str
+    parts: tuple[Estimate, ...]
+    rate: float | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def tokens(self) -> int:
+        return sum(p.tokens for p in self.parts)
+
+    @property
+    def work(self) -> float:
+        return sum(p.work for p in self.parts)
+
+    @property
+    def seconds(self) -> float | None:
+        return _seconds(self.work, self.rate)
+
+    def describe(self) -> str:
+        if len(self.parts) == 1:
+            line = Estimate(self.parts[0].what, self.parts[0].tokens, self.parts[0].passes, self.rate).describe()
+        elif self.parts:
+            items = " + ".join(f"{p.what} ({p.amount()})" for p in self.parts)
+            line = f"{self.what}: {items} = {round(self.work):,} tokens of model passes" + _at_rate(
+                self.work, self.rate
+            )
+        else:
+            line = f"{self.what}:"
+        return "; ".join([line, *self.notes]) if self.parts else f"{line} {'; '.join(self.notes)}"
+
+
+def _seconds(work: float, rate: float | None) -> float | None:
+    return None if rate is None or rate <= 0 else work / rate
+
+
+def _at_rate(work: float, rate: float | None) -> str:
+    seconds = _seconds(work, rate)
+    return "" if seconds is None else f"; at {rate:,.0f} tokens/s measured here, about {duration(seconds)}"
+
+
+def silent(message: str) -> None:
+    """The notice sink of ``--quiet``: nothing is printed, so no rate is measured for it."""
+
+
+def listening(say) -> bool:
+    """Whether notices given to ``say`` reach anyone (the rate probes cost seconds)."""
+    return say is not silent
+
+
+def perplexity_part(what: str, inputs: dict) -> Estimate:
+    """One perplexity pass over prepared inputs (name -> ``PerplexityInputs``), one forward each."""
+    return Estimate(
+        f"{what} on " + ", ".join(i.describe() for i in inputs.values()), sum(i.tokens for i in inputs.values())
+    )
 
 
 def duration(seconds: float) -> str:

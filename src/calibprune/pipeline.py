@@ -30,8 +30,17 @@ from .calibration.filters import check_keep_top
 from .config import PruneConfig
 from .corpora import DEFAULT_ENCODING, get_corpus, local_source
 from .errors import CalibpruneError
-from .estimate import Estimate, forward_rate, generation_rate, prune_passes
-from .evaluation.perplexity import PPL_PROTOCOL, PROTOCOLS, perplexity
+from .estimate import (
+    Estimate,
+    RunEstimate,
+    forward_rate,
+    generation_rate,
+    listening,
+    perplexity_part,
+    prune_passes,
+    silent,
+)
+from .evaluation.perplexity import PPL_PROTOCOL, PROTOCOLS, PerplexityInputs, perplexity_inputs, score_perplexity
 from .models.checkpoint import Checkpoint, checkpoint_folder
 from .models.loading import (
     load_config,
@@ -56,10 +65,6 @@ REPORT_NAME = "prune_report.json"
 DEFAULT_NSAMPLES, DEFAULT_SEQLEN = 128, 2048  # the published code's calibration defaults
 
 Say = Callable[[str], None]
-
-
-def _silent(message: str) -> None:
-    pass
 
 
 @dataclass
@@ -149,6 +154,14 @@ class PerplexityRequest:
     def resolve(self) -> list:
         return [get_corpus(name, encoding=self.encoding) for name in self.corpora]
 
+    def prepare(self, tokenizer) -> dict[str, PerplexityInputs]:
+        """The sequences to score per corpus: tokenized once, before the model is loaded,
+        for the estimate and for every pass (dense, pruned)."""
+        return {
+            name: perplexity_inputs(tokenizer, corpus, self.seqlen, self.max_windows, self.split, self.protocol)
+            for name, corpus in zip(self.corpora, self.resolve(), strict=True)
+        }
+
 
 @dataclass
 class TaskRequest:
@@ -183,21 +196,11 @@ def check_seqlen(seqlen: int, config, what: str = "--seqlen") -> None:
         )
 
 
-def evaluate_perplexities(model, tokenizer, request: PerplexityRequest, progress: bool = True) -> dict:
-    return {
-        name: perplexity(
-            model,
-            tokenizer,
-            corpus,
-            seqlen=request.seqlen,
-            max_windows=request.max_windows,
-            batch_size=request.batch_size,
-            split=request.split,
-            protocol=request.protocol,
-            progress=progress,
-        )
-        for name, corpus in zip(request.corpora, request.resolve(), strict=True)
-    }
+def evaluate_perplexities(
+    model, inputs: dict[str, PerplexityInputs], request: PerplexityRequest, progress: bool = True
+) -> dict:
+    """Perplexity per corpus of ``inputs`` (from :meth:`PerplexityRequest.prepare`)."""
+    return {name: score_perplexity(model, i, request.batch_size, progress) for name, i in inputs.items()}
 
 
 def evaluate_task_request(model, tokenizer, request: TaskRequest, progress: bool = True) -> dict:
@@ -233,7 +236,7 @@ def run_prune(
     progress: bool = True,
     tasks: TaskRequest | None = None,
     evaluate_dense: bool = True,
-    say: Say = _silent,
+    say: Say = silent,
     device: str = "auto",
     offload: str = "auto",
     argv: list[str] | None = None,
@@ -314,6 +317,10 @@ def run_prune(
         with tracker.stage("calibration"):
             calibration = calib.build(tokenizer)
             check_seqlen(calibration.seqlen, model_config, "the calibration windows' length")
+    ppl_inputs = {}
+    if ppl:
+        with tracker.stage("ppl_inputs"):
+            ppl_inputs = ppl.prepare(tokenizer)
     job = _PruneJob(model_name, resolved, model_config, config, calibration, tokenizer, tracker, started)
     job.placement_record = {**device_record(run_device, weights_dtype), **choice.to_dict()}
     job.invocation = {"argv": None if argv is None else list(argv), "options": options}
@@ -322,7 +329,7 @@ def run_prune(
         with atomic_directory(output, overwrite=overwrite) as tmp:
             with tracker.stage("load"):
                 model, placement = open_model(resolved, model_config, "disk", run_device, weights_dtype, tmp)
-            report = job.prune(model, placement, say, progress)
+            report = job.prune(model, placement, progress)
             with tracker.stage("save"):
                 model.config.save_pretrained(tmp)
                 if model.can_generate() and model.generation_config is not None:
@@ -334,14 +341,18 @@ def run_prune(
         return report
     with tracker.stage("load"):
         model, placement = open_model(resolved, model_config, choice.value, run_device, weights_dtype)
+    dense_inputs = ppl_inputs if evaluate_dense else {}
+    if listening(say) and placement.name == "none":  # a forward pass is measured: only on a whole model
+        with tracker.stage("estimate"):
+            say(_prune_estimate(model, config, calibration, dense_inputs, ppl_inputs).describe())
     result: dict = {}
-    if ppl and evaluate_dense:
+    if dense_inputs:
         with tracker.stage("ppl_dense"):
-            result["dense"] = evaluate_perplexities(model, tokenizer, ppl, progress)
-    report = job.prune(model, placement, say, progress)
+            result["dense"] = evaluate_perplexities(model, dense_inputs, ppl, progress)
+    report = job.prune(model, placement, progress)
     if ppl:
         with tracker.stage("ppl_pruned"):
-            result["pruned"] = evaluate_perplexities(model, tokenizer, ppl, progress)
+            result["pruned"] = evaluate_perplexities(model, ppl_inputs, ppl, progress)
     report["perplexity"] = result or None
     if tasks:
         with tracker.stage("tasks_pruned"):
@@ -369,14 +380,9 @@ class _PruneJob:
     placement_record: dict = field(default_factory=dict)
     invocation: dict = field(default_factory=lambda: {"argv": None, "options": None})
 
-    def prune(self, model, placement, say: Say, progress: bool) -> dict:
-        """Prune ``model`` (the estimate first, when the model is whole) and build the report."""
+    def prune(self, model, placement, progress: bool) -> dict:
+        """Prune ``model`` and build the report."""
         calibration, config = self.calibration, self.config
-        if calibration is not None and placement.name == "none":
-            window = calibration.input_ids[:1, : min(calibration.seqlen, 512)]
-            tokens = calibration.nsamples * calibration.seqlen
-            what = f"pruning calibrates on {calibration.nsamples} windows x {calibration.seqlen} tokens"
-            say(Estimate(what, tokens, prune_passes(config), forward_rate(model, window)).describe())
         with self.tracker.stage("prune"):
             pruned = prune_model(model, calibration, config, progress=progress, placement=placement)
         report = {
@@ -397,6 +403,48 @@ class _PruneJob:
             "environment": environment(),
         }
         return annotate_report(report)
+
+
+def _probe_window(calibration: CalibrationSet | None, inputs: dict[str, PerplexityInputs]) -> torch.Tensor:
+    """What the rate probe runs: one calibration window, else one perplexity sequence (<= 512 tokens)."""
+    if calibration is not None:
+        return calibration.input_ids[:1, : min(calibration.seqlen, 512)]
+    return torch.tensor([next(iter(inputs.values())).sequences[0][:512]], dtype=torch.long)
+
+
+def _prune_estimate(model, config, calibration, dense_inputs: dict, pruned_inputs: dict) -> RunEstimate:
+    """What ``prune`` will compute, in order: [dense perplexity], [pruning], [pruned perplexity]."""
+    parts = []
+    if dense_inputs:
+        parts.append(perplexity_part("dense perplexity", dense_inputs))
+    if calibration is not None:
+        what = f"pruning calibrates on {calibration.nsamples} windows x {calibration.seqlen} tokens"
+        parts.append(Estimate(what, calibration.nsamples * calibration.seqlen, prune_passes(config)))
+    if pruned_inputs:
+        parts.append(perplexity_part("pruned perplexity", pruned_inputs))
+    rate = forward_rate(model, _probe_window(calibration, pruned_inputs)) if parts else None
+    return RunEstimate("prune", tuple(parts), rate, () if parts else ("no calibration data, no perplexity",))
+
+
+def _eval_estimate(model, ppl_inputs: dict, tasks: TaskRequest | None) -> RunEstimate:
+    """What ``eval`` will compute: perplexity in tokens at a measured rate; lm-eval tasks in documents
+    (their token counts are known only once lm-eval has built the requests)."""
+    parts = (perplexity_part("perplexity", ppl_inputs),) if ppl_inputs else ()
+    rate = forward_rate(model, _probe_window(None, ppl_inputs)) if ppl_inputs else None
+    notes = ()
+    if tasks:
+        from .evaluation.harness import documents_per_task
+
+        counts = documents_per_task(tasks.names, tasks.limit, tasks.mmlu_shots)
+        known = {name: n for name, n in counts.items() if n is not None}
+        listed = ", ".join(
+            f"{name} {n:,}" if n is not None else f"{name} (count unknown offline)" for name, n in counts.items()
+        )
+        notes = (
+            f"lm-eval tasks on {sum(known.values()):,} documents ({listed}); their time shows on the bar once "
+            "lm-eval has built the requests",
+        )
+    return RunEstimate("eval", parts, rate, notes)
 
 
 def annotate_report(report: dict) -> dict:
@@ -450,10 +498,13 @@ def run_eval(
     device: str = "auto",
     overwrite: bool = False,
     argv: list[str] | None = None,
+    say: Say = silent,
 ) -> dict:
     """``calibprune eval``: lm-eval tasks and/or perplexity of a model folder, preset or hub id;
     ``output``: a JSON file, replaced only with ``overwrite``. ``argv`` (the CLI's
-    ``sys.argv``) and the options are recorded in the report."""
+    ``sys.argv``) and the options are recorded in the report. ``say`` receives the cost
+    estimate (perplexity tokens at a measured rate, lm-eval documents) after loading,
+    before any evaluation."""
     options = {
         "model": str(model_name),
         "perplexity": asdict(ppl) if ppl else None,
@@ -479,8 +530,15 @@ def run_eval(
         check_seqlen(ppl.seqlen, load_config(resolved), "--ppl-seqlen")
     tokenizer = load_tokenizer(resolved)
     tracker = StageTracker(device=run_device)
+    ppl_inputs = {}
+    if ppl:
+        with tracker.stage("ppl_inputs"):
+            ppl_inputs = ppl.prepare(tokenizer)
     with tracker.stage("load"):
         model = load_model(resolved, dtype=dtype, device=run_device)
+    if listening(say):
+        with tracker.stage("estimate"):
+            say(_eval_estimate(model, ppl_inputs, tasks).describe())
     report: dict = {
         "command": "eval",
         "argv": None if argv is None else list(argv),
@@ -501,7 +559,7 @@ def run_eval(
             report["tasks"] = evaluate_task_request(model, tokenizer, tasks, progress)
     if ppl:
         with tracker.stage("perplexity"):
-            report["perplexity"] = evaluate_perplexities(model, tokenizer, ppl, progress)
+            report["perplexity"] = evaluate_perplexities(model, ppl_inputs, ppl, progress)
     report["stages"] = tracker.to_dict()
     report["environment"] = environment()
     if output:
@@ -597,7 +655,7 @@ def run_calib(
     overwrite: bool = False,
     progress: bool = True,
     work_dir: str | Path | None = None,
-    say: Say = _silent,
+    say: Say = silent,
     device: str = "auto",
     dtype: str | None = None,
     argv: list[str] | None = None,
@@ -639,7 +697,7 @@ def run_calib(
         with tracker.stage("load"):
             model = load_model(resolved, dtype=dtype, device=run_device)
         if job.strategy == "synthetic":
-            if say is not _silent:  # the estimate measures a generation: only when someone listens
+            if listening(say):  # the estimate measures a generation: only when someone listens
                 _announce_generation(model, tokenizer, job, work_dir, overwrite, say)
             with tracker.stage("generate"):
                 calib = build_synthetic(

@@ -23,6 +23,7 @@ import random
 import torch
 
 from ..corpora import Corpus
+from ..corpora.tokens import pool_tokens, stream_tokens
 from ..errors import CalibpruneError
 from ..models.loading import tokenize
 from .calibset import CalibrationSet, decode_windows, tokenizer_info
@@ -66,7 +67,8 @@ def windows_from_texts(
         raise CalibpruneError(f"there is no text in {what} to sample calibration windows from")
     generator = torch.Generator().manual_seed(seed)
     if mode == "stream":
-        return _stream_windows(texts, tokenizer, nsamples, seqlen, generator, what, windows)
+        ids = torch.tensor(stream_tokens(texts, tokenizer), dtype=torch.long)
+        return _stream_windows(ids, nsamples, seqlen, generator, what, windows)
     return _document_windows(texts, tokenizer, nsamples, seqlen, generator, what)
 
 
@@ -80,19 +82,20 @@ def sample_windows(
     split: str = "calib",
     windows: str = "disjoint",
 ) -> CalibrationSet:
-    """Windows from a corpus's calibration pool (``split``), with its default sampling rule."""
+    """Windows from a corpus's calibration pool (``split``), with its default sampling rule.
+
+    Stream windows are cut from the pool's token stream, tokenized once per corpus
+    version and tokenizer and cached on disk (:mod:`calibprune.corpora.tokens`): the
+    same windows as tokenizing the texts here, without the seconds it takes."""
     mode = mode or corpus.sampling
     check_sampling_args(nsamples, seqlen, mode, windows)
-    ids, info = windows_from_texts(
-        corpus.texts(split),
-        tokenizer,
-        nsamples,
-        seqlen,
-        seed,
-        mode,
-        what=f"corpus {corpus.name!r} ({split} pool)",
-        windows=windows,
-    )
+    what = f"corpus {corpus.name!r} ({split} pool)"
+    if mode == "stream":
+        generator = torch.Generator().manual_seed(seed)
+        stream = pool_tokens(corpus, split, tokenizer)
+        ids, info = _stream_windows(stream, nsamples, seqlen, generator, what, windows)
+    else:
+        ids, info = windows_from_texts(corpus.texts(split), tokenizer, nsamples, seqlen, seed, mode, what, windows)
     manifest = {
         **source_fields(corpus),
         "strategy": "sample",
@@ -142,11 +145,6 @@ def set_from_pool(
     return CalibrationSet(input_ids=ids, manifest=manifest, texts=texts, windows_text=decode_windows(tokenizer, ids))
 
 
-def stream_tokens(texts: list[str], tokenizer) -> list[int]:
-    """The token stream that stream-mode windows are cut from: texts joined by blank lines."""
-    return tokenize(tokenizer, "\n\n".join(texts))
-
-
 def disjoint_starts(total: int, nsamples: int, seqlen: int, generator: torch.Generator) -> list[int]:
     """Starts of ``nsamples`` non-overlapping windows in a stream of ``total`` tokens,
     every placement equally likely, in random order.
@@ -171,8 +169,7 @@ def duplicated_share(starts: list[int], seqlen: int) -> float:
     return 1.0 - covered / (len(starts) * seqlen)
 
 
-def _stream_windows(texts, tokenizer, nsamples, seqlen, generator, what, windows):
-    ids = torch.tensor(stream_tokens(texts, tokenizer), dtype=torch.long)
+def _stream_windows(ids, nsamples, seqlen, generator, what, windows):
     needed = nsamples * seqlen
     if ids.numel() < needed:
         raise CalibpruneError(

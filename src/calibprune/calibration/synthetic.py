@@ -39,12 +39,10 @@ import hashlib
 import json
 import math
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from ..corpora import Corpus
 from ..errors import CalibpruneError
@@ -52,6 +50,7 @@ from ..models.loading import encode, special_tokens_added, tokenize
 from ..scoring import perplexity_of, score_sequences
 from .calibset import CalibrationSet, tokenizer_info
 from .filters import PERCENTILE_RULE, check_filter_top, drop_above_percentile, percentile_threshold
+from .generation_progress import GenerationProgress, StepReporter, as_progress
 from .sampling import check_sampling_args, set_from_pool, source_fields, stream_tokens
 
 SEPARATOR_TOKENS = ("<|endoftext|>", "</s>")
@@ -272,13 +271,15 @@ def generate_texts(
     options: GenerationOptions,
     seed: int,
     log: GenerationLog | None = None,
-    progress: bool = True,
+    progress: bool | GenerationProgress = True,
     previous: list[dict] = (),
 ) -> list[dict]:
     """One record per prompt: prefix, generated continuation, token ids, EOS flag.
 
     Batches already finished (in ``log``, or the complete batches of ``previous``
-    records from an earlier round over the same prompt order) are not generated again."""
+    records from an earlier round over the same prompt order) are not generated again.
+    ``progress``: a bar over decoding steps (True), none (False), or a
+    :class:`GenerationProgress` that receives every step and every finished batch."""
     eos = stop_tokens(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     size = options.batch_size
@@ -289,8 +290,8 @@ def generate_texts(
     if log:
         done.update(log.finished(size, len(prompts)))
     records = [r for b in sorted(done) for r in done[b]]
-    bar = tqdm(total=len(prompts), initial=len(records), desc="generating", unit="text", disable=not progress)
-    started, produced = time.perf_counter(), 0
+    reporter = as_progress(progress)
+    reporter.start(len(batches), sum(b in done for b in range(len(batches))), options.max_new_tokens)
     device = next(model.parameters()).device
     for b, batch in enumerate(batches):
         if b in done:
@@ -304,6 +305,7 @@ def generate_texts(
             max_new_tokens=options.max_new_tokens,
             eos_token_id=eos,
             pad_token_id=pad,
+            stopping_criteria=[StepReporter(reporter, b, ids.shape[1])],
         ).cpu()
         new_records = []
         for row, prompt in enumerate(batch):
@@ -312,7 +314,6 @@ def generate_texts(
             hit_eos = stop is not None
             if hit_eos:
                 continuation = continuation[:stop]
-            produced += len(continuation)
             text_ids = prompt["prefix_ids"] + continuation
             new_records.append(
                 {
@@ -330,9 +331,8 @@ def generate_texts(
         if log:
             log.append(new_records)
         records.extend(new_records)
-        bar.update(len(batch))
-        bar.set_postfix(tok_s=f"{produced / max(time.perf_counter() - started, 1e-9):.1f}")
-    bar.close()
+        reporter.batch_done(b, len(batch), sum(r["generated_tokens"] for r in new_records))
+    reporter.close()
     return sorted(records, key=lambda r: r["index"])
 
 
@@ -364,10 +364,11 @@ def build_synthetic(
     options: GenerationOptions = GenerationOptions(),
     work_dir: str | Path | None = None,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | GenerationProgress = True,
     windows: str = "disjoint",
 ) -> CalibrationSet:
-    """Generate, filter by perplexity, window. ``work_dir`` makes generation resumable."""
+    """Generate, filter by perplexity, window. ``work_dir`` makes generation resumable;
+    ``progress`` as :func:`generate_texts` (the filter's bar shows when it is truthy)."""
     check_sampling_args(nsamples, seqlen)
     options = options.resolve(seqlen)
     needed = nsamples * seqlen
@@ -381,7 +382,7 @@ def build_synthetic(
             )
         records = generate_texts(model, tokenizer, prompts, options, seed, log, progress, previous=records)
         new = [encode(tokenizer, r["text"]) for r in records[len(perplexities) :]]
-        scores = score_sequences(model, new, progress=progress, desc="perplexity filter")
+        scores = score_sequences(model, new, progress=bool(progress), desc="perplexity filter")
         perplexities += [perplexity_of(s) for s in scores]
         keep = drop_above_percentile(perplexities, options.filter_top)
         rounds += 1

@@ -82,4 +82,5 @@ class Corpus:
 def files_version(files) -> str:
     from pathlib import Path
 
-    return ";".join(f"{p}:{Path(p).stat().st_size}:{int(Path(p).stat().st_mtime)}" for p in files)
+    stats = [(p, Path(p).stat()) for p in files]
+    return ";".join(f"{p}:{stat.st_size}:{stat.st_mtime_ns}" for p, stat in stats)

@@ -228,6 +228,17 @@ def resolve_tasks(names: list[str], mmlu_shots: int) -> tuple[dict[str, list], l
     return offline, hub
 
 
+def documents_per_task(names: list[str], limit: int | None, mmlu_shots: int) -> dict[str, int | None]:
+    """Documents each task evaluates (``--limit`` applied per subject); None for a task
+    from lm-eval's registry, whose data is not read before it runs."""
+    offline, hub = resolve_tasks(names, mmlu_shots)
+    counts: dict[str, int | None] = {
+        name: sum(min(_docs_in(c), limit) if limit is not None else _docs_in(c) for c in group)
+        for name, group in offline.items()
+    }
+    return counts | dict.fromkeys(hub)
+
+
 def _seeded_subset(task: str, n: int, limit: int, seed: int) -> list[int]:
     return sorted(random.Random(f"{seed}:{task}").sample(range(n), min(limit, n)))
 

@@ -16,12 +16,14 @@ document was ever a calibration document; a local file is evaluated whole (``all
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 from ..corpora import Corpus, LocalCorpus, get_corpus
+from ..corpora.tokens import pool_tokens
 from ..errors import CalibpruneError
-from ..models.loading import encode, special_tokens_added, tokenize
+from ..models.loading import encode, special_tokens_added
 from ..scoring import perplexity_of, score_sequences
 
 PPL_PROTOCOL = "concat-windows"
@@ -37,7 +39,84 @@ def default_split(corpus: Corpus) -> str:
     return "all" if isinstance(corpus, LocalCorpus) else "heldout"
 
 
+@dataclass
+class PerplexityInputs:
+    """The sequences one perplexity measurement scores, known before any model runs:
+    so a run can say what they cost, and score the same ones before and after pruning."""
+
+    corpus: str
+    split: str
+    protocol: str
+    seqlen: int
+    sequences: list[list[int]]
+    special_tokens: dict | None = None  # per-example: what the tokenizer added around each document
+
+    @property
+    def tokens(self) -> int:
+        """Tokens through the model (each sequence's whole length)."""
+        return sum(len(s) for s in self.sequences)
+
+    def describe(self) -> str:
+        """``32 windows x 512 tokens of wiki-en`` or ``100 documents (<= 512 tokens) of alpaca.jsonl``."""
+        if self.protocol == "concat-windows":
+            return f"{len(self.sequences)} windows x {self.seqlen} tokens of {self.corpus}"
+        return f"{len(self.sequences)} documents (<= {self.seqlen} tokens) of {self.corpus}"
+
+
+def perplexity_inputs(
+    tokenizer,
+    corpus: Corpus | str,
+    seqlen: int = 2048,
+    max_windows: int | None = None,
+    split: str | None = None,
+    protocol: str = PPL_PROTOCOL,
+) -> PerplexityInputs:
+    """What :func:`perplexity` scores on ``corpus``; ``max_windows`` caps windows (or documents)."""
+    corpus = get_corpus(corpus) if isinstance(corpus, str) else corpus
+    split = split or default_split(corpus)
+    if protocol not in PROTOCOLS:
+        raise CalibpruneError(f"unknown perplexity protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
+    if seqlen < 2:
+        raise CalibpruneError(f"perplexity window {seqlen} must be >= 2 tokens")
+    if protocol == "concat-windows":
+        sequences, special = _concat_windows(pool_tokens(corpus, split, tokenizer), seqlen, max_windows), None
+    else:
+        sequences, special = (
+            _per_example(tokenizer, corpus.texts(split), seqlen, max_windows),
+            special_tokens_added(tokenizer),
+        )
+    if not sequences:
+        raise CalibpruneError(
+            f"corpus {corpus.name!r} ({split} pool) has no text long enough for one {seqlen}-token window: "
+            "use a shorter --ppl-seqlen"
+        )
+    return PerplexityInputs(corpus.name, split, protocol, seqlen, sequences, special)
+
+
 @torch.no_grad()
+def score_perplexity(model, inputs: PerplexityInputs, batch_size: int = 1, progress: bool = True) -> dict:
+    """Perplexity of ``model`` on prepared ``inputs``, the protocol named in the result."""
+    # the shared scorer bounds memory: batches of <= 4096 tokens, vocabulary-sized
+    # tensors reduced a chunk of positions at a time (full logits of 8 x 2048 tokens
+    # would take 3 GiB for a 49k vocabulary, three copies of them 10 GiB)
+    desc = f"ppl {inputs.corpus}"
+    scores = score_sequences(model, inputs.sequences, max_batch_size=batch_size, progress=progress, desc=desc)
+    count = sum(len(s) for s in scores)
+    out = {"protocol": inputs.protocol, "corpus": inputs.corpus, "split": inputs.split, "seqlen": inputs.seqlen}
+    if inputs.protocol == "concat-windows":
+        nll = -sum(float(s.logprob.double().sum()) for s in scores)
+        return {**out, "windows": len(scores), "tokens_scored": count, "nll": nll / count, "ppl": math.exp(nll / count)}
+    per_example = [perplexity_of(s) for s in scores]
+    return {
+        **out,
+        "examples": len(scores),
+        "tokens_scored": count,
+        "ppl": sum(per_example) / len(per_example),
+        "ppl_median": float(torch.tensor(per_example).median()),
+        "special_tokens": inputs.special_tokens,
+    }
+
+
 def perplexity(
     model,
     tokenizer,
@@ -50,56 +129,19 @@ def perplexity(
     progress: bool = True,
 ) -> dict:
     """Perplexity of ``model`` on ``corpus``; ``max_windows`` caps windows (or documents)."""
-    corpus = get_corpus(corpus) if isinstance(corpus, str) else corpus
-    split = split or default_split(corpus)
-    if protocol not in PROTOCOLS:
-        raise CalibpruneError(f"unknown perplexity protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
-    if seqlen < 2:
-        raise CalibpruneError(f"perplexity window {seqlen} must be >= 2 tokens")
-    texts = corpus.texts(split)
-    run = _concat_windows if protocol == "concat-windows" else _per_example
-    result = run(model, tokenizer, texts, seqlen, max_windows, batch_size, progress, f"ppl {corpus.name}")
-    if result is None:
-        raise CalibpruneError(
-            f"corpus {corpus.name!r} ({split} pool) has no text long enough for one {seqlen}-token window: "
-            "use a shorter --ppl-seqlen"
-        )
-    out = {"protocol": protocol, "corpus": corpus.name, "split": split, "seqlen": seqlen, **result}
-    if protocol == "per-example":
-        out["special_tokens"] = special_tokens_added(tokenizer)
-    return out
+    inputs = perplexity_inputs(tokenizer, corpus, seqlen, max_windows, split, protocol)
+    return score_perplexity(model, inputs, batch_size, progress)
 
 
-def _concat_windows(model, tokenizer, texts, seqlen, max_windows, batch_size, progress, desc):
-    ids = torch.tensor(tokenize(tokenizer, "\n\n".join(texts)), dtype=torch.long)
+def _concat_windows(ids: torch.Tensor, seqlen: int, max_windows: int | None) -> list[list[int]]:
     n_windows = ids.numel() // seqlen
     if max_windows is not None:
         n_windows = min(n_windows, max_windows)
-    if n_windows == 0:
-        return None
-    windows = ids[: n_windows * seqlen].view(n_windows, seqlen).tolist()
-    # the shared scorer bounds memory: batches of <= 4096 tokens, vocabulary-sized
-    # tensors reduced a chunk of positions at a time (full logits of 8 x 2048 tokens
-    # would take 3 GiB for a 49k vocabulary, three copies of them 10 GiB)
-    scores = score_sequences(model, windows, max_batch_size=batch_size, progress=progress, desc=desc)
-    nll = -sum(float(s.logprob.double().sum()) for s in scores)
-    count = sum(len(s) for s in scores)
-    return {"windows": n_windows, "tokens_scored": count, "nll": nll / count, "ppl": math.exp(nll / count)}
+    return ids[: n_windows * seqlen].view(n_windows, seqlen).tolist()
 
 
-def _per_example(model, tokenizer, texts, seqlen, max_examples, batch_size, progress, desc):
+def _per_example(tokenizer, texts: list[str], seqlen: int, max_examples: int | None) -> list[list[int]]:
     # each document encoded as the tokenizer does by default (BOS where it adds one),
     # as the paper's per-sample perplexity does
     sequences = [ids[:seqlen] for ids in (encode(tokenizer, t) for t in texts) if len(ids) >= 2]
-    if max_examples is not None:
-        sequences = sequences[:max_examples]
-    if not sequences:
-        return None
-    scores = score_sequences(model, sequences, max_batch_size=batch_size, progress=progress, desc=desc)
-    per_example = [perplexity_of(s) for s in scores]
-    return {
-        "examples": len(sequences),
-        "tokens_scored": sum(len(s) for s in scores),
-        "ppl": sum(per_example) / len(per_example),
-        "ppl_median": float(torch.tensor(per_example).median()),
-    }
+    return sequences if max_examples is None else sequences[:max_examples]
