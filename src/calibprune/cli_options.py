@@ -1,13 +1,13 @@
 """The CLI's side of :mod:`calibprune.options`: flags, parsing and the audit, from the declarations.
 
-A command names its *groups*: an options class, the prefix its fields get as Python
-parameters, and optionally a rule that decides whether the whole group applies. From them
+A command names its *groups*: an options class and the prefix its fields get as Python
+parameters. From them
 come the typer parameters of the command (one per declared field, its flag, help and
 default), the options objects built from what was typed (errors rendered as flags), and
 the audit that refuses a typed option the run would not use — the rule is the field's own
-``applies`` (or its group's), so a new option is audited the moment it is declared.
+``applies``, so a new option is audited the moment it is declared.
 
-This module imports no torch: the audit of a command runs before anything heavy is loaded.
+This module imports no torch itself (a rule may: ``needs_calibration`` does, for now).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import typer
 
 from .errors import CalibpruneError
-from .options import Leaf, OptionError, Rule, build, render, walk
+from .options import Leaf, OptionError, build, render, walk
 
 
 def derived_flag(path: str) -> str:
@@ -35,14 +35,12 @@ class Group:
 
     cls: type
     name: str  # the Python parameter prefix of its fields, and the group's path in messages
-    applies: Rule | None = None  # whether any field of the group is used (None: always)
     flags: dict[str, str] = field(default_factory=dict)  # the flags that predate the rule (path -> flag)
-    skip: tuple[str, ...] = ()  # paths the command declares by hand
     # defaults this command gives instead of the declared ones (each one a documented exception)
     defaults: dict[str, Any] = field(default_factory=dict)
 
     def leaves(self) -> list[Leaf]:
-        return [leaf for leaf in walk(self.cls) if leaf.path not in self.skip]
+        return list(walk(self.cls))
 
     def param(self, leaf: Leaf) -> str:
         return f"{self.name}__{leaf.path.replace('.', '__')}"
@@ -184,17 +182,14 @@ def refusal(flags: list[str], why: str) -> CalibpruneError:
     return CalibpruneError(f"{', '.join(flags)} {verb} no effect {why}")
 
 
-def audit(ctx: typer.Context, groups: list[tuple[Group, Any]], flags: Flags, root: Any = None) -> None:
-    """Refuse every typed option the run would not use: its group's rule (on ``root``, the
-    command's resolved options), then its own (on the group's object), in declaration order."""
+def audit(ctx: typer.Context, groups: list[tuple[Group, Any]], flags: Flags) -> None:
+    """Refuse every typed option the run would not use, by its own rule (on its group's
+    object), in declaration order."""
     for group, obj in groups:
         leaves = {group.param(leaf): leaf for leaf in group.leaves()}
         given = typed(ctx, list(leaves))
         if not given:
             continue
-        if group.applies is not None and not group.applies.holds(root):
-            names = [flags.table[f"{group.name}.{leaves[p].path}"] for p in given]
-            raise refusal(names, render(group.applies.explain(root), flags.name))
         by_reason: dict[str, list[str]] = {}
         for param in given:
             leaf = leaves[param]

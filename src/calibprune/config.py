@@ -317,16 +317,26 @@ class DSnoTOptions:
         check_fields(self)
 
 
-ALLOCATIONS = ("uniform", "owl")
 REFINEMENTS = ("none", "dsnot")
+
+
+def _registered(registry, name: str) -> str | None:
+    """None if ``name`` is in ``registry``, else the problem (a check's template)."""
+    if name in registry:
+        return None
+    return f"{{}} {name!r} is unknown: use one of {', '.join(registry.names())}"
 
 
 def _known_method(name: str) -> str | None:
     from .pruning.methods import METHODS
 
-    if name in METHODS:
-        return None
-    return f"{{}} {name!r} is unknown: use one of {', '.join(METHODS.names())}"
+    return _registered(METHODS, name)
+
+
+def _known_allocation(name: str) -> str | None:
+    from .pruning.allocation import ALLOCATIONS
+
+    return _registered(ALLOCATIONS, name)
 
 
 @dataclass(frozen=True)
@@ -346,7 +356,7 @@ class PruneConfig:
     target: SparsityTarget | None = None
     targets: tuple[str, ...] = option((), help="Only prune layers matching these globs (comma-separated).")
     ignore: tuple[str, ...] = option((), help="Never prune layers matching these globs.")
-    allocation: str = option("uniform", help="Per-block sparsity: uniform | owl.", choices=ALLOCATIONS)
+    allocation: str = option("uniform", help="Per-block sparsity: uniform | owl.", check=_known_allocation)
     refine: str = option("none", help="Mask refinement: none | dsnot.", choices=REFINEMENTS)
     sparsegpt: SparseGPTOptions = field(default_factory=SparseGPTOptions)
     owl: OWLOptions = field(default_factory=OWLOptions)
