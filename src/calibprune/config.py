@@ -178,7 +178,7 @@ ACTIVATION_STORES = ("disk", "memory", "cpu", "auto")
 
 
 def _calibrated(config) -> bool:
-    from .pruning.engine import needs_calibration
+    from .pruning.catalog import needs_calibration
 
     return needs_calibration(config)
 
@@ -328,13 +328,13 @@ def _registered(registry, name: str) -> str | None:
 
 
 def _known_method(name: str) -> str | None:
-    from .pruning.methods import METHODS
+    from .pruning.catalog import METHODS
 
     return _registered(METHODS, name)
 
 
 def _known_allocation(name: str) -> str | None:
-    from .pruning.allocation import ALLOCATIONS
+    from .pruning.catalog import ALLOCATIONS
 
     return _registered(ALLOCATIONS, name)
 

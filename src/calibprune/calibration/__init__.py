@@ -6,13 +6,43 @@ saves to and loads from a folder; ``prune --calib`` takes such a folder or a sou
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 from ..corpora import get_corpus
-from .calibset import CalibrationSet
-from .detect import DETECTORS, build_detected
-from .filters import drop_above_percentile, keep_top_fraction
 from .folder import looks_like_set
-from .sampling import MODES, WINDOW_RULES, check_sampling_args, sample_windows, windows_from_texts
-from .synthetic import GenerationOptions, build_synthetic
+
+if TYPE_CHECKING:
+    from .calibset import CalibrationSet
+
+# Exported names -> their module, imported on first use (PEP 562): the CLI's option audit
+# asks whether --calib is a set folder before torch is imported.
+_EXPORTS = {
+    "CalibrationSet": ".calibset",
+    "DETECTORS": ".detect",
+    "build_detected": ".detect",
+    "drop_above_percentile": ".filters",
+    "keep_top_fraction": ".filters",
+    "MODES": ".sampling",
+    "WINDOW_RULES": ".sampling",
+    "check_sampling_args": ".sampling",
+    "sample_windows": ".sampling",
+    "windows_from_texts": ".sampling",
+    "GenerationOptions": ".synthetic",
+    "build_synthetic": ".synthetic",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])
 
 
 def is_calibration_folder(source) -> bool:
@@ -34,6 +64,9 @@ def build_calibration(
     """The ``--calib`` interface: an in-memory set or a saved set folder is used as it
     is (after checking its tokenizer); a corpus name or local file is sampled on the
     fly with the published rules."""
+    from .calibset import CalibrationSet
+    from .sampling import sample_windows
+
     if isinstance(source, CalibrationSet):
         calib = source
     elif is_calibration_folder(source):

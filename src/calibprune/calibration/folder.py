@@ -14,11 +14,13 @@ import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import CalibpruneError
 from ..utils.provenance import tensor_fingerprint
+
+if TYPE_CHECKING:  # torch is imported where tokens are read: recognising a set folder needs none
+    import torch
 
 FORMAT = "calibprune.calibration/1"
 MANIFEST = "manifest.json"
@@ -133,6 +135,7 @@ def _read_manifest(folder: Path) -> dict | None:
 
 
 def _read_tokens(path: Path, fail) -> torch.Tensor:
+    import torch
     from safetensors.torch import load_file
 
     try:

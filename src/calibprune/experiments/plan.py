@@ -36,7 +36,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from ..pruning.engine import needs_calibration
+from ..pruning.catalog import needs_calibration
 from ..utils.keys import key_fields
 from .identity import model_identity, source_identity, with_content
 from .revisions import bumped

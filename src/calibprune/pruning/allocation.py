@@ -31,10 +31,8 @@ from ..config import OWLOptions, PruneConfig, SparsityTarget
 from ..models.layers import find_decoder_blocks, weight_matrix
 from ..models.placement import BlockPlacement
 from ..options import OptionError
-from ..utils.registry import Registry
 from .blocks import iterate_blocks
-
-ALLOCATIONS = Registry("allocation")
+from .catalog import ALLOCATIONS  # declared there, torch-free
 
 
 def outlier_ratio(scores: list[torch.Tensor], hyper_m: float) -> float:

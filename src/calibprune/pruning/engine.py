@@ -35,6 +35,7 @@ from ..models.placement import BlockPlacement
 from ..models.runner import resolve_activation_store
 from .allocation import allocate, get_allocation
 from .blocks import BlockWork, iterate_blocks
+from .catalog import needs_calibration  # noqa: F401  (declared torch-free in catalog.py)
 from .masks import check_nm_width, nm_conformance
 from .methods import PruningMethod, Refiner, get_method, get_refiner
 
@@ -52,13 +53,6 @@ def validate(model: nn.Module, config: PruneConfig) -> dict[str, nn.Module]:
             check_nm_width(input_width(layer), config.target.m, name)
     method.validate(config)
     return layers
-
-
-def needs_calibration(config: PruneConfig) -> bool:
-    """Whether any stage (scorer, allocation, refinement) looks at activations."""
-    refiner = get_refiner(config.refine)
-    allocation = get_allocation(config.allocation)
-    return bool(get_method(config.method).needs or (refiner and refiner.needs) or allocation.needs_calibration)
 
 
 def _prune_group(

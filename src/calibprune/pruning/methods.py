@@ -20,16 +20,14 @@ import torch
 from ..config import PruneConfig, SparsityTarget
 from ..errors import CalibpruneError
 from ..options import OptionError
-from ..utils.registry import Registry
 from .admm import ADMMOptions, admm_prune
+from .catalog import METHODS, REFINERS  # declared there, torch-free
 from .dsnot import dsnot_refine
 from .masks import target_mask
 from .permutation import permuted_nm_mask
 from .ria import RIAOptions, ria_scores
 from .sparsegpt import sparsegpt_prune
 from .stats import InputStatistics
-
-METHODS = Registry("pruning method")
 
 
 @dataclass
@@ -187,9 +185,6 @@ class ADMM(PruningMethod):
 
 def get_method(name: str) -> PruningMethod:
     return METHODS.create(name)
-
-
-REFINERS = Registry("refinement")
 
 
 class Refiner:
