@@ -47,12 +47,12 @@ def main() -> None:
 
     import reference_loops as ref
 
+    from calibprune.api import prune
     from calibprune.calibration import build_calibration
     from calibprune.config import DSnoTOptions, RunnerOptions, SparseGPTOptions
     from calibprune.evaluation.perplexity import perplexity
     from calibprune.models.layers import all_block_layers, weight_matrix
     from calibprune.models.loading import load_model, load_tokenizer, resolve_model
-    from calibprune.pipeline import prune
 
     torch.manual_seed(0)
     resolved = resolve_model(args.model)

@@ -108,7 +108,8 @@ def worker(model: str, offload: str, output: str, nsamples: int, seqlen: int) ->
 
     from calibprune.calibration import CalibrationSet
     from calibprune.config import PruneConfig, RunnerOptions, SparsityTarget
-    from calibprune.pipeline import CalibrationRequest, run_prune
+    from calibprune.jobs.prune import run_prune
+    from calibprune.jobs.requests import CalibrationRequest
     from calibprune.utils.resources import GIB, peak_rss_bytes
 
     ids = torch.randint(0, 49152, (nsamples, seqlen), generator=torch.Generator().manual_seed(0))

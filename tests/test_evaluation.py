@@ -165,7 +165,7 @@ def test_eval_command_writes_tasks_and_perplexity(model_dir, tmp_path):
     assert report["perplexity"]["wiki-en"]["protocol"] == "concat-windows"
     done = run_cli("eval", "--model", str(model_dir), "--tasks", "boolq,nonexistent_task")
     assert done.returncode == 2 and "unknown task(s) nonexistent_task" in done.stderr
-    from calibprune.pipeline import TaskRequest  # bad values fail in the request check, before any model loads
+    from calibprune.jobs.requests import TaskRequest  # bad values fail in the request check, before any model loads
 
     with pytest.raises(CalibpruneError, match="--batch-size 'many' must be a positive integer or 'auto'"):
         TaskRequest(["boolq"], batch_size="many").check()

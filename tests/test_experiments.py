@@ -296,7 +296,8 @@ def test_sweep_caches_by_content_and_resumes(tmp_path, model_dir, text_corpus):
     dense = json.loads(next((tmp_path / "run" / "dense").glob("*.json")).read_text())
     # the cell (pruned and evaluated in memory) equals `calibprune prune` on the stored calibration set
     from calibprune.config import PruneConfig, RunnerOptions, SparsityTarget
-    from calibprune.pipeline import CalibrationRequest, PerplexityRequest, run_prune
+    from calibprune.jobs.prune import run_prune
+    from calibprune.jobs.requests import CalibrationRequest, PerplexityRequest
 
     cell = next(c for c in cells if c["attrs"]["sparsity"] == 0.6 and c["attrs"]["seed"] == 1)
     config = PruneConfig(

@@ -20,12 +20,13 @@ from safetensors.torch import load_file
 from calibprune.calibration import CalibrationSet
 from calibprune.config import OWLOptions, PruneConfig, RunnerOptions, SparsityTarget
 from calibprune.errors import CalibpruneError
+from calibprune.jobs.prune import run_prune
+from calibprune.jobs.requests import CalibrationRequest
 from calibprune.models.checkpoint import Checkpoint
 from calibprune.models.layers import find_decoder_blocks
 from calibprune.models.loading import meta_model, parse_dtype
 from calibprune.models.offload import choose_offload
 from calibprune.models.placement import DiskOffload, resident_bytes
-from calibprune.pipeline import CalibrationRequest, run_prune
 from calibprune.pruning.engine import prune_model
 from calibprune.pruning.stats import StatisticsCollector
 from calibprune.utils.device import resolve_device

@@ -6,12 +6,12 @@ import pytest
 import torch
 from conftest import run_cli, tiny_model
 
+from calibprune.api import prune
 from calibprune.calibration import CalibrationSet
 from calibprune.config import DSnoTOptions, OWLOptions, PruneConfig, SparsityTarget, pruned_count
 from calibprune.errors import CalibpruneError
 from calibprune.models.layers import all_block_layers, block_layers, weight_matrix
 from calibprune.models.runner import SequentialRunner
-from calibprune.pipeline import prune
 from calibprune.pruning.allocation import measure_outlier_ratios, outlier_ratio, owl_nm, owl_sparsities
 from calibprune.pruning.dsnot import dsnot_refine
 from calibprune.pruning.masks import target_mask
@@ -331,7 +331,8 @@ def test_bad_owl_input_fails_before_any_work(tmp_path, monkeypatch):
 
 
 def test_magnitude_with_dsnot_samples_calibration_through_the_pipeline(model_dir, text_corpus, tmp_path):
-    from calibprune.pipeline import CalibrationRequest, run_prune
+    from calibprune.jobs.prune import run_prune
+    from calibprune.jobs.requests import CalibrationRequest
 
     config = PruneConfig(
         method="magnitude",

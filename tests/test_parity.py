@@ -10,10 +10,10 @@ import reference_loops as ref
 import torch
 from conftest import byte_tokenizer
 
+from calibprune.api import prune
 from calibprune.calibration.synthetic import prompt_ids, start_token
 from calibprune.config import DSnoTOptions, RunnerOptions
 from calibprune.models.layers import all_block_layers, weight_matrix
-from calibprune.pipeline import prune
 from calibprune.scoring import min_k_plus_plus, score_sequences
 
 

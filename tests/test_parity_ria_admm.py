@@ -16,8 +16,8 @@ import reference_loops as ref
 import torch
 from test_parity import ONE_SAMPLE, _assert_same_masks, _masks, _pair
 
+from calibprune.api import prune
 from calibprune.models.layers import all_block_layers, weight_matrix
-from calibprune.pipeline import prune
 from calibprune.pruning import engine
 from calibprune.pruning.admm import ADMMOptions
 from calibprune.pruning.methods import ADMM, RIA

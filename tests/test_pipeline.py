@@ -8,12 +8,14 @@ import torch
 import torch.nn.functional as F
 from conftest import run_cli, tiny_model
 
-from calibprune import pipeline
+from calibprune.api import prune
 from calibprune.calibration import build_calibration
 from calibprune.config import PruneConfig, SparsityTarget
 from calibprune.errors import CalibpruneError, MissingAssetError
 from calibprune.evaluation import perplexity
-from calibprune.pipeline import CalibrationRequest, PerplexityRequest, prune, run_eval, run_prune
+from calibprune.jobs.evaluate import run_eval
+from calibprune.jobs.prune import run_prune
+from calibprune.jobs.requests import CalibrationRequest, PerplexityRequest
 
 
 def _config(method="wanda", sparsity=0.5, pattern=None, **kw):
@@ -93,7 +95,10 @@ def no_weight_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the input was validated")
 
-    monkeypatch.setattr(pipeline, "load_model", refuse)
+    from calibprune.jobs import evaluate, prune
+
+    monkeypatch.setattr(evaluate, "load_model", refuse)
+    monkeypatch.setattr(prune, "open_model", refuse)
 
 
 @pytest.mark.parametrize(
@@ -259,7 +264,6 @@ def test_report_sums_dsnot_swaps_and_gives_owl_ratios_a_unit(llama, calib_ids):
 
 def _prune_with_notices(model_dir, text_corpus, say, **kwargs):
     from calibprune.config import PruneConfig, SparsityTarget
-    from calibprune.pipeline import CalibrationRequest, PerplexityRequest, run_prune
 
     return run_prune(
         str(model_dir),
@@ -291,11 +295,11 @@ def test_prune_estimate_counts_dense_pass_pruning_and_pruned_pass(model_dir, tex
 
 
 def test_no_rate_is_measured_when_nobody_hears_the_estimate(model_dir, text_corpus, monkeypatch):
-    from calibprune import pipeline
     from calibprune.estimate import silent
+    from calibprune.jobs import estimates
 
     calls = []
-    monkeypatch.setattr(pipeline, "forward_rate", lambda model, ids: calls.append(ids.shape) or 100.0)
+    monkeypatch.setattr(estimates, "forward_rate", lambda model, ids: calls.append(ids.shape) or 100.0)
     report = _prune_with_notices(model_dir, text_corpus, silent)
     assert calls == [] and "estimate" not in report["stages"]
     _prune_with_notices(model_dir, text_corpus, lambda message: None)
@@ -303,7 +307,6 @@ def test_no_rate_is_measured_when_nobody_hears_the_estimate(model_dir, text_corp
 
 
 def test_eval_prints_its_estimate_before_evaluating(model_dir, text_corpus):
-    from calibprune.pipeline import PerplexityRequest, run_eval
 
     notices = []
     report = run_eval(
@@ -315,10 +318,11 @@ def test_eval_prints_its_estimate_before_evaluating(model_dir, text_corpus):
 
 
 def test_eval_estimate_counts_the_documents_of_each_task():
-    from calibprune.pipeline import TaskRequest, _eval_estimate
+    from calibprune.jobs.estimates import eval_estimate
+    from calibprune.jobs.requests import TaskRequest
 
     # --limit 8 per task, and per subject for MMLU: 8 + 57 x 8 = 464
-    line = _eval_estimate(None, {}, TaskRequest(["boolq", "mmlu"], limit=8)).describe()
+    line = eval_estimate(None, {}, TaskRequest(["boolq", "mmlu"], limit=8)).describe()
     assert line.startswith("eval: lm-eval tasks on 464 documents (boolq 8, mmlu 456); their time shows")
-    whole = _eval_estimate(None, {}, TaskRequest(["arc_challenge"])).describe()
+    whole = eval_estimate(None, {}, TaskRequest(["arc_challenge"])).describe()
     assert "lm-eval tasks on 299 documents (arc_challenge 299)" in whole  # ARC-c's validation split

@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import ARCHITECTURES, tiny_model
 
+from calibprune.api import prune
 from calibprune.config import PruneConfig, RunnerOptions, SparseGPTOptions, SparsityTarget, pruned_count
 from calibprune.errors import CalibpruneError
 from calibprune.models.layers import all_block_layers, find_decoder_blocks, weight_matrix
-from calibprune.pipeline import prune
 from calibprune.pruning.engine import validate
 from calibprune.pruning.masks import target_mask
 from calibprune.pruning.sparsegpt import sparsegpt_prune

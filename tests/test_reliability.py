@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from calibprune.config import PruneConfig, SparsityTarget
-from calibprune.pipeline import CalibrationRequest, run_prune
+from calibprune.jobs.prune import run_prune
+from calibprune.jobs.requests import CalibrationRequest
 from calibprune.utils.io import atomic_directory, sweep_dead_temporaries, temporary_sibling, write_json
 
 ENOSPC = OSError(errno.ENOSPC, "No space left on device")
@@ -109,10 +110,10 @@ def test_a_full_disk_is_one_line_with_the_fix_not_a_traceback(tmp_path):
     # the CLI's handler, driven through a real process whose save hits ENOSPC
     script = (
         "import errno, sys\n"
-        "from calibprune import cli\n"
+        "from calibprune.cli import app as application\n"
         "def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device', '/data/out/model.safetensors')\n"
-        "cli.app = full\n"
-        "cli.main()\n"
+        "application.app = full\n"
+        "application.main()\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == 2

@@ -12,8 +12,10 @@ from calibprune.calibration.generation_progress import GenerationProgress
 from calibprune.config import PruneConfig, SparsityTarget
 from calibprune.corpora import get_corpus
 from calibprune.errors import CalibpruneError
+from calibprune.jobs.calibrate import CalibJob, run_calib
+from calibprune.jobs.prune import run_prune
+from calibprune.jobs.requests import CalibrationRequest
 from calibprune.models.loading import tokenize
-from calibprune.pipeline import CalibJob, CalibrationRequest, run_calib, run_prune
 
 OPTIONS = GenerationOptions(
     prefix_tokens=3, temperature=0.7, max_new_tokens=12, batch_size=4, num_texts=10, filter_top=0.2
@@ -278,9 +280,9 @@ def test_set_made_with_another_tokenizer_is_refused(model_dir, tokenizer, text_c
     ],
 )
 def test_bad_calib_input(job, message, model_dir, text_corpus, tmp_path, monkeypatch):
-    from calibprune import pipeline
+    from calibprune.jobs import calibrate
 
-    monkeypatch.setattr(pipeline, "load_model", lambda *a, **k: pytest.fail("model loaded before validation"))
+    monkeypatch.setattr(calibrate, "load_model", lambda *a, **k: pytest.fail("model loaded before validation"))
     if job.source == "wiki-en":
         job.source = str(text_corpus)
     with pytest.raises(CalibpruneError, match=message):

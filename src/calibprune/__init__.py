@@ -26,8 +26,8 @@ _EXPORTS = {
     "load_model": ".models.loading",
     "load_tokenizer": ".models.loading",
     "resolve_model": ".models.loading",
-    "prune": ".pipeline",
-    "save_pruned": ".pipeline",
+    "prune": ".api",
+    "save_pruned": ".api",
 }
 
 

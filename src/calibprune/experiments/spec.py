@@ -23,8 +23,9 @@ import yaml
 from ..calibration import GenerationOptions
 from ..config import PruneConfig, SparsityTarget
 from ..errors import CalibpruneError
+from ..jobs.calibrate import CalibJob
+from ..jobs.requests import PerplexityRequest, TaskRequest
 from ..options import OptionError, build
-from ..pipeline import CalibJob, PerplexityRequest, TaskRequest
 from ..utils.keys import key_fields
 from . import claims as paper_claims
 
@@ -254,9 +255,9 @@ def check_against_models(study: Study) -> None:
     engine's own ``check_seqlen`` and ``validate`` on a weightless copy, and
     :func:`.checks.check_pool` with the model's tokenizer."""
     from ..corpora import get_corpus
+    from ..jobs.requests import check_seqlen
     from ..models.loading import load_config, load_tokenizer, meta_model
     from ..models.presets import PRESETS
-    from ..pipeline import check_seqlen
     from ..pruning.engine import validate
     from .checks import check_pool
 

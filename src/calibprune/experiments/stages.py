@@ -34,13 +34,13 @@ def metrics_of(report: dict, which: str = "pruned") -> dict[str, float]:
 
 
 def _pool(payload: dict, given, scratch):
-    from ..pipeline import run_calib
+    from ..jobs.calibrate import run_calib
 
     return run_calib(payload["model"], payload["job"], None, progress=False, work_dir=scratch)
 
 
 def _calib(payload: dict, pool, scratch):
-    from ..pipeline import run_calib
+    from ..jobs.calibrate import run_calib
 
     if pool is None:
         return run_calib(payload["model"], payload["job"], None, progress=False, work_dir=scratch)
@@ -59,7 +59,7 @@ def _calib(payload: dict, pool, scratch):
 
 
 def _dense(payload: dict, given, scratch):
-    from ..pipeline import run_eval
+    from ..jobs.evaluate import run_eval
 
     evaluation = payload["evaluation"]
     report = run_eval(payload["model"], evaluation.ppl, evaluation.tasks, dtype=payload["dtype"], progress=False)
@@ -67,7 +67,8 @@ def _dense(payload: dict, given, scratch):
 
 
 def _cell(payload: dict, calibration, scratch):
-    from ..pipeline import CalibrationRequest, run_prune
+    from ..jobs.prune import run_prune
+    from ..jobs.requests import CalibrationRequest
 
     evaluation = payload["evaluation"]
     request = CalibrationRequest(source=calibration) if calibration is not None else CalibrationRequest()
