@@ -177,15 +177,15 @@ def prune_process_worker(nsamples: int, seqlen: int, model_name: str, output: st
     """The real ``calibprune prune`` command in this process; stages from its report."""
     started = time.perf_counter()
     import calibprune
-    import calibprune.cli as cli
-    import calibprune.pipeline  # noqa: F401  (what `prune` imports before it parses its options)
+    import calibprune.jobs.prune  # noqa: F401  (what `prune` imports once its options are audited)
+    from calibprune.cli.app import app
 
     imports = time.perf_counter() - started
     argv = [
         "prune", "--model", model_name, "--method", "wanda", "--sparsity", "0.5", "--calib", "wiki-en",
         "--nsamples", str(nsamples), "--seqlen", str(seqlen), "--output", output, "--overwrite",
     ]  # fmt: skip
-    cli.app(argv, standalone_mode=False)
+    app(argv, standalone_mode=False)
     report = json.loads((Path(output) / "prune_report.json").read_text())
     return {
         "imports_s": round(imports, 3),

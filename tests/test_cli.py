@@ -149,9 +149,9 @@ def test_nm_meaning_is_resolved_in_words():
     assert "prune 1 of every 4 consecutive inputs in each row (keep 3), 25% sparsity" in one_of_four
     assert 'read as "1 kept of 4" (hardware N:M sparsity) it would be 75% sparsity' in one_of_four
     assert one_of_four.endswith("pass pattern='3:4'")  # in Python's words; the CLI names its flag
-    from calibprune.cli import _prune_groups, _target_flags
+    from calibprune.cli.prune import prune_groups, target_flags
 
-    cli_words = SparsityTarget.parse(pattern="1:4").explain(_target_flags(_prune_groups()).name)
+    cli_words = SparsityTarget.parse(pattern="1:4").explain(target_flags(prune_groups()).name)
     assert cli_words.endswith("pass --pattern 3:4")
 
 
@@ -351,7 +351,7 @@ def test_eval_replaces_an_existing_results_file_only_with_overwrite(inputs):
 
 
 def test_a_latin1_source_is_refused_before_any_model_and_read_with_encoding(tmp_path, model_dir):
-    from calibprune.pipeline import CalibJob, run_calib
+    from calibprune.jobs.calibrate import CalibJob, run_calib
 
     source = tmp_path / "latin1.txt"
     texts = [f"Paragraphe {i}: données, café, naïveté et façade numéro {i}." for i in range(60)]
@@ -368,7 +368,8 @@ def test_a_latin1_source_is_refused_before_any_model_and_read_with_encoding(tmp_
     # self-generation reads its source before loading the model: a model that does not exist is never reached
     with pytest.raises(CalibpruneError, match=f"byte {offset} \\(line 1\\) is not valid utf-8"):
         run_calib("no/such-model", CalibJob(source=str(source), nsamples=2, seqlen=32, strategy="synthetic"), None)
-    from calibprune.pipeline import PerplexityRequest, run_eval  # eval --ppl: the same, before the model
+    from calibprune.jobs.evaluate import run_eval  # eval --ppl: the same, before the model
+    from calibprune.jobs.requests import PerplexityRequest
 
     with pytest.raises(CalibpruneError, match=f"byte {offset} \\(line 1\\) is not valid utf-8"):
         run_eval("no/such-model", PerplexityRequest([str(source)]))
@@ -407,7 +408,7 @@ def test_reports_record_the_command_line_and_the_options(tmp_path, model_dir, te
     manifest = json.loads((tmp_path / "set" / "manifest.json").read_text())
     assert manifest["argv"][1:] == calib_args
     # from Python there is no command line: None, never a made-up one
-    from calibprune.pipeline import CalibJob, run_calib
+    from calibprune.jobs.calibrate import CalibJob, run_calib
 
     assert (
         run_calib(str(model_dir), CalibJob(source=str(text_corpus), nsamples=2, seqlen=16), None).manifest["argv"]

@@ -1,0 +1,5 @@
+"""``python -m calibprune.cli``: the ``calibprune`` command."""
+
+from . import main
+
+main()
