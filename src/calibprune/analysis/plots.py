@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from ..utils.plotting import pyplot as _pyplot
 
 
 def _short(name: str) -> str:

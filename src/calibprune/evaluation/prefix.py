@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..scoring.tokens import _reduce
+from ..scoring.tokens import reduce_logits as _reduce
 
 SCORING_PATHS = ("shared-prefix", "plain")
 

@@ -11,7 +11,7 @@ import textwrap
 from collections import defaultdict
 from pathlib import Path
 
-from ..analysis.plots import _pyplot
+from ..utils.plotting import pyplot as _pyplot
 
 
 def setting_key(row: dict) -> tuple:

@@ -64,7 +64,7 @@ def score_sequences(
     """Token scores of every sequence (same order as given)."""
     results: list[TokenScores | None] = [None] * len(sequences)
     for batch, ids, logits in _forward_batches(model, sequences, max_batch_tokens, max_batch_size, progress, desc):
-        reduced = _reduce(logits[:, :-1], ids[:, 1:].to(logits.device), distribution, greedy, chunk_tokens)
+        reduced = reduce_logits(logits[:, :-1], ids[:, 1:].to(logits.device), distribution, greedy, chunk_tokens)
         for row, index in enumerate(batch):
             n = max(len(sequences[index]) - 1, 0)
             results[index] = TokenScores(**{k: (v[row, :n] if v is not None else None) for k, v in reduced.items()})
@@ -103,7 +103,14 @@ def _forward_batches(model, sequences, max_batch_tokens, max_batch_size, progres
         yield batch, ids, model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
 
 
-def _reduce(logits: torch.Tensor, targets: torch.Tensor, distribution: bool, greedy: bool, chunk_tokens: int) -> dict:
+def reduce_logits(
+    logits: torch.Tensor, targets: torch.Tensor, distribution: bool, greedy: bool, chunk_tokens: int
+) -> dict:
+    """Per position: the log-probability of ``targets`` under ``logits`` [, the mean and std of
+    log p over the vocabulary, weighted by p (``distribution``); whether the target is the
+    argmax (``greedy``)],
+    computed ``chunk_tokens`` x vocabulary floats at a time (also used by the shared-prefix
+    task scorer, :mod:`calibprune.evaluation.prefix`)."""
     batch, positions, _ = logits.shape
     # a chunk spans every row of the batch, so its width shrinks as the batch grows:
     # each vocabulary-sized temporary then holds <= chunk_tokens x vocab floats
