@@ -34,6 +34,34 @@ def test_cli_module_imports_no_heavy_library():
     assert done.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["prune", "--model", "X", "--sparsity", "0.5", "--owl-lambda", "0.1"], "--owl-lambda has no effect unless"),
+        (["prune", "--method", "magnitude", "--sparsity", "0.5", "--nsamples", "8"], "--nsamples has no effect with"),
+        (["prune", "--sparsity", "0.5", "--ppl-max-windows", "3"], "--ppl-max-windows has no effect without --ppl"),
+        (["prune", "--sparsity", "0.5", "--encoding", "latin-1"], "--encoding has no effect when no local file"),
+        (["prune", "--sparsity", "0.5", "--method", "obs"], "--method 'obs' is unknown"),
+        (["eval", "--model", "X", "--ppl", "wiki-en", "--limit", "5"], "--limit has no effect without --tasks"),
+        (["calib", "--temperature", "0.5"], "--temperature has no effect without --synthetic"),
+    ],
+)
+def test_the_option_audit_refuses_before_torch_is_imported(tmp_path, args, message):
+    """A refused command line costs an interpreter and typer, not torch (nor transformers)."""
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('heavy:', [m for m in ('torch', 'transformers') if m in sys.modules]))\n"
+        "from calibprune.cli import main\n"
+        "sys.argv = ['calibprune'] + sys.argv[1:]\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args, "--output", str(tmp_path / "o")], capture_output=True, text=True
+    )
+    assert _one_line_error(done).startswith(f"error: {message}")
+    assert done.stdout.strip() == "heavy: []"
+
+
 def test_messages_are_printed_literally(tmp_path):
     line = _one_line_error(run_cli("prune", "--pattern", "x", "--output", str(tmp_path / "o")))
     assert "is not of the form N:M: use e.g. --pattern 2:4" in line  # rich would print "NⓂ use"
