@@ -221,6 +221,34 @@ def test_spec_encoding_reaches_the_job_and_keys_change_only_when_it_is_set(model
     assert keys["plain"].isdisjoint(keys["other"])  # another encoding is another set
 
 
+def test_a_study_sets_every_field_of_the_evaluation_requests_and_the_windows_rule(model_dir, text_corpus):
+    """``windows`` (calibration) and ``scoring`` (tasks) were missing from the spec's hand lists;
+    the evaluation keys are now the requests' own fields, and the windows rule changes the set's key."""
+    from dataclasses import fields
+
+    from calibprune.experiments.plan import make_plan
+    from calibprune.experiments.spec import PPL_KEYS, TASK_KEYS
+    from calibprune.pipeline import PerplexityRequest, TaskRequest
+
+    assert PPL_KEYS == {f.name for f in fields(PerplexityRequest)} and "scoring" in TASK_KEYS
+    assert TASK_KEYS == {f.name for f in fields(TaskRequest)}
+    spec = tiny_spec(model_dir, text_corpus, seeds=[0])
+    spec["calibration"]["strategies"][0]["windows"] = "random"
+    study = parse_study(spec)
+    assert study.calibrations[0].job.windows == "random"
+    default = set(make_plan(parse_study(tiny_spec(model_dir, text_corpus, seeds=[0]))).calibs)
+    assert default.isdisjoint(make_plan(study).calibs)  # another windows rule is another set
+    spec["calibration"]["strategies"][0]["windows"] = "overlapping"
+    with pytest.raises(CalibpruneError, match=r"calibration\.strategies\[0\].*overlapping"):
+        parse_study(spec)
+    spec = tiny_spec(model_dir, text_corpus, seeds=[0])
+    spec["evaluation"]["tasks"] = {"names": ["boolq"], "scoring": "plain"}
+    assert parse_study(spec).evaluation.tasks.scoring == "plain"
+    spec["evaluation"]["tasks"]["scoring"] = "fast"
+    with pytest.raises(CalibpruneError, match=r"evaluation\.tasks.*'fast' is unknown"):
+        parse_study(spec)
+
+
 # --- 2-4. sweeps on a tiny random model ------------------------------------------------
 
 

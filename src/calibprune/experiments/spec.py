@@ -38,14 +38,22 @@ TOP_KEYS = {
 }  # fmt: skip
 CALIB_KEYS = {"nsamples", "seqlen", "strategies"}
 STRATEGY_KEYS = {
-    "name", "source", "strategy", "nsamples", "seqlen", "sampling", "text_field", "encoding", "generation", "detect",
-    "pool", "pool_seed",
+    "name", "source", "strategy", "nsamples", "seqlen", "sampling", "text_field", "encoding", "windows", "generation",
+    "detect", "pool", "pool_seed",
 }  # fmt: skip
 DETECT_KEYS = {"keep_top", "k", "num_candidates"}
+DETECT_FIELDS = {
+    "keep_top": "keep_top",
+    "k": "mink_k",
+    "num_candidates": "num_candidates",
+}  # spec key -> CalibJob field
+# the strategy keys that are CalibJob fields as they are
+JOB_KEYS = ("source", "nsamples", "seqlen", "sampling", "text_field", "encoding", "windows")
 # a pruning setting: PruneConfig's fields, its target given as sparsity or pattern, and a name
 SETTING_KEYS = {"name", "sparsity", "pattern"} | {f.name for f in fields(PruneConfig) if f.name != "target"}
-PPL_KEYS = {"corpora", "seqlen", "max_windows", "batch_size", "protocol", "split"}
-TASK_KEYS = {"names", "limit", "seed", "mmlu_shots", "batch_size"}
+# the evaluation requests' own fields: a study sets what the Python API and the CLI set
+PPL_KEYS = {f.name for f in fields(PerplexityRequest)}
+TASK_KEYS = {f.name for f in fields(TaskRequest)}
 ANALYSIS_KEYS = {
     "similarity": {"kind", "reference", "ngram", "unit", "num_perm", "max_texts", "seed", "lsh_threshold", "extra"},
     "membership": {"kind", "k", "max_texts", "max_tokens", "seed", "batch_size", "extra"},
@@ -375,24 +383,16 @@ def _strategy(entry, defaults: dict, path: str) -> list[CalibVariant]:
         for gen in expand(generation, EXPANDING["generation"]):
             for det in expand(detect, EXPANDING["detect"]):
                 where = f"{path} (source={base['source']})"
-                reading = {"text_field": base.get("text_field", "text"), "encoding": base.get("encoding", "utf-8")}
+                reading = {k: base.get(k, getattr(CalibJob, k)) for k in ("text_field", "encoding")}  # its defaults
                 corpus = _guard(
                     f"{path}.source", lambda base=base, reading=reading: get_corpus(base["source"], **reading)
                 )
+                given = {k: base[k] for k in JOB_KEYS if k in base}  # the rest: CalibJob's own defaults
+                given |= {DETECT_FIELDS[k]: v for k, v in det.items()}
                 job = _guard(
                     where,
-                    lambda base=base, gen=gen, det=det: CalibJob(
-                        source=base["source"],
-                        nsamples=base.get("nsamples", 128),
-                        seqlen=base.get("seqlen", 2048),
-                        sampling=base.get("sampling"),
-                        text_field=base.get("text_field", "text"),
-                        encoding=base.get("encoding", "utf-8"),
-                        strategy=strategy,
-                        generation=GenerationOptions(**gen),
-                        keep_top=det.get("keep_top", 0.5),
-                        mink_k=det.get("k", 0.2),
-                        num_candidates=det.get("num_candidates"),
+                    lambda given=given, gen=gen: CalibJob(
+                        **given, strategy=strategy, generation=GenerationOptions(**gen)
                     ),
                 )
                 _guard(where, job.check)
