@@ -1,8 +1,10 @@
 """No option is silently ignored: the rules the declarations do not carry.
 
 An option typed on the command line that this invocation would not use is refused with
-the reason, before any work (and before torch is imported: every rule here reads only
-the arguments, the file system and the torch-free registries). Declared options are
+the reason, before any work, and for prune, eval and calib before torch is imported: their
+rules read only the arguments, the file system and the torch-free registries
+(:mod:`calibprune.pruning.catalog`). ``analyze``'s local-set rule reads
+:mod:`calibprune.analysis.sets`, which imports torch. Declared options are
 audited from their own ``applies`` rule (:func:`calibprune.cli_options.audit`); the
 options each command still declares by hand are audited here.
 """
