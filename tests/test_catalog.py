@@ -29,11 +29,11 @@ def test_needs_calibration_agrees_with_the_implementations_for_every_combination
                 if refine == "dsnot" and method == "sparsegpt":
                     continue  # refused by the config
                 config = PruneConfig(method, target, allocation=alloc, refine=refine)
-                refiner = methods.get_refiner(refine)
+                refiner = None if refine == "none" else catalog.REFINERS.create(refine)
                 asked = (
-                    bool(methods.get_method(method).needs)
+                    bool(catalog.METHODS.create(method).needs)
                     or bool(refiner and refiner.needs)
-                    or allocation.get_allocation(alloc).needs_calibration
+                    or catalog.ALLOCATIONS.create(alloc).needs_calibration
                 )
                 assert catalog.needs_calibration(config) is asked, (method, refine, alloc)
 
