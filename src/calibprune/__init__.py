@@ -10,7 +10,7 @@ Python API (each CLI command has a twin that takes in-memory objects)::
     cp.perplexity(model, tok, "wiki-en", seqlen=512)
 """
 
-import importlib
+from .utils.lazy import lazy_exports
 
 # Exported names -> their module. Imported on first use (PEP 562), so that `import
 # calibprune` -- and with it `calibprune --help` -- does not pay for torch and transformers.
@@ -31,16 +31,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'calibprune' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 __version__ = "0.1.0"

@@ -6,10 +6,10 @@ saves to and loads from a folder; ``prune --calib`` takes such a folder or a sou
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from ..corpora import get_corpus
+from ..utils.lazy import lazy_exports
 from .folder import looks_like_set
 
 if TYPE_CHECKING:
@@ -33,16 +33,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 def is_calibration_folder(source) -> bool:
