@@ -111,6 +111,18 @@ def test_fingerprints_ignore_float_noise_but_not_a_real_change(today):
     assert F.same(today["tasks"]["shared-prefix"], today["tasks"]["plain"])
 
 
+def test_a_near_zero_projection_is_compared_at_its_vectors_scale():
+    """SparseGPT's 2:4 weights on two CPUs: sum |w| = 5055.042, a projection of -0.10741
+    moved by 5e-6 (the sum's float noise), 5e-5 of itself. At the vector's scale that is
+    noise; a moved projection or sum beyond REL_TOL of the vector is still a change."""
+    golden = [5055.042266, -21.64260906, -0.1074134916, -30.51853426]
+    other_cpu = [5055.042227, -21.64260535, -0.1074081382, -30.51852244]
+    assert F.same(golden, other_cpu)
+    assert not F.same(golden, [5055.042266, -21.64260906, -0.1074134916 + 0.1, -30.51853426])
+    assert not F.same(golden, [5055.042266 * (1 + 1e-4), -21.64260906, -0.1074134916, -30.51853426])
+    assert not F.same([0.5, 0.25], [0.5, 0.2501])  # small vectors keep their tight tolerance
+
+
 def test_a_new_algorithm_needs_a_fingerprint(monkeypatch, today):
     class Pruner(Wanda):
         name = "pruner"

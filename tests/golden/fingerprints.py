@@ -341,16 +341,28 @@ def environment() -> dict:
     return {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__}
 
 
-def same(a, b) -> bool:
-    """Equal trees, floats within REL_TOL (ints, strings, hashes exact)."""
+def _is_float(x) -> bool:
+    return isinstance(x, float) and not isinstance(x, bool)
+
+
+def same(a, b, scale: float = 0.0) -> bool:
+    """Equal trees, floats within REL_TOL (ints, strings, hashes exact).
+
+    A list of floats is a vector (a tensor's projections, per-layer ratios): its entries are
+    compared at the vector's scale, |a_i - b_i| <= REL_TOL * max(|a_i|, max_j |a_j|). An
+    entry that happens to be near zero (a projection of -0.107 beside a sum of 5055) carries
+    the absolute float noise of the whole sum, which an entry-wise relative tolerance would
+    read as a change: it did, between two CPUs, on SparseGPT's 2:4 weights.
+    """
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+        vector = max((abs(x) for x in a if _is_float(x)), default=0.0)
+        return len(a) == len(b) and all(same(x, y, vector) for x, y in zip(a, b, strict=True))
     if isinstance(a, float) or isinstance(b, float):
         if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
             return a == b
-        return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL)
+        return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=max(ABS_TOL, REL_TOL * scale))
     return a == b
 
 
