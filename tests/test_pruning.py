@@ -11,6 +11,7 @@ from calibprune.api import prune
 from calibprune.config import PruneConfig, RunnerOptions, SparseGPTOptions, SparsityTarget, pruned_count
 from calibprune.errors import CalibpruneError
 from calibprune.models.layers import all_block_layers, find_decoder_blocks, weight_matrix
+from calibprune.pruning.catalog import needs_calibration
 from calibprune.pruning.engine import validate
 from calibprune.pruning.masks import target_mask
 from calibprune.pruning.sparsegpt import sparsegpt_prune
@@ -242,7 +243,7 @@ def test_the_engine_names_no_method_and_asks_the_registries(llama, calib_ids, mo
     with pytest.raises(CalibpruneError, match="picky refuses"):
         validate(llama, PruneConfig(method="picky", target=SparsityTarget.unstructured(0.5)))
     assert not get_allocation("uniform").needs_calibration and get_allocation("owl").needs_calibration
-    assert engine.needs_calibration(PruneConfig("magnitude", SparsityTarget.unstructured(0.5), allocation="owl"))
+    assert needs_calibration(PruneConfig("magnitude", SparsityTarget.unstructured(0.5), allocation="owl"))
 
     calls = []
 

@@ -7,7 +7,8 @@ default), the options objects built from what was typed (errors rendered as flag
 the audit that refuses a typed option the run would not use — the rule is the field's own
 ``applies``, so a new option is audited the moment it is declared.
 
-This module imports no torch itself (a rule may: ``needs_calibration`` does, for now).
+This module imports no torch, and neither do the rules it runs (``needs_calibration``
+reads the torch-free :mod:`calibprune.pruning.catalog`).
 """
 
 from __future__ import annotations

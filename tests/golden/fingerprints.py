@@ -130,7 +130,7 @@ def _config(method: str, pattern: str, **kw):
 
 def method_fingerprint(name: str) -> Callable[[], dict]:
     def compute() -> dict:
-        from calibprune.pruning.engine import needs_calibration
+        from calibprune.pruning.catalog import needs_calibration
 
         out = {}
         for pattern in ("50%", "2:4"):

@@ -35,7 +35,6 @@ from ..models.placement import BlockPlacement
 from ..models.runner import resolve_activation_store
 from .allocation import allocate, get_allocation
 from .blocks import BlockWork, iterate_blocks
-from .catalog import needs_calibration  # noqa: F401  (declared torch-free in catalog.py)
 from .masks import check_nm_width, nm_conformance
 from .methods import PruningMethod, Refiner, get_method, get_refiner
 
