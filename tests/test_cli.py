@@ -402,13 +402,17 @@ def test_a_latin1_source_is_refused_before_any_model_and_read_with_encoding(tmp_
     with pytest.raises(CalibpruneError, match=f"byte {offset} \\(line 1\\) is not valid utf-8"):
         run_eval("no/such-model", PerplexityRequest([str(source)]))
     done = run_cli("calib", "--source", str(source), "--encoding", "latin-1", "--model", str(model_dir),
-                   "--nsamples", "2", "--seqlen", "32", "--output", str(tmp_path / "set"))  # fmt: skip
+                   "--nsamples", "8", "--seqlen", "32", "--output", str(tmp_path / "set"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     calibration = CalibrationSet.load(tmp_path / "set")
     assert calibration.manifest["source_reading"] == {"encoding": "latin-1", "text_field": "text"}
-    # the byte tokenizer may cut a character at a window's edges, never inside: the words are whole
+    # the byte tokenizer may cut a character at a window's edges, never inside: each window's inner text is a
+    # piece of the source as latin-1 decodes it (a wrong decoding would not be), and the pieces hold its accents
+    # (which words a window holds depends on where the seeded sampler starts it, so no word is named)
     inner = [w[1:-1] for w in calibration.windows_text]
-    assert all("\ufffd" not in w for w in inner) and any(word in "".join(inner) for word in ("café", "données"))
+    decoded = "\n\n".join(texts)
+    assert all("\ufffd" not in w and w in decoded for w in inner), inner
+    assert set("éïç") & set("".join(inner)), inner
 
 
 def test_reports_record_the_command_line_and_the_options(tmp_path, model_dir, text_corpus):
