@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from calibprune.calibration import CalibrationSet, GenerationOptions, build_detected, build_synthetic
+from calibprune.calibration import CalibrationSet, DetectOptions, GenerationOptions, build_detected, build_synthetic
 from calibprune.calibration.filters import drop_above_percentile, keep_top_fraction
 from calibprune.calibration.generation_progress import GenerationProgress
 from calibprune.config import PruneConfig, SparsityTarget
@@ -232,7 +232,7 @@ def test_set_folder_round_trip_and_prune_from_it(model_dir, tokenizer, text_corp
         seqlen=32,
         seed=5,
         strategy="synthetic",
-        generation=GenerationOptions(prefix_tokens=2, max_new_tokens=40, batch_size=8, num_texts=8),
+        options=GenerationOptions(prefix_tokens=2, max_new_tokens=40, batch_size=8, num_texts=8),
     )
     calib = run_calib(str(model_dir), job, tmp_path / "syn", progress=False)
     assert not (tmp_path / ".syn.generation").exists()  # the work folder goes once the set is saved
@@ -268,41 +268,55 @@ def test_set_made_with_another_tokenizer_is_refused(model_dir, tokenizer, text_c
 @pytest.mark.parametrize(
     "job, message",
     [
-        (CalibJob(source="wikipedia-en"), "unknown corpus 'wikipedia-en': known ones are wiki-en, wiki-fr"),
-        (CalibJob(strategy="detect", mink_k=1.5), r"k=1.5 must be in \(0, 1\]"),
-        (CalibJob(strategy="detect", keep_top=0.0), r"--keep-top 0.0 must be in \(0, 1\]"),
-        (CalibJob(nsamples=500, seqlen=64), "fewer than nsamples x seqlen"),
+        (lambda: CalibJob(source="wikipedia-en"), "unknown corpus 'wikipedia-en': known ones are wiki-en, wiki-fr"),
+        (lambda: CalibJob(strategy="detect", options=DetectOptions(k=1.5)), r"^k 1.5 must be in \(0, 1\]"),
         (
-            CalibJob(strategy="synthetic", nsamples=8, seqlen=64, generation=GenerationOptions(num_texts=4)),
-            "raise --num-texts",
+            lambda: CalibJob(strategy="detect", options=DetectOptions(keep_top=0.0)),
+            r"^keep_top 0.0 must be in \(0, 1\]",
         ),
-        (CalibJob(nsamples=0), "nsamples 0 must be >= 1"),
+        (lambda: CalibJob(nsamples=500, seqlen=64), "fewer than nsamples x seqlen"),
+        (
+            lambda: CalibJob(strategy="synthetic", nsamples=8, seqlen=64, options=GenerationOptions(num_texts=4)),
+            "generation.num_texts=4 with generation.filter_top=0.2 keeps at most 192 tokens"
+            ".*raise generation.num_texts",
+        ),
+        (lambda: CalibJob(nsamples=0), "nsamples 0 must be >= 1"),
+        (lambda: CalibJob(strategy="detect", options=GenerationOptions()), "strategy='detect' takes DetectOptions"),
+        (lambda: CalibJob(strategy="nope"), "strategy 'nope' is unknown: use one of sample, synthetic, detect"),
     ],
 )
 def test_bad_calib_input(job, message, model_dir, text_corpus, tmp_path, monkeypatch):
     from calibprune.jobs import calibrate
 
     monkeypatch.setattr(calibrate, "load_model", lambda *a, **k: pytest.fail("model loaded before validation"))
-    if job.source == "wiki-en":
-        job.source = str(text_corpus)
-    with pytest.raises(CalibpruneError, match=message):
-        run_calib(str(model_dir), job, tmp_path / "out", progress=False)
+    with pytest.raises(CalibpruneError, match=message):  # when the job is made, or at the latest before any model
+        made = job()
+        if made.source == "wiki-en":
+            made.source = str(text_corpus)
+        run_calib(str(model_dir), made, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(
-    "build, message",
+    "build, python, cli",
     [
-        (lambda: GenerationOptions(filter_top=1.0), r"--filter-top 1.0 must be in \[0, 1\)"),
-        (lambda: GenerationOptions(filter_top=-0.1), r"--filter-top -0.1 must be in \[0, 1\)"),
-        (lambda: GenerationOptions(top_p=0), r"--top-p 0 must be in \(0, 1\]"),
-        (lambda: GenerationOptions(temperature=0), "--temperature 0 must be > 0"),
-        (lambda: GenerationOptions(prefix_tokens=-1), "--prefix-tokens -1 must be >= 0"),
+        (lambda: GenerationOptions(filter_top=1.0), r"filter_top 1.0 must be in \[0, 1\)", "--filter-top 1.0"),
+        (lambda: GenerationOptions(filter_top=-0.1), r"filter_top -0.1 must be in \[0, 1\)", "--filter-top -0.1"),
+        (lambda: GenerationOptions(top_p=0), r"top_p 0 must be in \(0, 1\]", "--top-p 0"),
+        (lambda: GenerationOptions(temperature=0), "temperature 0 must be > 0", "--temperature 0"),
+        (lambda: GenerationOptions(prefix_tokens=-1), "prefix_tokens -1 must be >= 0", "--prefix-tokens -1"),
+        (lambda: GenerationOptions(batch_size=0), "batch_size 0 must be >= 1", "--gen-batch-size 0"),
     ],
 )
-def test_bad_generation_options(build, message):
-    with pytest.raises(CalibpruneError, match=message):
+def test_bad_generation_options(build, python, cli):
+    """Python reads the keyword, the CLI its flag (the same declared check)."""
+    from calibprune.cli.calib import calib_groups
+    from calibprune.cli_options import flags_of
+    from calibprune.options import OptionError
+
+    with pytest.raises(OptionError, match=f"^{python}") as raised:
         build()
+    assert raised.value.render(flags_of(calib_groups()).scoped("generation")).startswith(cli + " must be")
 
 
 def _gpt2_style_tokenizer():

@@ -150,11 +150,37 @@ def check_fields(obj) -> None:
         if spec is None:
             continue
         value = getattr(obj, f.name)
+        check_values(type(obj), **{f.name: value})
+
+
+def check_values(cls: type, **values) -> None:
+    """Run the declared checks of ``cls``'s fields named in ``values`` on those values, without
+    building a ``cls`` (for a function that takes some of its options as plain arguments: it
+    checks them by the same declarations, not by a copy)."""
+    known = {f.name: f for f in fields(cls)}
+    for name, value in values.items():
+        spec = declared(known[name])
         if spec.choices is not None and value not in spec.choices:
-            raise OptionError(f.name, f"{{{f.name}}} {value!r} is unknown: use one of {', '.join(spec.choices)}")
+            raise OptionError(name, f"{{{name}}} {value!r} is unknown: use one of {', '.join(map(str, spec.choices))}")
         problem = spec.check(value) if spec.check else None
-        if problem:  # "{}" in a check's template is the field itself
-            raise OptionError(f.name, problem.replace("{}", "{" + f.name + "}"))
+        if problem:
+            raise OptionError(name, problem.replace("{}", "{" + name + "}"))
+
+
+def at_least(bound, note: str = "") -> Callable[[Any], str | None]:
+    """A check: the value is ``None`` or >= ``bound`` (``note``: why, or an example)."""
+    suffix = f" ({note})" if note else ""
+    return lambda v: None if v is None or v >= bound else f"{{}} {v} must be >= {bound}{suffix}"
+
+
+def in_interval(low, high, closed: str = "()", note: str = "") -> Callable[[Any], str | None]:
+    """A check: ``low < v < high`` with the ends ``closed`` gives (``"(]"``: ``low < v <= high``)."""
+    above = (lambda v: v >= low) if closed[0] == "[" else (lambda v: v > low)
+    below = (lambda v: v <= high) if closed[1] == "]" else (lambda v: v < high)
+    suffix = f": {note}" if note else ""
+    return lambda v: (
+        None if above(v) and below(v) else f"{{}} {v} must be in {closed[0]}{low}, {high}{closed[1]}{suffix}"
+    )
 
 
 @dataclass(frozen=True)

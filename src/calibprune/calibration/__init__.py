@@ -1,4 +1,5 @@
-"""Calibration data: sample a corpus, self-generate, or detect training-like texts.
+"""Calibration data: sample a corpus, self-generate, or detect training-like texts (each a
+registered strategy: :mod:`.strategies`).
 
 Every strategy returns a :class:`CalibrationSet` (token windows + manifest + texts) that
 saves to and loads from a folder; ``prune --calib`` takes such a folder or a source.
@@ -19,16 +20,18 @@ if TYPE_CHECKING:
 # asks whether --calib is a set folder before torch is imported.
 _EXPORTS = {
     "CalibrationSet": ".calibset",
-    "DETECTORS": ".detect",
+    "CalibJob": ".job",
+    "DETECTORS": ".strategies.detect",
+    "DetectOptions": ".strategies.detect",
     "build_detected": ".detect",
     "drop_above_percentile": ".filters",
     "keep_top_fraction": ".filters",
-    "MODES": ".sampling",
-    "WINDOW_RULES": ".sampling",
+    "MODES": ".job",
+    "WINDOW_RULES": ".job",
     "check_sampling_args": ".sampling",
     "sample_windows": ".sampling",
     "windows_from_texts": ".sampling",
-    "GenerationOptions": ".synthetic",
+    "GenerationOptions": ".strategies.synthetic",
     "build_synthetic": ".synthetic",
 }
 
@@ -73,7 +76,9 @@ __all__ = [
     "DETECTORS",
     "MODES",
     "WINDOW_RULES",
+    "CalibJob",
     "CalibrationSet",
+    "DetectOptions",
     "GenerationOptions",
     "build_calibration",
     "build_detected",

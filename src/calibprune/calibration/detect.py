@@ -13,15 +13,13 @@ from __future__ import annotations
 import torch
 
 from ..corpora import Corpus
-from ..errors import CalibpruneError
 from ..models.loading import encode, special_tokens_added
 from ..scoring import score_text
-from ..scoring.membership import check_k
 from .calibset import CalibrationSet
-from .filters import check_keep_top, keep_top_fraction
-from .sampling import check_sampling_args, set_from_pool, source_fields
-
-DETECTORS = ("mink++",)
+from .filters import keep_top_fraction
+from .job import check_windows
+from .sampling import set_from_pool, source_fields
+from .strategies.detect import DetectOptions
 
 # Bump a revision in the commit that changes this algorithm's output for some input (keys of
 # cached results include it: calibprune.experiments.revisions; tests/golden/revisions.json checks it).
@@ -43,13 +41,8 @@ def build_detected(
     progress: bool = True,
     windows: str = "disjoint",
 ) -> CalibrationSet:
-    if method not in DETECTORS:
-        raise CalibpruneError(f"unknown detector {method!r}: use one of {', '.join(DETECTORS)}")
-    check_sampling_args(nsamples, seqlen)
-    check_keep_top(keep_top)
-    check_k(k)
-    if num_candidates is not None and num_candidates <= 0:
-        raise CalibpruneError(f"--num-candidates {num_candidates} must be >= 1")
+    check_windows(nsamples, seqlen)
+    DetectOptions(detector=method, keep_top=keep_top, k=k, num_candidates=num_candidates)  # its declared checks
     docs = list(corpus.documents("calib"))
     order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed)).tolist()[:num_candidates]
     candidates = [docs[i] for i in order]

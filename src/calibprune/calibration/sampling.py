@@ -27,9 +27,7 @@ from ..corpora.tokens import pool_tokens, stream_tokens
 from ..errors import CalibpruneError
 from ..models.loading import tokenize
 from .calibset import CalibrationSet, decode_windows, tokenizer_info
-
-MODES = ("stream", "document")
-WINDOW_RULES = ("disjoint", "random")
+from .job import check_windows
 
 # Bump a revision in the commit that changes this algorithm's output for some input (keys of
 # cached results include it: calibprune.experiments.revisions; tests/golden/revisions.json checks it).
@@ -37,17 +35,8 @@ REVISIONS = {"calib/sample": 1}  # the sample strategy and the stream / document
 
 
 def check_sampling_args(nsamples: int, seqlen: int, mode: str | None = None, windows: str = "disjoint") -> None:
-    if nsamples <= 0:
-        raise CalibpruneError(f"nsamples {nsamples} must be >= 1 (the paper uses 128)")
-    if seqlen <= 1:
-        raise CalibpruneError(f"seqlen {seqlen} must be >= 2 tokens (the paper uses 2048)")
-    if mode is not None and mode not in MODES:
-        raise CalibpruneError(f"sampling mode {mode!r} is unknown: use one of {', '.join(MODES)}")
-    if windows not in WINDOW_RULES:
-        raise CalibpruneError(
-            f"window rule {windows!r} is unknown: use 'disjoint' (no overlapping windows, default) or 'random' "
-            "(independent random starts, as the published loaders)"
-        )
+    """The window arguments, checked by :class:`~calibprune.calibration.job.CalibJob`'s declarations."""
+    check_windows(nsamples, seqlen, mode, windows)
 
 
 def windows_from_texts(

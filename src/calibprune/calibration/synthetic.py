@@ -37,9 +37,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -49,9 +48,11 @@ from ..errors import CalibpruneError
 from ..models.loading import encode, special_tokens_added, tokenize
 from ..scoring import perplexity_of, score_sequences
 from .calibset import CalibrationSet, tokenizer_info
-from .filters import PERCENTILE_RULE, check_filter_top, drop_above_percentile, percentile_threshold
+from .filters import PERCENTILE_RULE, drop_above_percentile, percentile_threshold
 from .generation_progress import GenerationProgress, StepReporter, as_progress
-from .sampling import check_sampling_args, set_from_pool, source_fields, stream_tokens
+from .job import check_windows
+from .sampling import set_from_pool, source_fields, stream_tokens
+from .strategies.synthetic import GenerationOptions, whole_batches
 
 SEPARATOR_TOKENS = ("<|endoftext|>", "</s>")
 
@@ -59,69 +60,6 @@ SEPARATOR_TOKENS = ("<|endoftext|>", "</s>")
 # cached results include it: calibprune.experiments.revisions; tests/golden/revisions.json checks it).
 REVISIONS = {"calib/synthetic": 1}  # prompts, generation, perplexity filter
 USES = {"calib/synthetic": ("calib/sample", "scoring")}
-
-
-@dataclass(frozen=True)
-class GenerationOptions:
-    """Sampling settings (the official code's defaults); ``None`` fields are resolved
-    from the window length (see :meth:`resolve`). The paper's LLaMA-2/3 runs used
-    temperature 0.8: a study setting, not a default."""
-
-    prefix_tokens: int = 1
-    temperature: float = 0.6
-    top_p: float = 0.95
-    top_k: int = 50
-    repetition_penalty: float = 1.2
-    max_new_tokens: int | None = None  # default: fill the window (seqlen - prompt length)
-    batch_size: int = 32
-    num_texts: int | None = None  # default: rounds of batches until the kept texts fill nsamples x seqlen
-    filter_top: float = 0.2
-
-    def __post_init__(self):
-        checks = [
-            (self.prefix_tokens >= 0, f"--prefix-tokens {self.prefix_tokens} must be >= 0 (0 = start token only)"),
-            (self.temperature > 0, f"--temperature {self.temperature} must be > 0"),
-            (0 < self.top_p <= 1, f"--top-p {self.top_p} must be in (0, 1]"),
-            (self.top_k >= 0, f"--top-k {self.top_k} must be >= 0 (0 disables top-k)"),
-            (self.repetition_penalty > 0, f"--repetition-penalty {self.repetition_penalty} must be > 0 (1 = none)"),
-            (
-                self.max_new_tokens is None or self.max_new_tokens > 0,
-                f"--max-new-tokens {self.max_new_tokens} must be >= 1",
-            ),
-            (self.batch_size > 0, f"--gen-batch-size {self.batch_size} must be >= 1"),
-            (self.num_texts is None or self.num_texts > 0, f"--num-texts {self.num_texts} must be >= 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise CalibpruneError(message)
-        check_filter_top(self.filter_top)
-
-    def resolve(self, seqlen: int) -> GenerationOptions:
-        """Fill the defaults that depend on the window length (``num_texts`` stays as
-        given: ``None`` means rounds, see the module docstring)."""
-        max_new = self.max_new_tokens or max(1, seqlen - self.prefix_tokens - 1)
-        return GenerationOptions(**{**asdict(self), "max_new_tokens": max_new})
-
-    def sampling(self) -> dict:
-        """The keyword arguments of ``model.generate`` that make the sampling rule."""
-        return dict(
-            do_sample=True,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            top_k=self.top_k,
-            repetition_penalty=self.repetition_penalty,
-        )
-
-    def first_round(self, nsamples: int) -> int:
-        """Texts to generate first: ``num_texts``, or whole batches enough for ``nsamples``
-        window-long texts after the filter (x1.25)."""
-        if self.num_texts is not None:
-            return self.num_texts
-        return _whole_batches(1.25 * nsamples / (1.0 - self.filter_top), self.batch_size)
-
-
-def _whole_batches(texts: float, batch_size: int) -> int:
-    return max(1, math.ceil(texts / batch_size)) * batch_size
 
 
 def next_round(count: int, kept_texts: int, kept_tokens: int, needed: int, options: GenerationOptions) -> int:
@@ -134,7 +72,7 @@ def next_round(count: int, kept_texts: int, kept_tokens: int, needed: int, optio
             "raise --prefix-tokens or --max-new-tokens, or pass another --temperature"
         )
     missing_texts = (needed - kept_tokens) / (kept_tokens / kept_texts) / (1.0 - options.filter_top)
-    return count + _whole_batches(1.1 * missing_texts, options.batch_size)
+    return count + whole_batches(1.1 * missing_texts, options.batch_size)
 
 
 def start_token(tokenizer) -> dict:
@@ -369,7 +307,7 @@ def build_synthetic(
 ) -> CalibrationSet:
     """Generate, filter by perplexity, window. ``work_dir`` makes generation resumable;
     ``progress`` as :func:`generate_texts` (the filter's bar shows when it is truthy)."""
-    check_sampling_args(nsamples, seqlen)
+    check_windows(nsamples, seqlen)
     options = options.resolve(seqlen)
     needed = nsamples * seqlen
     count = options.first_round(nsamples)

@@ -17,8 +17,9 @@ from ..cli_options import refusal, typed
 
 
 def flag(name: str) -> str:
-    """The flag of a hand-declared parameter: ``ppl_seqlen`` -> ``--ppl-seqlen``."""
-    return "--" + name.replace("_", "-")
+    """The flag of a hand-declared parameter: ``ppl_seqlen`` -> ``--ppl-seqlen`` (a declared
+    field's parameter ``job__text_field`` -> ``--text-field``: its field name by the rule)."""
+    return "--" + name.split("__")[-1].replace("_", "-")
 
 
 def refuse_unused(ctx: typer.Context, names: tuple[str, ...], used: bool, why: str) -> None:
@@ -29,27 +30,27 @@ def refuse_unused(ctx: typer.Context, names: tuple[str, ...], used: bool, why: s
         raise refusal([flag(n) for n in given], why)
 
 
-def refuse_text_field(ctx: typer.Context, source) -> None:
+def refuse_text_field(ctx: typer.Context, source, param: str = "text_field") -> None:
     """--text-field names a field of local .jsonl/.parquet/.arrow files; a registered corpus has none."""
     from ..corpora import CORPORA
 
     if isinstance(source, str) and source in CORPORA:
         refuse_unused(
             ctx,
-            ("text_field",),
+            (param,),
             False,
             f"with the corpus {source!r}: it names the text field of local .jsonl/.parquet/.arrow files; drop it",
         )
 
 
-def refuse_encoding(ctx: typer.Context, sources, what: str) -> None:
+def refuse_encoding(ctx: typer.Context, sources, what: str, param: str = "encoding") -> None:
     """--encoding decodes local .txt/.jsonl files; refused when ``sources`` (what the
     command reads as text, set folders left out) hold none. ``what`` names the options."""
     from ..corpora import is_local_source
 
     refuse_unused(
         ctx,
-        ("encoding",),
+        (param,),
         any(is_local_source(s) for s in sources),
         f"when no local file is read ({what} name corpora or calibration-set folders): it is how local "
         ".txt/.jsonl files are decoded; drop it",

@@ -74,7 +74,7 @@ def check_pool(corpus, job, where: dict, path: str, tokenizer_of=None, counted: 
     ``where``: the key path each of nsamples/seqlen came from; ``tokenizer_of``: loads the
     model's tokenizer, for the exact count of a close call only (None: bound only); ``counted``: token counts
     already made with that tokenizer (filled here), so variants of one source tokenize once."""
-    if job.strategy == "synthetic":
+    if job.builder.windows_from == "generated":  # its windows come from generated text, not the source
         return
     stats = pool_stats(corpus)
     if stats is None:
@@ -107,7 +107,7 @@ def check_pool(corpus, job, where: dict, path: str, tokenizer_of=None, counted: 
                 f"more (a token is at least one byte): {fix}"
             )
         close = known and can < CLOSE * nsamples
-    if close and tokenizer_of is not None and job.strategy == "sample":
+    if close and tokenizer_of is not None and job.builder.windows_from == "source":
         _check_exact(corpus, tokenizer_of, job, mode, pool, path, fix, {} if counted is None else counted)
 
 

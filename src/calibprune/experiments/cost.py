@@ -40,13 +40,9 @@ def stage_seconds(stage, study, rates) -> float:
         factor = METHOD_FACTOR.get(config.method, 1.5) + (0.8 if config.allocation == "owl" else 0.0)
         return rates["load_s"] + factor * tokens / rates["tokens_per_s"] + eval_seconds(study, rates)
     job = p["job"]
-    tokens = job.nsamples * job.seqlen
-    if stage.kind == "pool" or (job.strategy == "synthetic" and stage.needs is None):
-        generated = tokens / (1 - job.generation.filter_top)
-        return rates["load_s"] + generated / rates["gen_tokens_per_s"] + generated / rates["tokens_per_s"]
-    if job.strategy == "detect":
-        return rates["load_s"] + (job.num_candidates or 1000) * job.seqlen / rates["tokens_per_s"]
-    return 1.0  # sampling windows / windowing a pool
+    if stage.kind == "pool" or stage.needs is None:  # built by its strategy (not windows of a shared pool)
+        return job.builder.seconds(job, rates)
+    return 1.0  # windowing a shared pool
 
 
 def estimate(study, plan, status: dict[str, str], store) -> dict:

@@ -37,7 +37,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from ..pruning.catalog import needs_calibration
-from ..utils.keys import key_fields
 from .identity import model_identity, source_identity, with_content
 from .revisions import bumped
 from .spec import CalibVariant, Evaluation, Setting, Study
@@ -60,7 +59,7 @@ def digest(obj, algorithms: Iterable[str] = ()) -> str:
 
 def calib_algorithms(job) -> list[str]:
     """What building a calibration set (or a generated pool) runs."""
-    return [f"calib/{job.strategy}"]
+    return [job.builder.algorithm]
 
 
 def evaluation_algorithms(evaluation: Evaluation) -> list[str]:
@@ -151,7 +150,7 @@ def calib_stage(study: Study, model: str, variant: CalibVariant, seed: int, plan
     needs = None
     if variant.pool == "shared":
         pool_job = replace(variant.job, seed=variant.pool_seed)
-        inputs = {"stage": "pool", "model": model, "job": key_fields(pool_job)}
+        inputs = {"stage": "pool", "model": model, "job": pool_job.key()}
         needs = digest(with_content(inputs, **content), calib_algorithms(pool_job))
         plan.pools.setdefault(
             needs,
@@ -163,7 +162,7 @@ def calib_stage(study: Study, model: str, variant: CalibVariant, seed: int, plan
                 detail=detail,
             ),
         )
-    inputs = {"stage": "calib", "model": model, "job": key_fields(job), "pool": needs}
+    inputs = {"stage": "calib", "model": model, "job": job.key(), "pool": needs}
     key = digest(with_content(inputs, **content), calib_algorithms(job))
     attrs = {"model": model, "calib": variant.label, "seed": seed}
     return plan.calibs.setdefault(key, Stage("calib", key, {"model": model, "job": job}, needs, attrs, detail))

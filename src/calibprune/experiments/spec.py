@@ -20,16 +20,15 @@ from pathlib import Path
 
 import yaml
 
-from ..calibration import GenerationOptions
+from ..calibration.job import CalibJob
+from ..calibration.strategies import all_strategies, get_strategy
 from ..config import PruneConfig, SparsityTarget
 from ..errors import CalibpruneError
-from ..jobs.calibrate import CalibJob
 from ..jobs.requests import PerplexityRequest, TaskRequest
-from ..options import OptionError, build
+from ..options import OptionError, build, walk
 from ..utils.keys import key_fields
 from . import claims as paper_claims
 
-STRATEGIES = ("sample", "synthetic", "detect")
 ANALYSES = ("similarity", "membership")
 
 TOP_KEYS = {
@@ -37,18 +36,14 @@ TOP_KEYS = {
     "evaluation", "analysis", "report", "resources", "keep_models", "dtype", "cost",
 }  # fmt: skip
 CALIB_KEYS = {"nsamples", "seqlen", "strategies"}
-STRATEGY_KEYS = {
-    "name", "source", "strategy", "nsamples", "seqlen", "sampling", "text_field", "encoding", "windows", "generation",
-    "detect", "pool", "pool_seed",
-}  # fmt: skip
-DETECT_KEYS = {"keep_top", "k", "num_candidates"}
-DETECT_FIELDS = {
-    "keep_top": "keep_top",
-    "k": "mink_k",
-    "num_candidates": "num_candidates",
-}  # spec key -> CalibJob field
-# the strategy keys that are CalibJob fields as they are
-JOB_KEYS = ("source", "nsamples", "seqlen", "sampling", "text_field", "encoding", "windows")
+# a calibration strategy entry: the job's declared fields, each strategy's options under its section
+JOB_KEYS = tuple(leaf.path for leaf in walk(CalibJob))
+
+
+def strategy_keys() -> set[str]:
+    """The keys of a strategy entry (read when a spec is parsed: a strategy registered later counts)."""
+    return {"name", "pool", "pool_seed", *JOB_KEYS} | {s.section for s in all_strategies() if s.section}
+
 # a pruning setting: PruneConfig's fields, its target given as sparsity or pattern, and a name
 SETTING_KEYS = {"name", "sparsity", "pattern"} | {f.name for f in fields(PruneConfig) if f.name != "target"}
 # the evaluation requests' own fields: a study sets what the Python API and the CLI set
@@ -62,9 +57,7 @@ REPORT_KEYS = {"baseline", "primary_metric", "claims"}
 RESOURCE_KEYS = {"num_cpus", "num_gpus", "memory", "threads"}
 # fields that a list expands into variants (everything else that takes a list is a list)
 EXPANDING = {
-    "strategy": ("source", "nsamples", "seqlen"),
-    "generation": ("prefix_tokens", "filter_top", "temperature"),
-    "detect": ("keep_top",),
+    "strategy": ("source", "nsamples", "seqlen"),  # and each strategy's own ``expanding`` options
     "setting": ("method", "sparsity", "pattern", "allocation", "refine"),
 }
 
@@ -129,14 +122,10 @@ class CalibVariant:
         job = self.job
         out = {"calib": self.label, "source": job.source, "strategy": job.strategy, "nsamples": job.nsamples}
         out["seqlen"] = job.seqlen
-        if job.strategy == "synthetic":
-            out |= {"prefix_tokens": job.generation.prefix_tokens, "filter_top": job.generation.filter_top}
-        if job.strategy == "detect":
-            out["keep_top"] = job.keep_top
-        return out
+        return out | job.builder.attrs(job.options)
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "job": asdict(self.job), "pool": self.pool, "pool_seed": self.pool_seed}
+        return {"label": self.label, "job": job_record(self.job), "pool": self.pool, "pool_seed": self.pool_seed}
 
 
 @dataclass(frozen=True)
@@ -358,54 +347,68 @@ def _seeds(value) -> list[int]:
 
 
 def _strategy(entry, defaults: dict, path: str) -> list[CalibVariant]:
-    entry = check_keys(entry, STRATEGY_KEYS, path)
+    entry = check_keys(entry, strategy_keys(), path)
     if "source" not in entry:
         raise fail(f"{path}.source", "missing: name a corpus (calibprune corpora), hub source or local file")
-    strategy = entry.get("strategy", "sample")
-    if strategy not in STRATEGIES:
-        raise fail(f"{path}.strategy", f"{strategy!r} is unknown: use one of {', '.join(STRATEGIES)}")
-    generation = check_keys(entry.get("generation"), set(GenerationOptions.__dataclass_fields__), f"{path}.generation")
-    detect = check_keys(entry.get("detect"), DETECT_KEYS, f"{path}.detect")
-    if generation and strategy != "synthetic":
-        raise fail(f"{path}.generation", "applies to strategy: synthetic only")
-    if detect and strategy != "detect":
-        raise fail(f"{path}.detect", "applies to strategy: detect only")
+    name = entry.get("strategy", "sample")
+    if name not in {s.name for s in all_strategies()}:
+        known = ", ".join(s.name for s in all_strategies())
+        raise fail(f"{path}.strategy", f"{name!r} is unknown: use one of {known}")
+    strategy = get_strategy(name)
+    for other in all_strategies():  # a section is the options of its own strategy only
+        if other.section and other.section in entry and other.name != name:
+            raise fail(f"{path}.{other.section}", f"applies to strategy: {other.name} only")
+    section = strategy.section
+    own = (
+        check_keys(entry.get(section), {leaf.path for leaf in walk(strategy.options)}, f"{path}.{section}")
+        if section
+        else {}
+    )
     pool = entry.get("pool", "per-seed")
     if pool not in ("shared", "per-seed"):
         raise fail(f"{path}.pool", f"{pool!r} is unknown: use shared (one generated pool per model) or per-seed")
-    if pool == "shared" and strategy != "synthetic":
-        raise fail(f"{path}.pool", "a shared pool applies to strategy: synthetic only")
+    if pool == "shared" and strategy.windows_from != "generated":
+        raise fail(f"{path}.pool", "a shared pool applies to a strategy that generates its texts (synthetic) only")
     from ..corpora import LocalCorpus, get_corpus
     from .checks import check_pool, check_text_field
 
     variants = []
     for base in expand({**defaults, **entry}, EXPANDING["strategy"]):
-        for gen in expand(generation, EXPANDING["generation"]):
-            for det in expand(detect, EXPANDING["detect"]):
-                where = f"{path} (source={base['source']})"
-                reading = {k: base.get(k, getattr(CalibJob, k)) for k in ("text_field", "encoding")}  # its defaults
-                corpus = _guard(
-                    f"{path}.source", lambda base=base, reading=reading: get_corpus(base["source"], **reading)
-                )
-                given = {k: base[k] for k in JOB_KEYS if k in base}  # the rest: CalibJob's own defaults
-                given |= {DETECT_FIELDS[k]: v for k, v in det.items()}
-                job = _guard(
-                    where,
-                    lambda given=given, gen=gen: CalibJob(
-                        **given, strategy=strategy, generation=GenerationOptions(**gen)
-                    ),
-                )
-                _guard(where, job.check)
-                check_text_field(corpus, entry, job.text_field, path)
-                if isinstance(corpus, LocalCorpus):  # a local file that cannot be decoded fails here
-                    _guard(f"{path}.source", corpus.check_readable)
-                origin = {k: f"{path}.{k}" if k in entry else f"calibration.{k}" for k in ("nsamples", "seqlen")}
-                check_pool(corpus, job, origin, where)
-                label = entry.get("name") or (
-                    base["source"] if strategy == "sample" else f"{strategy}:{base['source']}"
-                )
-                variants.append(CalibVariant(label, job, pool, int(entry.get("pool_seed", 0)), where, origin))
+        for values in expand(own, strategy.expanding):
+            where = f"{path} (source={base['source']})"
+            given = {k: base[k] for k in JOB_KEYS if k in base and k != "strategy"}  # the rest: CalibJob's defaults
+            reading = {k: given.get(k, CalibJob.__dataclass_fields__[k].default) for k in ("text_field", "encoding")}
+            corpus = _guard(f"{path}.source", lambda reading=reading, base=base: get_corpus(base["source"], **reading))
+            try:
+                options = _options(strategy, values)
+                job = CalibJob(**given, strategy=name, options=options)
+                job.check()
+            except OptionError as error:
+                raise fail(where, error.render(spec_namer(path))) from None
+            check_text_field(corpus, entry, job.text_field, path)
+            if isinstance(corpus, LocalCorpus):  # a local file that cannot be decoded fails here
+                _guard(f"{path}.source", corpus.check_readable)
+            origin = {k: f"{path}.{k}" if k in entry else f"calibration.{k}" for k in ("nsamples", "seqlen")}
+            check_pool(corpus, job, origin, where)
+            label = entry.get("name") or strategy.label(base["source"])
+            variants.append(CalibVariant(label, job, pool, int(entry.get("pool_seed", 0)), where, origin))
     return variants
+
+
+def _options(strategy, values: dict):
+    """A strategy's options object from its section of the entry (errors with the section's path)."""
+    if strategy.options is None:
+        return None
+    try:
+        return build(strategy.options, values)
+    except OptionError as error:
+        raise error.within(strategy.section) from None
+
+
+def job_record(job: CalibJob) -> dict:
+    """A calibration job as the study's records hold it (the layout of its stage key, with
+    ``encoding`` always: see :meth:`CalibJob.key`)."""
+    return job.key() | {"encoding": job.encoding}
 
 
 def spec_namer(prefix: str):
