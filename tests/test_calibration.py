@@ -107,7 +107,7 @@ def test_disjoint_windows_tile_a_stream_that_fits_exactly_and_are_placed_uniform
 
 
 def test_unknown_window_rule_is_refused(tokenizer, text_corpus):
-    with pytest.raises(CalibpruneError, match="window rule 'overlap' is unknown: use 'disjoint'"):
+    with pytest.raises(CalibpruneError, match="windows 'overlap' is unknown: use 'disjoint'"):
         build_calibration(str(text_corpus), tokenizer, nsamples=2, seqlen=10, windows="overlap")
 
 

@@ -345,4 +345,4 @@ def test_the_issue_command_lines_parse_and_refuse_cuda_without_a_gpu(tmp_path):
 def test_calib_device_without_a_model_run_is_refused(tmp_path):
     result = run_cli("calib", "--device", "cpu", "--output", str(tmp_path / "c"))
     assert result.returncode == 2
-    assert "--device has no effect without --synthetic or --detect" in result.stderr
+    assert "--device has no effect with --strategy sample: it runs no model" in result.stderr

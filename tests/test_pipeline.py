@@ -109,7 +109,7 @@ def no_weight_loading(monkeypatch):
         (dict(seqlen=256), "--seqlen 256 exceeds the model's maximum sequence length 128"),
         (dict(nsamples=400, seqlen=64), "fewer than nsamples x seqlen"),
         (dict(source="no-such-corpus"), "unknown corpus 'no-such-corpus': known ones are wiki-en"),
-        (dict(sampling="random"), "sampling mode 'random' is unknown"),
+        (dict(sampling="random"), "sampling 'random' is unknown: use one of stream, document"),
     ],
 )
 def test_bad_calibration_input_fails_before_loading(
