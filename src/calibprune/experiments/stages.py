@@ -1,9 +1,9 @@
 """What a worker does for one stage: the same pipeline jobs the CLI runs, in memory.
 
-:func:`execute` never raises: an error becomes a :class:`~calibprune.results.StageOutcome`
-with ``ok=False``, its message and traceback, so one failing cell does not stop a sweep and (under Ray) an application
-error is not mistaken for a lost node and retried. Results travel back to the driver,
-which alone writes the run folder.
+:func:`execute` never raises: it returns a :class:`~calibprune.results.StageOutcome`, an
+error one with ``ok=False``, its message and traceback, so one failing cell does not stop a
+sweep and (under Ray) an application error is not mistaken for a lost node and retried.
+Results travel back to the driver, which alone writes the run folder.
 """
 
 from __future__ import annotations
