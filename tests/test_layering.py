@@ -24,7 +24,14 @@ COMPAT = ("calibprune.pipeline",)
 LIBRARY = tuple(
     f"calibprune.{name}"
     for name in ("pruning", "models", "calibration", "corpora", "evaluation", "scoring", "analysis", "utils")
-) + ("calibprune.config", "calibprune.options", "calibprune.errors", "calibprune.estimate", "calibprune.paths")
+) + (
+    "calibprune.config",
+    "calibprune.options",
+    "calibprune.errors",
+    "calibprune.estimate",
+    "calibprune.paths",
+    "calibprune.results",
+)
 
 # what each layer must not import (everything above it)
 FORBIDDEN = {

@@ -230,15 +230,19 @@ def test_a_stage_runs_at_the_fixed_thread_count_and_records_its_platform(model_d
 
 def test_report_warns_when_cells_come_from_two_platforms():
     from calibprune.experiments.platforms import mixing_warning
+    from calibprune.results import StageRecord
+
+    def cell(**fields):  # a cell file's record, as the report reads it
+        return StageRecord.from_json({"attrs": {}, **fields})
 
     record = {"cpu": {"model": "Xeon", "isa": ["avx2"]}, "torch_threads": 1, "packages": {"torch": "2.13.0"}}
     other = {**record, "cpu": {"model": "EPYC", "isa": ["avx2", "avx512f"]}}
-    same = [{"status": "ok", "platform": record}, {"status": "ok", "platform": dict(record)}]
+    same = [cell(status="ok", platform=record), cell(status="ok", platform=dict(record))]
     assert mixing_warning(same) is None
-    assert mixing_warning(same + [{"status": "failed", "platform": other}]) is None  # failed cells carry no metric
-    warning = mixing_warning(same + [{"status": "ok", "platform": other}])
+    assert mixing_warning(same + [cell(status="failed", platform=other)]) is None  # failed cells carry no metric
+    warning = mixing_warning(same + [cell(status="ok", platform=other)])
     assert warning.startswith("the cells were computed on 2 platforms (2 on Xeon [avx2], 1 threads, torch 2.13.0; 1 on")
-    old = [{"status": "ok", "threads": 1}, {"status": "ok", "threads": 2}]  # cells from before platforms were recorded
+    old = [cell(status="ok", threads=1), cell(status="ok", threads=2)]  # cells from before platforms were recorded
     assert "2 platforms" in mixing_warning(old)
 
 

@@ -94,16 +94,16 @@ def eval_(
         argv=sys.argv,
         say=notice(quiet),
     )
-    if "batch_size" in report:
-        probe = report["batch_size"]
+    if report.batch_size is not None:
+        probe = report.batch_size
         out.print(f"--batch-size auto: {probe['chosen']} ({probe['rule']}: {probe['measured']})")
-    if "tasks" in report:
-        task_table(report["tasks"])
-        path = report["tasks"]["scoring"]
+    if report.tasks is not None:
+        task_table(report.tasks)
+        path = report.tasks["scoring"]
         out.print(
             f"scoring: {path['path']}" + (f" (fell back: {path['fallback_reason']})" if path["fallback_reason"] else "")
         )
-    if "perplexity" in report:
-        ppl_table({model: report["perplexity"]})
+    if report.perplexity is not None:
+        ppl_table({model: report.perplexity})
     if output:
         out.print(f"results -> {output}", soft_wrap=True)

@@ -138,7 +138,7 @@ def prune(
         offload=offload,
         argv=sys.argv,
     )
-    summary = report["summary"]
+    summary = report.summary
     target = config.target
     nm_meaning = f" ({target.n} pruned of every {target.m})" if target.is_nm else ""
     out.print(
@@ -150,10 +150,10 @@ def prune(
         ),
         soft_wrap=True,
     )
-    if report.get("perplexity"):
+    if report.perplexity is not None and report.perplexity.columns():
         from .render import ppl_table
 
-        ppl_table(report["perplexity"])
+        ppl_table(report.perplexity.columns())
 
 
 with_parameters(prune, prune_groups())  # the declared options join the signature typer reads

@@ -5,21 +5,23 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
+from ..results import CorpusPerplexity
 from .app import out
 
 
-def ppl_table(results: dict) -> None:
-    """One row per corpus; its pool is named per row (a local file is scored on all of it)."""
+def ppl_table(results: dict[str, dict[str, CorpusPerplexity]]) -> None:
+    """One column per model (``{model: {corpus: result}}``: :meth:`PerplexityResult.columns`, or one
+    evaluated model), one row per corpus; its pool is named per row (a local file is scored on all of it)."""
     columns = list(results)
     first = next(iter(results.values()))
     any_row = next(iter(first.values()))
-    table = Table(title=f"perplexity ({any_row['protocol']}, {any_row['seqlen']} tokens)")
+    table = Table(title=f"perplexity ({any_row.protocol}, {any_row.seqlen} tokens)")
     table.add_column("corpus")
     table.add_column("pool")
     for column in columns:
         table.add_column(column, justify="right")
     for name, row in first.items():
-        table.add_row(name, row["split"], *(f"{results[c][name]['ppl']:.3f}" for c in columns))
+        table.add_row(name, row.split, *(f"{results[c][name].ppl:.3f}" for c in columns))
     out.print(table)
 
 

@@ -14,6 +14,8 @@ import math
 import statistics
 from collections import defaultdict
 
+from ..results import StageRecord
+
 CALIB_ATTRS = ("calib", "source", "strategy", "prefix_tokens", "filter_top", "keep_top")
 ORDER = (
     "model",
@@ -28,14 +30,14 @@ ORDER = (
 ) + CALIB_ATTRS
 
 
-def rows_of(cells: list[dict]) -> list[dict]:
+def rows_of(cells: list[StageRecord]) -> list[dict]:
     """One row per (ok cell, metric): the cell's attributes, ``metric`` and ``value``."""
     rows = []
     for cell in cells:
-        if cell.get("status") != "ok":
+        if not cell.ok:
             continue
-        for metric, value in (cell.get("metrics") or {}).items():
-            rows.append({**cell["attrs"], "metric": metric, "value": float(value)})
+        for metric, value in (cell.metrics or {}).items():
+            rows.append({**cell.attrs, "metric": metric, "value": float(value)})
     return rows
 
 

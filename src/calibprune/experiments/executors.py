@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from ..errors import CalibpruneError
+from ..results import StageOutcome
 from .plan import Stage
 from .stages import execute
 
-Done = Callable[[Stage, dict], None]
+Done = Callable[[Stage, StageOutcome], None]
 EXECUTORS = ("local", "ray")
 
 # torch's CPU kernels split their sums by thread, so the thread count moves a cell's last
@@ -115,7 +116,7 @@ class RayExecutor:
                 try:
                     outcome = self.ray.get(ref)
                 except Exception as exc:  # the task's node died more often than Ray retries it
-                    outcome = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": None, "wall_s": 0.0}
+                    outcome = StageOutcome.failure(f"{type(exc).__name__}: {exc}")
                 done(stage, outcome)
 
     def close(self) -> None:

@@ -11,22 +11,22 @@ from __future__ import annotations
 
 from collections import Counter
 
+from ..results import StageRecord
 from ..utils.provenance import platform_signature
 
 
-def cell_platform(cell: dict) -> str:
-    record = cell.get("platform")
-    if record:
-        return platform_signature(record)
-    return f"unknown platform, {cell.get('threads') or '?'} threads"
+def cell_platform(cell: StageRecord) -> str:
+    if cell.platform:
+        return platform_signature(cell.platform)
+    return f"unknown platform, {cell.threads or '?'} threads"
 
 
-def platforms(cells: list[dict]) -> Counter:
+def platforms(cells: list[StageRecord]) -> Counter:
     """Platform signature -> number of successful cells computed on it."""
-    return Counter(cell_platform(c) for c in cells if c.get("status") == "ok")
+    return Counter(cell_platform(c) for c in cells if c.ok)
 
 
-def mixing_warning(cells: list[dict]) -> str | None:
+def mixing_warning(cells: list[StageRecord]) -> str | None:
     """One sentence when the study's cells come from more than one platform, else None."""
     counts = platforms(cells)
     if len(counts) < 2:

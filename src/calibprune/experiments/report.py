@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 from ..errors import CalibpruneError
@@ -66,7 +67,7 @@ def build_report(rundir: str | Path, partial: bool = False) -> dict:
             f"`{store.rerun()}` to compute them, or pass --partial to report the results that are there"
         )
     if isinstance(own, dict):  # ... under the study's own labels
-        cells = [c | {"attrs": own.get(c.get("key"), c.get("attrs"))} for c in cells]
+        cells = [replace(c, attrs=own.get(c.key, c.attrs)) for c in cells]
     if not cells and not (store.root / "analysis").is_dir():
         raise CalibpruneError(
             f"{rundir} holds no cell results (cells/*.json): run `calibprune sweep SPEC --output {rundir}`"
@@ -85,7 +86,7 @@ def build_report(rundir: str | Path, partial: bool = False) -> dict:
         "summary": summary,
         "ranges": ranges(summary),
         "diffs": diffs(rows, baseline) if baseline else [],
-        "dense": [{"model": d["attrs"]["model"], **d.get("metrics", {})} for d in denses if d.get("status") == "ok"],
+        "dense": [{"model": d.attrs["model"], **(d.metrics or {})} for d in denses if d.ok],
         "claims": evaluate_claims(meta, rows, membership),
         "membership": membership,
         "similarity": store.analyses("similarity"),
@@ -258,7 +259,7 @@ def _replication_markdown(studies: list[dict], links: PurePosixPath, rundirs: st
     out.append("| study | model | cells ok | cells failed | primary metric | report |")
     out.append("|---|---|---|---|---|---|")
     for data in studies:
-        ok = sum(c.get("status") == "ok" for c in data["cells"])
+        ok = sum(c.ok for c in data["cells"])
         out.append(
             f"| {data['meta'].get('study', data['name'])} | {_models(data)} | {ok} | {len(data['cells']) - ok} "
             f"| `{data['metric']}` | [report]({links / data['name'] / 'report.md'}) |"
@@ -332,7 +333,7 @@ def _table(rows: list[dict], columns: list[str]) -> str:
 
 def _markdown(data: dict, figures: dict[str, str]) -> str:
     meta, metric = data["meta"], data["metric"]
-    ok = sum(c.get("status") == "ok" for c in data["cells"])
+    ok = sum(c.ok for c in data["cells"])
     failed = len(data["cells"]) - ok
     out = [f"# Study: {meta.get('study', 'unnamed')}\n"]
     if meta.get("description"):

@@ -1,9 +1,9 @@
 """What a worker does for one stage: the same pipeline jobs the CLI runs, in memory.
 
-:func:`execute` never raises: an error becomes a result with ``ok: False``, its message
-and traceback, so one failing cell does not stop a sweep and (under Ray) an application
-error is not mistaken for a lost node and retried. Results travel back to the driver,
-which alone writes the run folder.
+:func:`execute` never raises: it returns a :class:`~calibprune.results.StageOutcome`, an
+error one with ``ok=False``, its message and traceback, so one failing cell does not stop a
+sweep and (under Ray) an application error is not mistaken for a lost node and retried.
+Results travel back to the driver, which alone writes the run folder.
 """
 
 from __future__ import annotations
@@ -14,23 +14,7 @@ import time
 import traceback
 from dataclasses import replace
 
-
-def metrics_of(report: dict, which: str = "pruned") -> dict[str, float]:
-    """Flat metric names: ``ppl/<corpus>``, ``acc/<task>``, ``acc_norm/<task>``, ``acc/average``."""
-    out: dict[str, float] = {}
-    ppl = report.get("perplexity") or {}
-    ppl = ppl.get(which, ppl) if which in ppl else ppl
-    for corpus, result in ppl.items():
-        if isinstance(result, dict) and "ppl" in result:
-            out[f"ppl/{corpus}"] = result["ppl"]
-    tasks = report.get("tasks") or {}
-    for name, row in (tasks.get("tasks") or {}).items():
-        for metric in ("acc", "acc_norm"):
-            if row.get(metric) is not None:
-                out[f"{metric}/{name}"] = row[metric]
-    if (tasks.get("average") or {}).get("acc") is not None:
-        out["acc/average"] = tasks["average"]["acc"]
-    return out
+from ..results import CellResult, DenseResult, StageOutcome
 
 
 def _pool(payload: dict, given, scratch):
@@ -63,7 +47,7 @@ def _dense(payload: dict, given, scratch):
 
     evaluation = payload["evaluation"]
     report = run_eval(payload["model"], evaluation.ppl, evaluation.tasks, dtype=payload["dtype"], progress=False)
-    return {"metrics": metrics_of(report), "stages": report["stages"]}
+    return DenseResult(metrics=report.metrics(), stages=report.stages)
 
 
 def _cell(payload: dict, calibration, scratch):
@@ -84,20 +68,15 @@ def _cell(payload: dict, calibration, scratch):
         dtype=payload["dtype"],
         progress=False,
     )
-    return {
-        "metrics": metrics_of(report),
-        "summary": report["summary"],
-        "allocation": report.get("allocation"),
-        "calibration": {k: v for k, v in (report.get("calibration") or {}).items() if k != "environment"},
-        "stages": report["stages"],
-        "prune_wall_s": report["wall_s"],
-    }
+    return CellResult.of_report(report)
 
 
 RUNNERS = {"pool": _pool, "calib": _calib, "dense": _dense, "cell": _cell}
 
 
-def execute(kind: str, payload: dict, given=None, scratch: str | None = None, threads: int | None = None) -> dict:
+def execute(
+    kind: str, payload: dict, given=None, scratch: str | None = None, threads: int | None = None
+) -> StageOutcome:
     """Run one stage; ``given`` is the result of the stage it needs (a pool or calibration set).
 
     ``threads``: torch's CPU thread count for the stage (None: leave it as it is); the
@@ -115,13 +94,13 @@ def execute(kind: str, payload: dict, given=None, scratch: str | None = None, th
         ok, error, trace = True, None, None
     except Exception as exc:  # recorded in the stage's own result; the sweep goes on
         value, ok, error, trace = None, False, f"{type(exc).__name__}: {exc}", traceback.format_exc()
-    return {
-        "ok": ok,
-        "value": value,
-        "error": error,
-        "traceback": trace,
-        "wall_s": round(time.perf_counter() - started, 3),
-        "host": socket.gethostname(),
-        "threads": torch.get_num_threads(),
-        "platform": platform_record(),
-    }
+    return StageOutcome(
+        ok=ok,
+        value=value,
+        error=error,
+        traceback=trace,
+        wall_s=round(time.perf_counter() - started, 3),
+        host=socket.gethostname(),
+        threads=torch.get_num_threads(),
+        platform=platform_record(),
+    )

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..calibration import CalibrationSet
 from ..errors import CalibpruneError
+from ..results import StageRecord
 from ..utils.io import write_json
 
 CELL_FORMAT = "calibprune.cell/1"
@@ -45,12 +46,13 @@ class RunStore:
     def read_cell(self, key: str) -> dict | None:
         return self._read(self.cell_path(key), "that cell")
 
-    def write_cell(self, key: str, record: dict) -> None:
+    def write_cell(self, key: str, record: StageRecord | dict) -> None:
+        record = record.to_json() if isinstance(record, StageRecord) else record
         write_json(self.cell_path(key), {"format": CELL_FORMAT, "key": key, **record})
 
-    def cells(self, keys: list[str] | None = None) -> list[dict]:
+    def cells(self, keys: list[str] | None = None) -> list[StageRecord]:
         """Every finished cell's record, or those of ``keys`` only."""
-        return self._records("cells", keys)
+        return [StageRecord.from_json(r) for r in self._records("cells", keys)]
 
     def _records(self, kind: str, keys: list[str] | None) -> list[dict]:
         folder = self.root / kind
@@ -65,9 +67,9 @@ class RunStore:
     def read_dense(self, key: str) -> dict | None:
         return self._read(self.dense_path(key), "that dense evaluation")
 
-    def denses(self, keys: list[str] | None = None) -> list[dict]:
+    def denses(self, keys: list[str] | None = None) -> list[StageRecord]:
         """Every dense evaluation's record, or those of ``keys`` only."""
-        return self._records("dense", keys)
+        return [StageRecord.from_json(r) for r in self._records("dense", keys)]
 
     def read_meta(self) -> dict | None:
         """study.json (what ``report`` needs of the study), or None in a run folder without one."""

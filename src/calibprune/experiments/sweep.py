@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import CalibpruneError
+from ..results import StageOutcome, StageRecord
 from ..utils.io import refuse_overlap, write_json
 from . import cost
 from .executors import make_executor
@@ -185,23 +186,22 @@ def _execute(study, plan: Plan, store: RunStore, todo, runner, result: SweepResu
     )
     failed_inputs: dict[str, str] = {}
 
-    def done(stage: Stage, outcome: dict) -> None:
-        stage_time[0] += outcome["wall_s"]
+    def done(stage: Stage, outcome: StageOutcome) -> None:
+        stage_time[0] += outcome.wall_s
         result.executed[stage.kind] += 1
         if stage.kind in ("pool", "calib"):
-            if outcome["ok"]:
-                store.save_set(stage.kind, stage.key, outcome["value"])
+            if outcome.ok:
+                store.save_set(stage.kind, stage.key, outcome.value)
             else:
-                failed_inputs[stage.key] = f"{stage.kind} stage failed: {outcome['error']}"
-                result.failed.append(f"{stage.label}: {outcome['error']}")
+                failed_inputs[stage.key] = f"{stage.kind} stage failed: {outcome.error}"
+                result.failed.append(f"{stage.label}: {outcome.error}")
         elif stage.kind == "dense":
-            record = {"status": "ok" if outcome["ok"] else "failed", "attrs": stage.attrs, **_outcome(outcome)}
-            write_json(store.dense_path(stage.key), record)
-            if not outcome["ok"]:
-                result.failed.append(f"{stage.label}: {outcome['error']}")
+            write_json(store.dense_path(stage.key), StageRecord.of(stage.attrs, outcome).to_json())
+            if not outcome.ok:
+                result.failed.append(f"{stage.label}: {outcome.error}")
         else:
             _write_cell(store, stage, outcome, result)
-        progress.update(stage.kind, outcome["ok"], outcome["wall_s"], stage.label)
+        progress.update(stage.kind, outcome.ok, outcome.wall_s, stage.label)
 
     runner.run([(p, None) for p in pools], done)
     loaded: dict[str, object] = {}
@@ -224,7 +224,7 @@ def _execute(study, plan: Plan, store: RunStore, todo, runner, result: SweepResu
     jobs = [(d, None) for d in denses]
     for stage in cells:
         if stage.needs in failed_inputs:
-            outcome = {"ok": False, "error": failed_inputs[stage.needs], "traceback": None, "wall_s": 0.0}
+            outcome = StageOutcome.failure(failed_inputs[stage.needs])
             _write_cell(store, stage, outcome, result)
             progress.update("cell", False, 0.0, stage.label)
         else:
@@ -244,28 +244,12 @@ def failed_dense(store: RunStore, key: str) -> bool:
     return record is not None and record.get("status") != "ok"
 
 
-def _outcome(outcome: dict) -> dict:
-    value = outcome.get("value") or {}
-    out = {key: outcome.get(key) for key in ("wall_s", "host", "threads", "platform")}
-    if outcome["ok"]:
-        out.update(value)
-    else:
-        out.update(error=outcome["error"], traceback=outcome.get("traceback"))
-    return out
-
-
-def _write_cell(store: RunStore, stage: Stage, outcome: dict, result: SweepResult) -> None:
-    record = {
-        "status": "ok" if outcome["ok"] else "failed",
-        "attrs": stage.attrs,
-        "calib_key": stage.needs,
-        "dense_key": stage.payload["dense_key"],
-        **_outcome(outcome),
-    }
+def _write_cell(store: RunStore, stage: Stage, outcome: StageOutcome, result: SweepResult) -> None:
+    record = StageRecord.of(stage.attrs, outcome, calib_key=stage.needs, dense_key=stage.payload["dense_key"])
     store.write_cell(stage.key, record)
-    result.status[stage.key] = "done" if outcome["ok"] else "failed"
-    if not outcome["ok"]:
-        result.failed.append(f"{stage.label}: {outcome['error']}")
+    result.status[stage.key] = "done" if outcome.ok else "failed"
+    if not outcome.ok:
+        result.failed.append(f"{stage.label}: {outcome.error}")
 
 
 def dry_run_table(result: SweepResult, store: RunStore) -> dict:

@@ -10,6 +10,7 @@ from ..errors import CalibpruneError
 from ..estimate import listening, silent
 from ..evaluation.perplexity import PerplexityInputs, score_perplexity
 from ..models.loading import load_config, load_model, load_tokenizer, model_folder, parse_dtype, resolve_model
+from ..results import CorpusPerplexity, EvalResult
 from ..utils.device import device_record, resolve_device
 from ..utils.io import check_output_file, write_json
 from ..utils.provenance import environment
@@ -20,9 +21,12 @@ from .requests import PerplexityRequest, Say, TaskRequest, check_seqlen, perplex
 
 def evaluate_perplexities(
     model, inputs: dict[str, PerplexityInputs], request: PerplexityRequest, progress: bool = True
-) -> dict:
+) -> dict[str, CorpusPerplexity]:
     """Perplexity per corpus of ``inputs`` (from :meth:`PerplexityRequest.prepare`)."""
-    return {name: score_perplexity(model, i, request.batch_size, progress) for name, i in inputs.items()}
+    return {
+        name: CorpusPerplexity.from_json(score_perplexity(model, i, request.batch_size, progress))
+        for name, i in inputs.items()
+    }
 
 
 def evaluate_task_request(model, tokenizer, request: TaskRequest, progress: bool = True) -> dict:
@@ -53,7 +57,7 @@ def run_eval(
     overwrite: bool = False,
     argv: list[str] | None = None,
     say: Say = silent,
-) -> dict:
+) -> EvalResult:
     """``calibprune eval``: lm-eval tasks and/or perplexity of a model folder, preset or hub id;
     ``output``: a JSON file, replaced only with ``overwrite``. ``argv`` (the CLI's
     ``sys.argv``) and the options are recorded in the report. ``say`` receives the cost
@@ -117,6 +121,7 @@ def run_eval(
             report["perplexity"] = evaluate_perplexities(model, ppl_inputs, ppl, progress)
     report["stages"] = tracker.to_dict()
     report["environment"] = environment()
+    result = EvalResult.from_json(report)
     if output:
-        write_json(output, report)
-    return report
+        write_json(output, result.to_json())
+    return result

@@ -24,6 +24,7 @@ from ..models.loading import load_config, load_tokenizer, meta_model, model_fold
 from ..models.offload import check_offload, choose_offload, open_model, run_dtype, weight_bytes
 from ..pruning.catalog import needs_calibration
 from ..pruning.engine import prune_model, validate
+from ..results import PerplexityResult, PruneReport
 from ..utils.device import device_record, free_memory_bytes, resolve_device
 from ..utils.io import atomic_directory, check_output_dir, write_json
 from ..utils.provenance import environment
@@ -50,7 +51,7 @@ def run_prune(
     device: str = "auto",
     offload: str = "auto",
     argv: list[str] | None = None,
-) -> dict:
+) -> PruneReport:
     """``calibprune prune``: returns the report that is also written to ``output``.
 
     ``output=None`` keeps the pruned model in memory only (a study evaluates it and
@@ -154,10 +155,10 @@ def run_prune(
         if ppl:
             with tracker.stage("ppl_pruned"):
                 result["pruned"] = evaluate_perplexities(model, ppl_inputs, ppl, progress)
-        report["perplexity"] = result or None
+        report.perplexity = PerplexityResult.from_json(result) if result else None
         if tasks:
             with tracker.stage("tasks_pruned"):
-                report["tasks"] = evaluate_task_request(model, tokenizer, tasks, progress)
+                report.tasks = evaluate_task_request(model, tokenizer, tasks, progress)
         if tmp is not None:
             with tracker.stage("save"):
                 write_model_folder(model, tokenizer, tmp, weights=not streams)
@@ -180,7 +181,7 @@ class PruneJob:
     placement_record: dict = field(default_factory=dict)
     invocation: dict = field(default_factory=lambda: {"argv": None, "options": None})
 
-    def prune(self, model, placement, progress: bool) -> dict:
+    def prune(self, model, placement, progress: bool) -> PruneReport:
         """Prune ``model`` and build the report."""
         calibration, config = self.calibration, self.config
         with self.tracker.stage("prune"):
@@ -202,14 +203,14 @@ class PruneJob:
             "perplexity": None,
             "environment": environment(),
         }
-        return annotate_report(report)
+        return PruneReport.from_json(annotate_report(report))
 
-    def finish(self, report: dict, folder: Path | None = None) -> dict:
+    def finish(self, report: PruneReport, folder: Path | None = None) -> PruneReport:
         """The stages and the wall time, then ``prune_report.json`` in ``folder`` (if any)."""
-        report["stages"] = self.tracker.to_dict()
-        report["wall_s"] = round(time.perf_counter() - self.started, 3)
+        report.stages = self.tracker.to_dict()
+        report.wall_s = round(time.perf_counter() - self.started, 3)
         if folder is not None:
-            write_json(Path(folder) / REPORT_NAME, report)
+            write_json(Path(folder) / REPORT_NAME, report.to_json())
         return report
 
 
@@ -239,12 +240,14 @@ def write_model_folder(model, tokenizer, folder: Path, weights: bool = True) -> 
         tokenizer.save_pretrained(folder)
 
 
-def save_pruned(model, tokenizer, output: str | Path, report: dict | None = None, overwrite: bool = False) -> Path:
+def save_pruned(
+    model, tokenizer, output: str | Path, report: PruneReport | dict | None = None, overwrite: bool = False
+) -> Path:
     """Write a pruned model as the CLI does: ``save_pretrained`` folder + tokenizer +
-    ``prune_report.json`` (the dict :func:`calibprune.prune` returned, plus the environment),
+    ``prune_report.json`` (the report :func:`calibprune.prune` returned, plus the environment),
     atomically (the folder appears complete or not at all)."""
     check_output_dir(output, overwrite)
-    report = dict(report or {})
+    report = report.to_json() if isinstance(report, PruneReport) else dict(report or {})
     report.setdefault("environment", environment())
     with atomic_directory(output, overwrite=overwrite) as tmp:
         write_model_folder(model, tokenizer, tmp)
