@@ -43,6 +43,13 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*
 
 # a command line: {@<its spec as percent-quoted JSON>} (see command_line)
 _COMMAND = re.compile(r"\{@([^{}]*)\}")
+# what render reads: {{ and }} (literal braces, see literal), a command line, a field
+_TOKEN = re.compile(r"(\{\{|\}\})|" + _COMMAND.pattern + "|" + _PLACEHOLDER.pattern)
+
+
+def literal(text) -> str:
+    """``text`` (a path, a value the user gave) put in a template as it is: its braces doubled."""
+    return str(text).replace("{", "{{").replace("}", "}}")
 
 Namer = Callable[[str, "str | None"], str]  # (field path, value or None) -> words
 Commander = Callable[["Command"], str]  # a command line -> words
@@ -113,8 +120,15 @@ def python_command(command: Command) -> str:
 def render(template: str, name: Namer = python_name, command: Commander = python_command) -> str:
     """``template`` with every ``{path}`` / ``{path=value}`` put in a front end's words, and
     every command line (:func:`command_line`) too."""
-    text = _COMMAND.sub(lambda m: command(_command(m.group(1))), template)
-    return _PLACEHOLDER.sub(lambda m: name(m.group(1), m.group(2)), text)
+
+    def one(m: re.Match) -> str:
+        if m.group(1):
+            return m.group(1)[0]
+        if m.group(2) is not None:
+            return command(_command(m.group(2)))
+        return name(m.group(3), m.group(4))
+
+    return _TOKEN.sub(one, template)
 
 
 def _restore(cls, path: str, template: str, state: dict):
@@ -146,18 +160,20 @@ class OptionError(CalibpruneError):
             return self
 
         def moved(match: re.Match) -> str:
-            value = "" if match.group(2) is None else f"={match.group(2)}"
-            return f"{{{prefix}.{match.group(1)}{value}}}"
+            if match.group(3) is None:  # a literal brace or a command line: as it was
+                return match.group(0)
+            value = "" if match.group(4) is None else f"={match.group(4)}"
+            return f"{{{prefix}.{match.group(3)}{value}}}"
 
         path = f"{prefix}.{self.path}" if self.path else prefix
-        return OptionError(path, _PLACEHOLDER.sub(moved, self.template))
+        return OptionError(path, _TOKEN.sub(moved, self.template))
 
     def render(self, name: Namer, command: Commander = python_command) -> str:
         return render(self.template, name, command)
 
     def fields(self) -> list[str]:
         """Every field the message names (the one at fault first)."""
-        named = [m.group(1) for m in _PLACEHOLDER.finditer(_COMMAND.sub("", self.template))]
+        named = [m.group(3) for m in _TOKEN.finditer(self.template) if m.group(3)]
         return [self.path] + [p for p in named if p != self.path]
 
 
