@@ -65,6 +65,9 @@ CLI_FLAGS = {
     "detect.keep_top": "--keep-top",
     "detect.num_candidates": "--num-candidates",
     "mink_k": "--mink-k",
+    "detector": "--detect",
+    # analysis (similarity_report's keyword n is `analyze --ngram`)
+    "n": "--ngram",
     # evaluation
     "perplexity.corpora": "--ppl",
     "perplexity.seqlen": "--ppl-seqlen",
@@ -74,6 +77,15 @@ CLI_FLAGS = {
     "tasks.batch_size": "--batch-size",
     "tasks.mmlu_shots": "--mmlu-shots",
     "tasks.scoring": "--scoring",
+}
+
+
+# Fields whose values are flags of their own on the CLI: (path, value) -> the flag
+# ("" for the default, which no flag names).
+CLI_VALUE_FLAGS = {
+    ("strategy", "sample"): "",
+    ("strategy", "synthetic"): "--synthetic",
+    ("strategy", "detect"): "--detect",
 }
 
 
@@ -94,10 +106,15 @@ def with_value(flag: str, value: str | None) -> str:
 def cli_name(path: str, value: str | None) -> str:
     """The CLI's default namer: every field as its flag (``owl.lam`` -> ``--owl-lambda``,
     ``overwrite=true`` -> ``--overwrite``, ``encoding=latin-1`` -> ``--encoding latin-1``)."""
+    if (path, value) in CLI_VALUE_FLAGS:
+        return CLI_VALUE_FLAGS[path, value]
     return with_value(cli_flag(path), value)
 
 
-def _args(path: str, value) -> list[str]:
+def _args(path: str, value, fields: dict) -> list[str]:
+    if (path, value) in CLI_VALUE_FLAGS:
+        flag = CLI_VALUE_FLAGS[path, value]
+        return [] if not flag or (flag == "--detect" and "detector" in fields) else [flag]
     flag = cli_flag(path)
     if value is True:
         return [flag]
@@ -125,7 +142,7 @@ def _replayed(argv: tuple[str, ...], fields: dict) -> list[str]:
         out.append(arg)
     for path, value in fields.items():
         if not (value is True and cli_flag(path) in out):
-            out += _args(path, value)
+            out += _args(path, value, fields)
     return out
 
 
@@ -136,7 +153,7 @@ def cli_command(command: Command) -> str:
     if command.argv is not None:
         args = _replayed(command.argv, fields)
     else:
-        args = [arg for path, value in fields.items() for arg in _args(path, value)]
+        args = [arg for path, value in fields.items() for arg in _args(path, value, fields)]
     return shlex.join(["calibprune", command.name, *command.positional, *args])
 
 

@@ -14,6 +14,7 @@ import torch
 
 from ..corpora import Corpus
 from ..errors import CalibpruneError
+from ..options import OptionError, literal
 from ..models.loading import encode, special_tokens_added
 from ..scoring import score_text
 from ..scoring.membership import check_k
@@ -49,7 +50,7 @@ def build_detected(
     check_keep_top(keep_top)
     check_k(k)
     if num_candidates is not None and num_candidates <= 0:
-        raise CalibpruneError(f"--num-candidates {num_candidates} must be >= 1")
+        raise OptionError("num_candidates", f"{{num_candidates}} {num_candidates} must be >= 1")
     docs = list(corpus.documents("calib"))
     order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed)).tolist()[:num_candidates]
     candidates = [docs[i] for i in order]
@@ -83,6 +84,6 @@ def build_detected(
         seed,
         corpus.sampling,
         manifest=manifest,
-        what=f"the {{n}} kept candidates of {corpus.name!r} (raise --num-candidates or --keep-top)",
+        what=f"the {{n}} kept candidates of {literal(repr(corpus.name))} (raise {{num_candidates}} or {{keep_top}})",
         windows=windows,
     )

@@ -46,6 +46,7 @@ import torch
 
 from ..corpora import Corpus
 from ..errors import CalibpruneError
+from ..options import OptionError, literal
 from ..models.loading import encode, special_tokens_added, tokenize
 from ..scoring import perplexity_of, score_sequences
 from .calibset import CalibrationSet, tokenizer_info
@@ -78,22 +79,21 @@ class GenerationOptions:
     filter_top: float = 0.2
 
     def __post_init__(self):
+        # named by their path from a CalibJob (generation.top_p), which holds these options
         checks = [
-            (self.prefix_tokens >= 0, f"--prefix-tokens {self.prefix_tokens} must be >= 0 (0 = start token only)"),
-            (self.temperature > 0, f"--temperature {self.temperature} must be > 0"),
-            (0 < self.top_p <= 1, f"--top-p {self.top_p} must be in (0, 1]"),
-            (self.top_k >= 0, f"--top-k {self.top_k} must be >= 0 (0 disables top-k)"),
-            (self.repetition_penalty > 0, f"--repetition-penalty {self.repetition_penalty} must be > 0 (1 = none)"),
-            (
-                self.max_new_tokens is None or self.max_new_tokens > 0,
-                f"--max-new-tokens {self.max_new_tokens} must be >= 1",
-            ),
-            (self.batch_size > 0, f"--gen-batch-size {self.batch_size} must be >= 1"),
-            (self.num_texts is None or self.num_texts > 0, f"--num-texts {self.num_texts} must be >= 1"),
+            (self.prefix_tokens >= 0, "prefix_tokens", "{} must be >= 0 (0 = start token only)"),
+            (self.temperature > 0, "temperature", "{} must be > 0"),
+            (0 < self.top_p <= 1, "top_p", "{} must be in (0, 1]"),
+            (self.top_k >= 0, "top_k", "{} must be >= 0 (0 disables top-k)"),
+            (self.repetition_penalty > 0, "repetition_penalty", "{} must be > 0 (1 = none)"),
+            (self.max_new_tokens is None or self.max_new_tokens > 0, "max_new_tokens", "{} must be >= 1"),
+            (self.batch_size > 0, "batch_size", "{} must be >= 1"),
+            (self.num_texts is None or self.num_texts > 0, "num_texts", "{} must be >= 1"),
         ]
-        for ok, message in checks:
+        for ok, name, problem in checks:
             if not ok:
-                raise CalibpruneError(message)
+                path = f"generation.{name}"
+                raise OptionError(path, problem.replace("{}", f"{{{path}}} {getattr(self, name)}"))
         check_filter_top(self.filter_top)
 
     def resolve(self, seqlen: int) -> GenerationOptions:
@@ -129,9 +129,10 @@ def next_round(count: int, kept_texts: int, kept_tokens: int, needed: int, optio
     texts holding ``kept_tokens`` of the ``needed`` tokens: the missing tokens at the
     rate seen so far per kept text, divided by the filter's keep rate, +10%."""
     if kept_tokens == 0:
-        raise CalibpruneError(
+        raise OptionError(
+            "generation.prefix_tokens",
             f"the {count} generated texts kept after filtering hold no tokens (the model stops at once?): "
-            "raise --prefix-tokens or --max-new-tokens, or pass another --temperature"
+            "raise {generation.prefix_tokens} or {generation.max_new_tokens}, or pass another {generation.temperature}"
         )
     missing_texts = (needed - kept_tokens) / (kept_tokens / kept_texts) / (1.0 - options.filter_top)
     return count + _whole_batches(1.1 * missing_texts, options.batch_size)
@@ -168,9 +169,10 @@ def build_prompts(corpus: Corpus, tokenizer, count: int, prefix_tokens: int, see
     """``count`` prompts (start token + first ``prefix_tokens`` tokens) from seeded-random source documents."""
     start = start_token(tokenizer)
     if not start["ids"] and prefix_tokens == 0:
-        raise CalibpruneError(
-            "the model's tokenizer adds no BOS and has no document-separator token, so --prefix-tokens 0 leaves an "
-            "empty prompt: use >= 1"
+        raise OptionError(
+            "generation.prefix_tokens",
+            "the model's tokenizer adds no BOS and has no document-separator token, so "
+            "{generation.prefix_tokens=0} leaves an empty prompt: use >= 1",
         )
     docs = list(corpus.documents("calib"))
     order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -182,9 +184,11 @@ def build_prompts(corpus: Corpus, tokenizer, count: int, prefix_tokens: int, see
         prompts.append({"source_id": docs[index].id, "prefix_ids": ids})
         if len(prompts) == count:
             return prompts
-    raise CalibpruneError(
-        f"corpus {corpus.name!r} has only {len(prompts)} documents with >= {prefix_tokens} tokens, fewer than the "
-        f"{count} texts to generate: lower --num-texts or --prefix-tokens, or use a larger source"
+    raise OptionError(
+        "generation.num_texts",
+        f"corpus {literal(repr(corpus.name))} has only {len(prompts)} documents with >= {prefix_tokens} tokens, fewer "
+        f"than the {count} texts to generate: lower {{generation.num_texts}} or {{generation.prefix_tokens}}, or use "
+        "a larger source",
     )
 
 
@@ -202,9 +206,10 @@ class GenerationLog:
         if state.exists():
             previous = json.loads(state.read_text()).get("signature")
             if previous != signature and not overwrite:
-                raise CalibpruneError(
-                    f"{folder} holds an unfinished generation made with other arguments: rerun with the same "
-                    "arguments to resume it, or pass --overwrite to start again"
+                raise OptionError(
+                    "overwrite",
+                    f"{literal(folder)} holds an unfinished generation made with other arguments: rerun with the same "
+                    "arguments to resume it, or pass {overwrite=true} to start again",
                 )
             if previous != signature:
                 self.file.unlink(missing_ok=True)
@@ -428,6 +433,6 @@ def build_synthetic(
         seed,
         "stream",
         manifest=manifest,
-        what="the {n} generated texts kept after filtering (raise --num-texts)",
+        what="the {n} generated texts kept after filtering (raise {generation.num_texts})",
         windows=windows,
     )

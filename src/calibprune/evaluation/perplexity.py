@@ -23,6 +23,7 @@ import torch
 from ..corpora import Corpus, LocalCorpus, get_corpus
 from ..corpora.tokens import pool_tokens
 from ..errors import CalibpruneError
+from ..options import OptionError, literal
 from ..models.loading import encode, special_tokens_added
 from ..scoring import perplexity_of, score_sequences
 
@@ -86,9 +87,10 @@ def perplexity_inputs(
             special_tokens_added(tokenizer),
         )
     if not sequences:
-        raise CalibpruneError(
-            f"corpus {corpus.name!r} ({split} pool) has no text long enough for one {seqlen}-token window: "
-            "use a shorter --ppl-seqlen"
+        raise OptionError(
+            "perplexity.seqlen",
+            f"corpus {literal(repr(corpus.name))} ({split} pool) has no text long enough for one {seqlen}-token "
+            "window: use a shorter {perplexity.seqlen}",
         )
     return PerplexityInputs(corpus.name, split, protocol, seqlen, sequences, special)
 

@@ -1,0 +1,101 @@
+"""Errors name fields; the CLI translates (issue 19).
+
+Below the CLI a message names a field (``{owl.lam}``) or a command
+(:func:`calibprune.options.command_line`), never a flag; each front end renders it in its
+own words: the CLI as flags, a study spec as key paths, Python as keywords.
+"""
+
+from __future__ import annotations
+
+import ast
+import pickle
+import re
+from pathlib import Path
+
+import pytest
+
+from calibprune.errors import CalibpruneError, MissingAssetError
+from calibprune.options import MissingAsset, OptionError, command_line, python_command, render
+
+ROOT = Path(__file__).resolve().parents[1] / "src" / "calibprune"
+FRONT_ENDS = ("cli/", "cli_options.py")  # the cli package and its option layer (path prefixes)
+# Rewritten by the session that declares the calibration strategies and requests: it empties
+# this set when it moves their messages to field templates (then the test holds them too).
+PENDING = {"jobs/calibrate.py", "jobs/requests.py"}
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]+")
+OTHER_TOOLS = ("pip", "git", "apt-get", "dpkg")  # their command lines may spell their own flags
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                out.add(id(first.value))
+    return out
+
+
+def _other_tools(tree: ast.AST) -> set[int]:
+    """String constants of another tool's command line: ``"pip install --no-deps x"``, or the
+    elements of a list such as ``["git", "describe", "--always"]``."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if node.value.split(" ", 1)[0] in OTHER_TOOLS:
+                out.add(id(node))
+        if isinstance(node, ast.List | ast.Tuple) and node.elts:
+            first = node.elts[0]
+            if isinstance(first, ast.Constant) and first.value in OTHER_TOOLS:
+                out.update(id(e) for e in node.elts)
+    return out
+
+
+def flag_strings(source: str) -> list[tuple[int, str]]:
+    """(line, flag) for each flag named in a module's string literals (f-strings included);
+    docstrings and comments are prose about the CLI and left out, as are other tools' flags."""
+    tree = ast.parse(source)
+    skip = _docstrings(tree) | _other_tools(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
+            found += [(node.lineno, flag) for flag in FLAG.findall(node.value)]
+    return sorted(found)
+
+
+def _modules() -> list[tuple[str, Path]]:
+    out = []
+    for path in sorted(ROOT.rglob("*.py")):
+        name = path.relative_to(ROOT).as_posix()
+        if not name.startswith(FRONT_ENDS):
+            out.append((name, path))
+    return out
+
+
+def test_no_module_below_the_cli_names_a_flag():
+    found = [
+        f"src/calibprune/{name}:{line}: {flag}"
+        for name, path in _modules()
+        if name not in PENDING
+        for line, flag in flag_strings(path.read_text())
+    ]
+    assert found == [], "these messages name CLI flags: name fields with {field} templates (options.py):\n" + "\n".join(
+        found
+    )
+
+
+def test_pending_modules_are_still_pending():
+    """An emptied module leaves PENDING (so the first test holds it from then on)."""
+    naming = {name for name, path in _modules() if flag_strings(path.read_text())}
+    assert PENDING - naming == set(), "these name no flag any more: take them off PENDING"
+
+
+def test_the_grep_sees_f_strings_and_skips_docstrings_and_other_tools():
+    source = (
+        '"""Module: ``--offload`` in prose."""\n'
+        'x = f"--nsamples {n} is too many"\n'
+        'y = "pip install --no-deps pkg"\n'
+        'z = ["git", "describe", "--always"]\n'
+        'w = ("--seqlen", 1)\n'
+    )
+    assert flag_strings(source) == [(2, "--nsamples"), (5, "--seqlen")]
