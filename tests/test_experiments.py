@@ -199,7 +199,7 @@ def test_spec_encoding_reaches_the_job_and_keys_change_only_when_it_is_set(model
 
     source = tmp_path / "latin1.txt"
     source.write_bytes("\n\n".join(f"Paragraphe {i}: café, données, façade." for i in range(80)).encode("latin-1"))
-    with pytest.raises(CalibpruneError, match="is not valid utf-8 .*pass --encoding latin-1"):
+    with pytest.raises(CalibpruneError, match="is not valid utf-8 .*pass encoding='latin-1'"):
         parse_study(tiny_spec(model_dir, source))
     spec = tiny_spec(model_dir, source, seeds=[0], evaluation={"ppl": {"corpora": ["kjv"], "seqlen": 32}})
     spec["report"] = {"primary_metric": "ppl/kjv"}

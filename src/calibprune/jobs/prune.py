@@ -18,6 +18,7 @@ from ..calibration import CalibrationSet
 from ..config import PruneConfig
 from ..corpora import local_source
 from ..errors import CalibpruneError
+from ..options import OptionError, command_line
 from ..estimate import listening, silent
 from ..models.checkpoint import Checkpoint, checkpoint_folder
 from ..models.loading import load_config, load_tokenizer, meta_model, model_folder, parse_dtype, resolve_model
@@ -88,14 +89,15 @@ def run_prune(
     if tasks:
         tasks.check()
     if output is not None:
-        inputs = [("the --model folder", model_folder(model_name)), ("--calib", local_source(calib.source))]
+        inputs = [("the {model} folder", model_folder(model_name)), ("{calib}", local_source(calib.source))]
         check_output_dir(output, overwrite, inputs + perplexity_sources(ppl))
     evaluates = bool(ppl or tasks or output is None)
     if offload in ("cpu", "disk") and evaluates:
-        what = "--ppl/--tasks" if ppl or tasks else "a run without --output"
-        raise CalibpruneError(
-            f"--offload {offload} never holds the whole model, which {what} needs: prune with --output and "
-            "evaluate the saved folder with `calibprune eval --model OUTPUT`, or pass --offload none"
+        what = "{perplexity.corpora}/{tasks.names}" if ppl or tasks else "a run without {output}"
+        raise OptionError(
+            "offload",
+            f"{{offload={offload}}} never holds the whole model, which {what} needs: prune with {{output}} and "
+            f"evaluate the saved folder with `{command_line('eval', model='OUTPUT')}`, or pass {{offload=none}}",
         )
     tracker = StageTracker(device=run_device)
     # 2. model config, a weightless copy, the tokenizer, the calibration windows
