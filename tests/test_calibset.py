@@ -11,9 +11,9 @@ from safetensors.torch import save_file
 from calibprune.calibration import CalibrationSet, build_calibration, is_calibration_folder
 from calibprune.calibration.folder import SET_FILES, DamagedSet, rebuild_command
 from calibprune.cli_options import cli_command, cli_name
-from calibprune.options import render
 from calibprune.corpora import get_corpus
 from calibprune.errors import CalibpruneError
+from calibprune.options import render
 
 
 @pytest.fixture
@@ -72,7 +72,9 @@ def test_each_damaged_file_is_refused_with_what_is_wrong_and_how_to_rebuild(set_
         if name == "manifest.json":
             assert f"rebuild it with `calibprune calib --output {set_folder} --overwrite` with the options" in message
         else:  # the command comes from the manifest
-            assert f"rebuild it with `{render(rebuild_command(manifest, set_folder), cli_name, cli_command)}`" in message
+            assert (
+                f"rebuild it with `{render(rebuild_command(manifest, set_folder), cli_name, cli_command)}`" in message
+            )
             assert f"calibprune calib --source {manifest['source']} --model tiny --nsamples 8 --seqlen 32" in message
             # Python's: the same command as a call with CalibJob's keywords
             python = f"calib(source={manifest['source']!r}, model='tiny', nsamples=8, seqlen=32, seed=0"

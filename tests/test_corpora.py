@@ -127,7 +127,10 @@ def test_a_latin1_jsonl_is_refused_with_offset_and_line_and_read_with_encoding(t
     lines = [b'{"text": "plain ascii"}\n'] + [(f'{{"text": "{doc}"}}\n').encode("latin-1") for doc in LATIN1_DOCS]
     path.write_bytes(b"".join(lines))
     offset = len(lines[0]) + lines[1].index("é".encode("latin-1"))
-    with pytest.raises(CalibpruneError, match=rf"byte {offset} \(line 2\) is not valid utf-8 .*pass encoding='latin-1' \(or the file's encoding\)$"):
+    with pytest.raises(
+        CalibpruneError,
+        match=rf"byte {offset} \(line 2\) is not valid utf-8 .*pass encoding='latin-1' \(or the file's encoding\)$",
+    ):
         LocalCorpus(path).texts()
     assert LocalCorpus(path, encoding="latin-1").texts() == ["plain ascii", *LATIN1_DOCS]
 

@@ -8,20 +8,25 @@ own words: the CLI as flags, a study spec as key paths, Python as keywords.
 from __future__ import annotations
 
 import ast
-import pickle
 import re
 from pathlib import Path
-
-import pytest
-
-from calibprune.errors import CalibpruneError, MissingAssetError
-from calibprune.options import MissingAsset, OptionError, command_line, python_command, render
 
 ROOT = Path(__file__).resolve().parents[1] / "src" / "calibprune"
 FRONT_ENDS = ("cli/", "cli_options.py")  # the cli package and its option layer (path prefixes)
 # Rewritten by the session that declares the calibration strategies and requests: it empties
 # this set when it moves their messages to field templates (then the test holds them too).
 PENDING = {"jobs/calibrate.py", "jobs/requests.py"}
+# Single flags still spelled below the CLI, each for a stated reason (module, flag):
+ALLOWED = {
+    # the `what` argument of jobs/requests.py's check_seqlen (PENDING), which says it as a flag
+    ("jobs/prune.py", "--ppl-seqlen"),
+    ("jobs/evaluate.py", "--ppl-seqlen"),
+    # the replication report's markdown: the shell line that remakes it, and its "(--partial)" note
+    ("experiments/report.py", "--output"),
+    ("experiments/report.py", "--summary"),
+    ("experiments/report.py", "--overwrite"),
+    ("experiments/report.py", "--partial"),
+}
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]+")
 OTHER_TOOLS = ("pip", "git", "apt-get", "dpkg")  # their command lines may spell their own flags
 
@@ -78,6 +83,7 @@ def test_no_module_below_the_cli_names_a_flag():
         for name, path in _modules()
         if name not in PENDING
         for line, flag in flag_strings(path.read_text())
+        if (name, flag) not in ALLOWED
     ]
     assert found == [], "these messages name CLI flags: name fields with {field} templates (options.py):\n" + "\n".join(
         found

@@ -170,15 +170,21 @@ def test_bad_offload_value_is_refused(model_dir, tmp_path):
 @pytest.mark.parametrize("offload", ["cpu", "disk"])
 def test_offload_with_in_run_evaluation_is_refused(model_dir, tmp_path, offload):
     config = PruneConfig(method="magnitude", target=SparsityTarget.unstructured(0.5))
-    with pytest.raises(CalibpruneError, match=rf"^offload='{offload}' never holds the whole model, which a run without output needs: prune with "
-        rf"output and evaluate the saved folder with `eval\(model='OUTPUT'\)`, or pass offload='none'$"):
+    with pytest.raises(
+        CalibpruneError,
+        match=rf"^offload='{offload}' never holds the whole model, which a run without output needs: prune with "
+        rf"output and evaluate the saved folder with `eval\(model='OUTPUT'\)`, or pass offload='none'$",
+    ):
         run_prune(str(model_dir), config, CalibrationRequest(), None, offload=offload, device="cpu")
 
 
 def test_offload_disk_without_safetensors_names_the_fix(model_dir, tmp_path):
     (model_dir / "model.safetensors").rename(model_dir / "pytorch_model.bin")
     config = PruneConfig(method="magnitude", target=SparsityTarget.unstructured(0.5))
-    with pytest.raises(CalibpruneError, match=r"^offload='disk' reads .* has none \(pytorch_model.bin\): re-save .* or pass offload='cpu'$"):
+    with pytest.raises(
+        CalibpruneError,
+        match=r"^offload='disk' reads .* has none \(pytorch_model.bin\): re-save .* or pass offload='cpu'$",
+    ):
         run_prune(str(model_dir), config, CalibrationRequest(), tmp_path / "o", offload="disk", device="cpu")
     assert not (tmp_path / "o").exists()
 

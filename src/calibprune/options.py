@@ -51,6 +51,7 @@ def literal(text) -> str:
     """``text`` (a path, a value the user gave) put in a template as it is: its braces doubled."""
     return str(text).replace("{", "{{").replace("}", "}}")
 
+
 Namer = Callable[[str, "str | None"], str]  # (field path, value or None) -> words
 Commander = Callable[["Command"], str]  # a command line -> words
 

@@ -11,8 +11,8 @@ import math
 import numpy as np
 
 from ..errors import CalibpruneError
-from ..options import OptionError
 from ..models.loading import encode
+from ..options import OptionError
 from ..scoring import score_text
 from .sets import TextSet
 

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import CalibpruneError
 from ..options import OptionError, literal
 from .sets import TextSet
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CalibpruneError
 from ..options import OptionError, command_line, literal
 from ..utils.io import atomic_directory, write_json
 from ..utils.provenance import tensor_fingerprint

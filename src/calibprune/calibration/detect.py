@@ -14,8 +14,8 @@ import torch
 
 from ..corpora import Corpus
 from ..errors import CalibpruneError
-from ..options import OptionError, literal
 from ..models.loading import encode, special_tokens_added
+from ..options import OptionError, literal
 from ..scoring import score_text
 from ..scoring.membership import check_k
 from .calibset import CalibrationSet

@@ -17,7 +17,6 @@ import math
 import torch
 
 from ..config import pruned_count
-from ..errors import CalibpruneError
 from ..options import OptionError
 from ..utils.selection import lowest_mask
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import CalibpruneError
 from ..options import OptionError, command_line, literal
 from ..utils.provenance import tensor_fingerprint
 

@@ -25,8 +25,8 @@ import torch
 from ..corpora import Corpus
 from ..corpora.tokens import pool_tokens, stream_tokens
 from ..errors import CalibpruneError
-from ..options import OptionError
 from ..models.loading import tokenize
+from ..options import OptionError
 from .calibset import CalibrationSet, decode_windows, tokenizer_info
 
 MODES = ("stream", "document")

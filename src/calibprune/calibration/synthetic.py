@@ -45,9 +45,8 @@ from pathlib import Path
 import torch
 
 from ..corpora import Corpus
-from ..errors import CalibpruneError
-from ..options import OptionError, literal
 from ..models.loading import encode, special_tokens_added, tokenize
+from ..options import OptionError, literal
 from ..scoring import perplexity_of, score_sequences
 from .calibset import CalibrationSet, tokenizer_info
 from .filters import PERCENTILE_RULE, check_filter_top, drop_above_percentile, percentile_threshold
@@ -132,7 +131,7 @@ def next_round(count: int, kept_texts: int, kept_tokens: int, needed: int, optio
         raise OptionError(
             "generation.prefix_tokens",
             f"the {count} generated texts kept after filtering hold no tokens (the model stops at once?): "
-            "raise {generation.prefix_tokens} or {generation.max_new_tokens}, or pass another {generation.temperature}"
+            "raise {generation.prefix_tokens} or {generation.max_new_tokens}, or pass another {generation.temperature}",
         )
     missing_texts = (needed - kept_tokens) / (kept_tokens / kept_texts) / (1.0 - options.filter_top)
     return count + _whole_batches(1.1 * missing_texts, options.batch_size)

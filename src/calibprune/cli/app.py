@@ -15,8 +15,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from ..errors import CalibpruneError
 from ..cli_options import cli_command, cli_name
+from ..errors import CalibpruneError
 from ..options import Namer, OptionError
 
 app = typer.Typer(

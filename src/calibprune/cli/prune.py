@@ -11,6 +11,7 @@ from ..errors import CalibpruneError
 from .app import ENCODING_HELP, name_errors_with, notice, on_interrupt, out, quiet_libraries, split, styled
 from .audit import audit_prune
 
+
 def prune_groups():
     from ..config import PruneConfig
 

@@ -17,7 +17,6 @@ import time
 
 import torch
 
-from ..errors import CalibpruneError
 from ..options import OptionError, literal
 
 

@@ -29,8 +29,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import CalibpruneError, MissingAssetError
-from ..options import OptionError
 from ..models.loading import max_sequence_length, tokenize
+from ..options import OptionError
 from ..scoring.tokens import next_token_logprobs, score_sequences
 from .batching import parse_batch_size, pick_batch_size
 from .prefix import SCORING_PATHS, PrefixStats, shared_prefix_loglikelihoods, supports_shared_prefix

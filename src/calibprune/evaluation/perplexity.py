@@ -23,8 +23,8 @@ import torch
 from ..corpora import Corpus, LocalCorpus, get_corpus
 from ..corpora.tokens import pool_tokens
 from ..errors import CalibpruneError
-from ..options import OptionError, literal
 from ..models.loading import encode, special_tokens_added
+from ..options import OptionError, literal
 from ..scoring import perplexity_of, score_sequences
 
 PPL_PROTOCOL = "concat-windows"

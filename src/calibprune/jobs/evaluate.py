@@ -6,11 +6,10 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from ..errors import CalibpruneError
-from ..options import OptionError
 from ..estimate import listening, silent
 from ..evaluation.perplexity import PerplexityInputs, score_perplexity
 from ..models.loading import load_config, load_model, load_tokenizer, model_folder, parse_dtype, resolve_model
+from ..options import OptionError
 from ..utils.device import device_record, resolve_device
 from ..utils.io import check_output_file, write_json
 from ..utils.provenance import environment

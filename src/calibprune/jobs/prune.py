@@ -17,12 +17,11 @@ import torch
 from ..calibration import CalibrationSet
 from ..config import PruneConfig
 from ..corpora import local_source
-from ..errors import CalibpruneError
-from ..options import OptionError, command_line
 from ..estimate import listening, silent
 from ..models.checkpoint import Checkpoint, checkpoint_folder
 from ..models.loading import load_config, load_tokenizer, meta_model, model_folder, parse_dtype, resolve_model
 from ..models.offload import check_offload, choose_offload, open_model, run_dtype, weight_bytes
+from ..options import OptionError, command_line
 from ..pruning.catalog import needs_calibration
 from ..pruning.engine import prune_model, validate
 from ..utils.device import device_record, free_memory_bytes, resolve_device

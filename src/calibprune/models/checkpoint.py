@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CalibpruneError
 from ..options import OptionError, literal
 
 SINGLE_FILE = "model.safetensors"
@@ -85,9 +84,9 @@ class Checkpoint:
         if missing:
             raise OptionError(
                 "offload",
-                f"{literal(self.folder)} has no tensor {literal(repr(missing[0]))}: {{offload=disk}} needs a checkpoint "
-                "whose tensor names are the model's own (one written by save_pretrained of this architecture); pass "
-                "{offload=cpu}",
+                f"{literal(self.folder)} has no tensor {literal(repr(missing[0]))}: {{offload=disk}} needs a "
+                "checkpoint whose tensor names are the model's own (one written by save_pretrained of this "
+                "architecture); pass {offload=cpu}",
             )
         by_file: dict[str, list[str]] = {}
         for name in names:

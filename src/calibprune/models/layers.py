@@ -128,7 +128,8 @@ def all_block_layers(model: nn.Module, selection: LayerSelection = LayerSelectio
         if outside:
             raise OptionError(
                 "targets",
-                f"{{targets}} {literal(repr(pattern))} matches {literal(', '.join(outside))} outside the decoder blocks: "
+                f"{{targets}} {literal(repr(pattern))} matches {literal(', '.join(outside))} outside the decoder "
+                "blocks: "
                 "calibprune prunes only linear layers inside decoder blocks (lm_head and embeddings stay dense)",
             )
         if not any(

@@ -11,7 +11,6 @@ import re
 
 import torch
 
-from ..errors import CalibpruneError
 from ..options import OptionError, literal
 
 DEVICE_CHOICES = "auto | cpu | cuda | cuda:N"
