@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import MISSING
-from pathlib import Path
 
 import pytest
 import typer
