@@ -67,7 +67,7 @@ def test_device_cpu_and_auto_resolve_without_a_gpu():
 @no_cuda
 @pytest.mark.parametrize("value", ["cuda", "cuda:1"])
 def test_device_cuda_without_a_gpu_is_refused_with_the_fix(value):
-    with pytest.raises(CalibpruneError, match=rf"--device {value}: no CUDA GPU .*pass --device cpu"):
+    with pytest.raises(CalibpruneError, match=rf"^device='{value}': no CUDA GPU .*pass device='cpu' \(or auto\)"):
         resolve_device(value)
 
 
