@@ -167,7 +167,8 @@ def test_set_head_and_repr(saved_set):
     )
     with pytest.raises(
         CalibpruneError,
-        match=r"^nsamples 9 asks for more windows .*: pass nsamples=8 or less, or build a larger set with `calib\(nsamples=9\)`$",
+        match=r"^nsamples 9 asks for more windows .*: pass nsamples=8 or less, "
+        r"or build a larger set with `calib\(nsamples=9\)`$",
     ):
         calib.head(9)
 
