@@ -113,7 +113,10 @@ def test_a_latin1_txt_is_refused_with_its_byte_offset_and_read_with_encoding(tmp
         LocalCorpus(path).texts()
     message = str(refused.value)
     assert f"{path}: byte {offset} (line 1) is not valid utf-8 (bytes e9)" in message
-    assert "pass --encoding latin-1 (or the file's encoding)" in message
+    assert message.endswith("pass encoding='latin-1' (or the file's encoding)")  # Python: the keyword
+    from calibprune.cli_options import cli_name
+
+    assert refused.value.render(cli_name).endswith("pass --encoding latin-1 (or the file's encoding)")  # the CLI
     corpus = LocalCorpus(path, encoding="latin-1")
     assert corpus.texts() == LATIN1_DOCS  # exactly the text, no U+FFFD
     assert corpus.reading() == {"encoding": "latin-1", "text_field": "text"}
