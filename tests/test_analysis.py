@@ -75,9 +75,9 @@ def test_membership_job_writes_scores_summary_and_violins(tmp_path, model_dir, t
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(n=0), "--ngram 0 must be >= 1"),
-        (dict(num_perm=8), "--num-perm 8 must be >= 16"),
-        (dict(unit="char"), "--unit 'char' is unknown"),
+        (dict(n=0), "^n 0 must be >= 1"),  # Python: the keywords
+        (dict(num_perm=8), "^num_perm 8 must be >= 16"),
+        (dict(unit="char"), "^unit 'char' is unknown"),
     ],
 )
 def test_bad_similarity_parameters(kwargs, message):
@@ -94,7 +94,7 @@ def test_bad_sets(tmp_path):
         load_sets(["corpus:nope"])
     with pytest.raises(CalibpruneError, match="no sets given"):
         load_sets([])
-    with pytest.raises(CalibpruneError, match="--unit token needs --model"):
+    with pytest.raises(CalibpruneError, match=r"^unit='token' needs a tokenizer \(it defines the tokens\)$"):
         similarity_report([TextSet("a", ["x y z"])], unit="token")
 
 

@@ -10,8 +10,10 @@ from safetensors.torch import save_file
 
 from calibprune.calibration import CalibrationSet, build_calibration, is_calibration_folder
 from calibprune.calibration.folder import SET_FILES, DamagedSet, rebuild_command
+from calibprune.cli_options import cli_command, cli_name
 from calibprune.corpora import get_corpus
 from calibprune.errors import CalibpruneError
+from calibprune.options import render
 
 
 @pytest.fixture
@@ -64,14 +66,19 @@ def test_each_damaged_file_is_refused_with_what_is_wrong_and_how_to_rebuild(set_
     ):
         with pytest.raises(DamagedSet) as refused:
             read()
-        message = str(refused.value)
+        message = refused.value.render(cli_name, cli_command)  # the CLI's words
         assert message.startswith(f"{set_folder} is a calibration-set folder that cannot be used: ")
         assert EXPECTED[name, how] in message
         if name == "manifest.json":
             assert f"rebuild it with `calibprune calib --output {set_folder} --overwrite` with the options" in message
         else:  # the command comes from the manifest
-            assert f"rebuild it with `{rebuild_command(manifest, set_folder)}`" in message
+            assert (
+                f"rebuild it with `{render(rebuild_command(manifest, set_folder), cli_name, cli_command)}`" in message
+            )
             assert f"calibprune calib --source {manifest['source']} --model tiny --nsamples 8 --seqlen 32" in message
+            # Python's: the same command as a call with CalibJob's keywords
+            python = f"calib(source={manifest['source']!r}, model='tiny', nsamples=8, seqlen=32, seed=0"
+            assert python in str(refused.value) and "--" not in str(refused.value)
 
 
 def test_tokens_that_disagree_with_the_manifest_are_refused(set_folder):
@@ -104,7 +111,7 @@ def test_an_intact_set_is_not_a_corpus_and_loads_whole(set_folder):
 def test_rebuild_command_from_a_recorded_command_line_or_the_parameters(tmp_path):
     folder = tmp_path / "moved"
     recorded = {"argv": ["/x/bin/calibprune", "calib", "--source", "my docs.txt", "-o", "old", "--seed", "3"]}
-    assert rebuild_command(recorded, folder) == (
+    assert render(rebuild_command(recorded, folder), cli_name, cli_command) == (
         f"calibprune calib --source 'my docs.txt' --seed 3 --output {folder} --overwrite"
     )
     synthetic = {
@@ -113,10 +120,15 @@ def test_rebuild_command_from_a_recorded_command_line_or_the_parameters(tmp_path
         "parameters": {"prefix_tokens": 2, "temperature": 0.8, "filter_top": 0.1, "num_texts": 9,
                        "num_texts_rule": "rounds"},
     }  # fmt: skip
-    assert rebuild_command(synthetic, folder) == (
+    assert render(rebuild_command(synthetic, folder), cli_name, cli_command) == (
         "calibprune calib --source wiki-en --model m --nsamples 4 --seqlen 64 --seed 1 --windows random "
         "--encoding latin-1 --text-field body --synthetic --prefix-tokens 2 --temperature 0.8 --filter-top 0.1 "
         f"--output {folder} --overwrite"
+    )
+    assert render(rebuild_command(synthetic, folder)) == (  # Python: CalibJob's keywords
+        "calib(source='wiki-en', model='m', nsamples=4, seqlen=64, seed=1, windows='random', encoding='latin-1', "
+        "text_field='body', strategy='synthetic', generation.prefix_tokens=2, generation.temperature=0.8, "
+        f"generation.filter_top=0.1, output={str(folder)!r}, overwrite=True)"
     )
 
 

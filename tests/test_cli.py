@@ -174,7 +174,11 @@ def test_set_head_and_repr(saved_set):
         repr(calib)
         == f"CalibrationSet(8 x 32 tokens, {calib.manifest['source']}, sample, fingerprint={calib.fingerprint})"
     )
-    with pytest.raises(CalibpruneError, match="--nsamples 9 asks for more windows"):
+    with pytest.raises(
+        CalibpruneError,
+        match=r"^nsamples 9 asks for more windows .*: pass nsamples=8 or less, "
+        r"or build a larger set with `calib\(nsamples=9\)`$",
+    ):
         calib.head(9)
 
 

@@ -113,7 +113,10 @@ def test_a_latin1_txt_is_refused_with_its_byte_offset_and_read_with_encoding(tmp
         LocalCorpus(path).texts()
     message = str(refused.value)
     assert f"{path}: byte {offset} (line 1) is not valid utf-8 (bytes e9)" in message
-    assert "pass --encoding latin-1 (or the file's encoding)" in message
+    assert message.endswith("pass encoding='latin-1' (or the file's encoding)")  # Python: the keyword
+    from calibprune.cli_options import cli_name
+
+    assert refused.value.render(cli_name).endswith("pass --encoding latin-1 (or the file's encoding)")  # the CLI
     corpus = LocalCorpus(path, encoding="latin-1")
     assert corpus.texts() == LATIN1_DOCS  # exactly the text, no U+FFFD
     assert corpus.reading() == {"encoding": "latin-1", "text_field": "text"}
@@ -127,7 +130,10 @@ def test_a_latin1_jsonl_is_refused_with_offset_and_line_and_read_with_encoding(t
     lines = [b'{"text": "plain ascii"}\n'] + [(f'{{"text": "{doc}"}}\n').encode("latin-1") for doc in LATIN1_DOCS]
     path.write_bytes(b"".join(lines))
     offset = len(lines[0]) + lines[1].index("é".encode("latin-1"))
-    with pytest.raises(CalibpruneError, match=rf"byte {offset} \(line 2\) is not valid utf-8 .*--encoding latin-1"):
+    with pytest.raises(
+        CalibpruneError,
+        match=rf"byte {offset} \(line 2\) is not valid utf-8 .*pass encoding='latin-1' \(or the file's encoding\)$",
+    ):
         LocalCorpus(path).texts()
     assert LocalCorpus(path, encoding="latin-1").texts() == ["plain ascii", *LATIN1_DOCS]
 
@@ -137,14 +143,14 @@ def test_encoding_names_are_checked_and_columnar_files_refuse_another_encoding(t
 
     path = tmp_path / "a.txt"
     path.write_text("hello")
-    with pytest.raises(CalibpruneError, match="--encoding 'latin-9x' is not an encoding Python knows"):
+    with pytest.raises(CalibpruneError, match="^encoding 'latin-9x' is not an encoding Python knows"):
         LocalCorpus(path, encoding="latin-9x")
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     parquet = tmp_path / "t.parquet"
     pq.write_table(pa.table({"text": ["x"]}), parquet)
-    with pytest.raises(CalibpruneError, match="--encoding latin-1 has no effect on .*UTF-8 by format; drop it"):
+    with pytest.raises(CalibpruneError, match="^encoding='latin-1' has no effect on .*UTF-8 by format; drop it$"):
         LocalCorpus(parquet, encoding="latin-1")
 
 

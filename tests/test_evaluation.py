@@ -108,7 +108,7 @@ def test_seeded_subsets_are_fixed_per_seed():
 def test_unknown_task_and_missing_data(monkeypatch):
     with pytest.raises(CalibpruneError, match="unknown task\\(s\\) boolqq: offline tasks are boolq, winogrande"):
         resolve_tasks(["boolqq"], 5)
-    with pytest.raises(CalibpruneError, match="--mmlu-shots -1"):
+    with pytest.raises(CalibpruneError, match="^mmlu_shots -1 must be >= 0"):
         resolve_tasks(["mmlu"], -1)
     import importlib.util
 
@@ -167,7 +167,7 @@ def test_eval_command_writes_tasks_and_perplexity(model_dir, tmp_path):
     assert done.returncode == 2 and "unknown task(s) nonexistent_task" in done.stderr
     from calibprune.jobs.requests import TaskRequest  # bad values fail in the request check, before any model loads
 
-    with pytest.raises(CalibpruneError, match="--batch-size 'many' must be a positive integer or 'auto'"):
+    with pytest.raises(CalibpruneError, match="^batch_size 'many' must be a positive integer or 'auto'"):
         TaskRequest(["boolq"], batch_size="many").check()
     with pytest.raises(CalibpruneError, match="--scoring 'fast' is unknown: use one of shared-prefix, plain"):
         TaskRequest(["boolq"], scoring="fast").check()
@@ -313,7 +313,7 @@ def test_batch_size_auto_reports_its_measurements():
         max(measured, key=measured.get)
     )
     assert parse_batch_size("auto") == "auto" and parse_batch_size("16") == 16
-    with pytest.raises(CalibpruneError, match="--batch-size '0' must be a positive integer or 'auto'"):
+    with pytest.raises(CalibpruneError, match="^batch_size '0' must be a positive integer or 'auto'"):
         parse_batch_size("0")
 
 

@@ -72,6 +72,14 @@ def write_spec(tmp_path, spec, name="spec.yaml") -> Path:
         ({"pruning": [{"method": "wanda", "pattern": "2:48"}]}, "pruning setting 'wanda 2:48'"),
     ],
 )
+def cli_words(error) -> str:
+    """An error as the CLI says it: an OptionError's fields as flags, its commands as shell lines."""
+    from calibprune.cli_options import cli_command, cli_name
+    from calibprune.options import OptionError
+
+    return error.render(cli_name, cli_command) if isinstance(error, OptionError) else str(error)
+
+
 def test_spec_refuses_bad_input_with_key_path(model_dir, text_corpus, change, message):
     with pytest.raises(CalibpruneError) as error:
         parse_study(tiny_spec(model_dir, text_corpus, **change))
@@ -199,7 +207,7 @@ def test_spec_encoding_reaches_the_job_and_keys_change_only_when_it_is_set(model
 
     source = tmp_path / "latin1.txt"
     source.write_bytes("\n\n".join(f"Paragraphe {i}: café, données, façade." for i in range(80)).encode("latin-1"))
-    with pytest.raises(CalibpruneError, match="is not valid utf-8 .*pass --encoding latin-1"):
+    with pytest.raises(CalibpruneError, match="is not valid utf-8 .*pass encoding='latin-1'"):
         parse_study(tiny_spec(model_dir, source))
     spec = tiny_spec(model_dir, source, seeds=[0], evaluation={"ppl": {"corpora": ["kjv"], "seqlen": 32}})
     spec["report"] = {"primary_metric": "ppl/kjv"}
@@ -278,7 +286,7 @@ def test_sweep_run_folder_overlapping_what_the_study_reads_is_refused(tmp_path, 
     before = sorted(p.name for p in model_dir.iterdir())
     with pytest.raises(CalibpruneError) as error:
         run_sweep(spec, output)
-    assert message.format(m=model_dir, c=text_corpus) in str(error.value)
+    assert message.format(m=model_dir, c=text_corpus) in cli_words(error.value)
     assert sorted(p.name for p in model_dir.iterdir()) == before and not (model_dir / "run").exists()
 
 
@@ -449,9 +457,9 @@ def test_run_folder_keeps_its_spec_unless_the_grid_grows_or_overwrite(tmp_path, 
     for dry_run in (True, False):
         with pytest.raises(CalibpruneError) as error:
             run_sweep(other_path, run, dry_run=dry_run)
-        assert "holds the results of another study spec" in str(error.value)
-        assert "2 of its 7 stages are not in" in str(error.value)
-        assert "sweep into another --output, or pass --overwrite" in str(error.value)
+        assert "holds the results of another study spec" in cli_words(error.value)
+        assert "2 of its 7 stages are not in" in cli_words(error.value)
+        assert "sweep into another --output, or pass --overwrite" in cli_words(error.value)
     assert (run / "study.yaml").read_text() == grown_path.read_text() and len(list(run.glob("study.*.yaml"))) == 1
     cells = len(list((run / "cells").glob("*.json")))
     assert run_sweep(other_path, run, overwrite=True).executed["cell"] == 2
@@ -476,7 +484,7 @@ def test_a_second_sweep_into_a_locked_run_folder_is_refused(tmp_path, model_dir,
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(CalibpruneError) as error:
             run_sweep(spec, run)
-        assert str(error.value) == (
+        assert cli_words(error.value) == (
             f"another sweep (pid {holder.pid}) is writing into {run}: wait for it or use another --output"
         )
         assert not (run / "cells").exists() and not (run / "study.yaml").exists()  # refused before any write
@@ -788,7 +796,7 @@ def test_a_damaged_run_folder_is_refused_naming_the_file_and_the_fix(tmp_path, r
         return
     with pytest.raises(CalibpruneError) as error:
         build_report(folder)
-    message = str(error.value)
+    message = cli_words(error.value)
     if damage != "deleted":
         assert message.startswith(f"{folder / where} {WHAT_IS_WRONG[damage]}") and "it is damaged" in message
         assert fix.format(rerun=rerun, run=folder) in message

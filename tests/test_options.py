@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import MISSING
-from pathlib import Path
 
 import pytest
 import typer
@@ -155,75 +154,7 @@ def test_unknown_spec_keys_are_refused_with_their_path():
         _settings({"sparsity": 0.5, "allocation": "owl", "owl": {"lamda": 0.1}}, "pruning[0]")
 
 
-# Modules below the CLI that still name CLI flags in their messages. Each must move to field
-# templates ({owl.lam}); the test fails when one is migrated and left on this list, and when a
-# new module names a flag.
-NOT_YET_MIGRATED = {
-    "analysis/jobs.py",
-    "analysis/membership.py",
-    "analysis/sets.py",
-    "analysis/similarity.py",
-    "calibration/calibset.py",
-    "calibration/detect.py",
-    "calibration/filters.py",
-    "calibration/folder.py",
-    "calibration/sampling.py",
-    "calibration/synthetic.py",
-    "corpora/local.py",
-    "corpora/offline.py",
-    "evaluation/batching.py",
-    "evaluation/harness.py",
-    "evaluation/perplexity.py",
-    "experiments/executors.py",
-    "experiments/report.py",
-    "experiments/runfolder.py",
-    "experiments/store.py",
-    "experiments/sweep.py",
-    "models/checkpoint.py",
-    "models/layers.py",
-    "models/loading.py",
-    "models/offload.py",
-    "models/runner.py",
-    "jobs/calibrate.py",
-    "jobs/evaluate.py",
-    "jobs/prune.py",
-    "jobs/requests.py",
-    "utils/device.py",
-    "utils/io.py",
-}
-FRONT_ENDS = ("cli/", "cli_options.py")  # the cli package and its option layer (path prefixes)
-FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]+")
-
-
-def flag_strings(source: str) -> list[str]:
-    """The flags named in a module's string literals (f-strings included), docstrings and
-    shell commands of other tools (``pip install --no-deps``) left out."""
-    import ast
-
-    tree = ast.parse(source)
-    docstrings = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
-            first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-                docstrings.add(id(first.value))
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
-            if "pip install" not in node.value:
-                found += FLAG.findall(node.value)
-    return found
-
-
-def test_no_module_below_the_cli_names_a_flag_except_those_not_yet_migrated():
-    root = Path(__file__).resolve().parents[1] / "src" / "calibprune"
-    naming = {
-        str(path.relative_to(root))
-        for path in root.rglob("*.py")
-        if not path.relative_to(root).as_posix().startswith(FRONT_ENDS) and flag_strings(path.read_text())
-    }
-    assert naming - NOT_YET_MIGRATED == set(), "these modules name CLI flags: use {field} templates (options.py)"
-    assert NOT_YET_MIGRATED - naming == set(), "migrated: take these off NOT_YET_MIGRATED"
+# (that no module below the CLI names a flag: tests/test_messages.py)
 
 
 def test_an_option_error_from_deep_in_a_run_reaches_the_cli_in_its_flags(model_dir, tmp_path):

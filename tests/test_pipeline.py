@@ -81,7 +81,7 @@ def test_existing_output_is_refused_unless_overwrite(model_dir, text_corpus, tmp
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    with pytest.raises(CalibpruneError, match="already exists.*--overwrite"):
+    with pytest.raises(CalibpruneError, match="already exists: choose another output or pass overwrite=True$"):
         run_prune(str(model_dir), _config(), _request(text_corpus), out, progress=False)
     assert (out / "keep.txt").read_text() == "precious"
     run_prune(str(model_dir), _config(), _request(text_corpus), out, overwrite=True, progress=False)

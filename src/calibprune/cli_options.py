@@ -7,6 +7,12 @@ default), the options objects built from what was typed (errors rendered as flag
 the audit that refuses a typed option the run would not use — the rule is the field's own
 ``applies``, so a new option is audited the moment it is declared.
 
+It also holds the CLI's words for what lies below it: an :class:`~calibprune.options.OptionError`
+names fields (``{owl.lam}``) and commands (:func:`~calibprune.options.command_line`), and
+:func:`cli_name` / :func:`cli_command` render them as flags and shell lines. A field's flag is
+``CLI_FLAGS[path]`` where the name predates the rule, else :func:`derived_flag` (a new option
+gets its flag by rule, and needs no entry).
+
 This module imports no torch, and neither do the rules it runs (``needs_calibration``
 reads the torch-free :mod:`calibprune.pruning.catalog`).
 """
@@ -14,6 +20,7 @@ reads the torch-free :mod:`calibprune.pruning.catalog`).
 from __future__ import annotations
 
 import inspect
+import shlex
 import typing
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field
@@ -22,12 +29,132 @@ from typing import Any
 import typer
 
 from .errors import CalibpruneError
-from .options import Leaf, OptionError, build, render, walk
+from .options import Command, Leaf, OptionError, build, render, walk
 
 
 def derived_flag(path: str) -> str:
     """The flag of a field by rule: ``--`` and its path with dashes (``owl.hyper_m`` -> ``--owl-hyper-m``)."""
     return "--" + path.replace(".", "-").replace("_", "-")
+
+
+# The flags of fields named below the CLI whose name is not derived_flag(path): field path
+# (as the raiser names it) -> flag. Everything else is named by rule.
+CLI_FLAGS = {
+    # pruning (the flags of `calibprune prune` that predate the rule)
+    "sparsegpt.blocksize": "--blocksize",
+    "sparsegpt.percdamp": "--percdamp",
+    "sparsegpt.mask_rule": "--sparsegpt-mask",
+    "runner.batch_size": "--batch-size",
+    "runner.activation_store": "--activation-store",
+    "owl.hyper_m": "--owl-m",
+    "owl.lam": "--owl-lambda",
+    "calibration.source": "--calib",
+    "calib": "--calib",
+    # calibration: generation and detection options (flat on `calibprune calib`)
+    "generation.prefix_tokens": "--prefix-tokens",
+    "generation.temperature": "--temperature",
+    "generation.top_p": "--top-p",
+    "generation.top_k": "--top-k",
+    "generation.repetition_penalty": "--repetition-penalty",
+    "generation.max_new_tokens": "--max-new-tokens",
+    "generation.batch_size": "--gen-batch-size",
+    "generation.num_texts": "--num-texts",
+    "generation.filter_top": "--filter-top",
+    "detect.detector": "--detect",
+    "detect.k": "--mink-k",
+    "detect.keep_top": "--keep-top",
+    "detect.num_candidates": "--num-candidates",
+    "mink_k": "--mink-k",
+    "detector": "--detect",
+    # analysis (similarity_report's keyword n is `analyze --ngram`)
+    "n": "--ngram",
+    # evaluation
+    "perplexity.corpora": "--ppl",
+    "perplexity.seqlen": "--ppl-seqlen",
+    "perplexity.max_windows": "--ppl-max-windows",
+    "tasks.names": "--tasks",
+    "tasks.limit": "--limit",
+    "tasks.batch_size": "--batch-size",
+    "tasks.mmlu_shots": "--mmlu-shots",
+    "tasks.scoring": "--scoring",
+}
+
+
+# Fields whose values are flags of their own on the CLI: (path, value) -> the flag
+# ("" for the default, which no flag names).
+CLI_VALUE_FLAGS = {
+    ("strategy", "sample"): "",
+    ("strategy", "synthetic"): "--synthetic",
+    ("strategy", "detect"): "--detect",
+}
+
+
+def cli_flag(path: str) -> str:
+    """The flag of a field named below the CLI: ``CLI_FLAGS``, else by rule."""
+    return CLI_FLAGS.get(path) or derived_flag(path)
+
+
+def with_value(flag: str, value: str | None) -> str:
+    """A flag as typed: ``--flag``, ``--flag VALUE``; a switch ``--flag`` / ``--no-flag``."""
+    if value is None or value in ("true", "True"):
+        return flag
+    if value in ("false", "False"):
+        return f"--no-{flag.removeprefix('--')}"
+    return f"{flag} {value}"
+
+
+def cli_name(path: str, value: str | None) -> str:
+    """The CLI's default namer: every field as its flag (``owl.lam`` -> ``--owl-lambda``,
+    ``overwrite=true`` -> ``--overwrite``, ``encoding=latin-1`` -> ``--encoding latin-1``)."""
+    if (path, value) in CLI_VALUE_FLAGS:
+        return CLI_VALUE_FLAGS[path, value]
+    return with_value(cli_flag(path), value)
+
+
+def _args(path: str, value, fields: dict) -> list[str]:
+    if (path, value) in CLI_VALUE_FLAGS:
+        flag = CLI_VALUE_FLAGS[path, value]
+        return [] if not flag or (flag == "--detect" and "detector" in fields) else [flag]
+    flag = cli_flag(path)
+    if value is True:
+        return [flag]
+    if value is False:
+        return [f"--no-{flag.removeprefix('--')}"]
+    return [flag, str(value)]
+
+
+def _replayed(argv: tuple[str, ...], fields: dict) -> list[str]:
+    """A recorded command line with ``fields`` put in: a given option's old value dropped
+    (``--output X``, ``--output=X``, ``-o X``) and the new one appended; a switch already
+    on stays where it is."""
+    given = {cli_flag(path): value for path, value in fields.items()}
+    short = {"-o": "--output"}
+    out, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        flag = arg.split("=", 1)[0]
+        flag = short.get(flag, flag)
+        if flag in given and given[flag] is not True:
+            skip = "=" not in arg and i + 1 < len(argv)
+            continue
+        out.append(arg)
+    for path, value in fields.items():
+        if not (value is True and cli_flag(path) in out):
+            out += _args(path, value, fields)
+    return out
+
+
+def cli_command(command: Command) -> str:
+    """A command line as a shell line (``calibprune calib --output sets/a --overwrite``):
+    its fields as flags, or a recorded command line with them put in."""
+    fields = dict(command.fields)
+    if command.argv is not None:
+        args = _replayed(command.argv, fields)
+    else:
+        args = [arg for path, value in fields.items() for arg in _args(path, value, fields)]
+    return shlex.join(["calibprune", command.name, *command.positional, *args])
 
 
 @dataclass
@@ -36,7 +163,7 @@ class Group:
 
     cls: type
     name: str  # the Python parameter prefix of its fields, and the group's path in messages
-    flags: dict[str, str] = field(default_factory=dict)  # the flags that predate the rule (path -> flag)
+    flags: dict[str, str] = field(default_factory=dict)  # this command's own flags (path -> flag), over CLI_FLAGS
     # defaults this command gives instead of the declared ones (each one a documented exception)
     defaults: dict[str, Any] = field(default_factory=dict)
 
@@ -47,7 +174,7 @@ class Group:
         return f"{self.name}__{leaf.path.replace('.', '__')}"
 
     def flag(self, leaf: Leaf) -> str:
-        return self.flags.get(leaf.path) or derived_flag(leaf.path)
+        return self.flags.get(leaf.path) or cli_flag(leaf.path)
 
 
 @dataclass
@@ -58,15 +185,9 @@ class Flags:
 
     def name(self, path: str, value: str | None) -> str:
         flag = self.table.get(path)
-        if flag is None:  # a field the command does not expose: its path in words
-            flag = path
-        if value is None:
-            return flag
-        if value in ("true", "True"):
-            return flag
-        if value in ("false", "False"):
-            return f"--no-{flag.removeprefix('--')}"
-        return f"{flag} {value}"
+        if flag is None:  # a field this table does not hold: the CLI's flag for it
+            return cli_name(path, value)
+        return with_value(flag, value)
 
     def scoped(self, group: str) -> Callable[[str, str | None], str]:
         """A namer for templates written relative to ``group`` (paths of its own fields)."""
@@ -162,7 +283,7 @@ def make(group: Group, kwargs: dict[str, Any], flags: Flags, **given):
     try:
         return build(group.cls, values)
     except OptionError as error:
-        raise CalibpruneError(error.render(flags.scoped(group.name))) from None
+        raise CalibpruneError(error.render(flags.scoped(group.name), cli_command)) from None
 
 
 def typed(ctx: typer.Context, names: list[str]) -> list[str]:

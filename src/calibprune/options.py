@@ -18,23 +18,42 @@ renders the template in its own words: the CLI as its flags (``--owl-lambda``,
 ``--allocation owl``), a study spec as key paths (``pruning[1].owl.lam``,
 ``pruning[1].allocation: owl``), Python as keywords (``owl.lam``, ``allocation='owl'``),
 which is also what ``str(error)`` says.
+
+A message that suggests a whole command (rebuild the set with ...) holds a
+:func:`command_line` placeholder: the CLI renders it as a shell line
+(``calibprune calib --nsamples 256``), Python as a call of the command with keywords
+(``calib(nsamples=256)``). No module below the CLI spells a flag: the flags live in
+:mod:`calibprune.cli_options` (``CLI_FLAGS`` and the rule ``derived_flag``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass, fields, is_dataclass
 from typing import Any
 
-from .errors import CalibpruneError
+from .errors import CalibpruneError, MissingAssetError
 
 # {path} or {path=value}; a path is dotted field names
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(?:=([^{}]*))?\}")
 
+# a command line: {@<its spec as percent-quoted JSON>} (see command_line)
+_COMMAND = re.compile(r"\{@([^{}]*)\}")
+# what render reads: {{ and }} (literal braces, see literal), a command line, a field
+_TOKEN = re.compile(r"(\{\{|\}\})|" + _COMMAND.pattern + "|" + _PLACEHOLDER.pattern)
+
+
+def literal(text) -> str:
+    """``text`` (a path, a value the user gave) put in a template as it is: its braces doubled."""
+    return str(text).replace("{", "{{").replace("}", "}}")
+
+
 Namer = Callable[[str, "str | None"], str]  # (field path, value or None) -> words
+Commander = Callable[["Command"], str]  # a command line -> words
 
 
 def python_name(path: str, value: str | None) -> str:
@@ -51,19 +70,90 @@ def python_name(path: str, value: str | None) -> str:
     return f"{path}={value}"
 
 
-def render(template: str, name: Namer = python_name) -> str:
-    """``template`` with every ``{path}`` / ``{path=value}`` put in a front end's words."""
-    return _PLACEHOLDER.sub(lambda m: name(m.group(1), m.group(2)), template)
+@dataclass(frozen=True)
+class Command:
+    """A command a message suggests: ``calibprune <name> <positional...>`` with ``fields``
+    (path -> value, as :func:`command_line` took them). ``argv``: the arguments as a
+    command line recorded them (a rebuild command replays them), or None."""
+
+    name: str
+    positional: tuple[str, ...] = ()
+    fields: tuple[tuple[str, Any], ...] = ()
+    argv: tuple[str, ...] | None = None
+
+
+def command_line(name: str, *positional: str, argv=None, fields: dict | None = None, **keywords) -> str:
+    """A placeholder for the command ``calibprune <name>`` with these options (fields by
+    path, ``fields=`` for dotted paths such as ``generation.top_p``), to put in a template.
+    A value of True is a switch that is on, None leaves the option out."""
+    given = {**(fields or {}), **keywords}
+    spec = {
+        "name": name,
+        "positional": [str(p) for p in positional],
+        "fields": [[k, v] for k, v in given.items() if v is not None],
+        "argv": None if argv is None else [str(a) for a in argv],
+    }
+    from urllib.parse import quote
+
+    return "{@" + quote(json.dumps(spec), safe="") + "}"
+
+
+def _command(encoded: str) -> Command:
+    from urllib.parse import unquote
+
+    spec = json.loads(unquote(encoded))
+    argv = spec.get("argv")
+    return Command(
+        spec["name"],
+        tuple(spec.get("positional") or ()),
+        tuple((k, v) for k, v in spec.get("fields") or ()),
+        None if argv is None else tuple(argv),
+    )
+
+
+def python_command(command: Command) -> str:
+    """How Python code names a command: a call with keywords (``calib(output='sets/a', overwrite=True)``)."""
+    args = [repr(p) for p in command.positional]
+    args += [f"{path}={value!r}" for path, value in command.fields]
+    return f"{command.name}({', '.join(args)})"
+
+
+def render(template: str, name: Namer = python_name, command: Commander = python_command) -> str:
+    """``template`` with every ``{path}`` / ``{path=value}`` put in a front end's words, and
+    every command line (:func:`command_line`) too."""
+
+    def one(m: re.Match) -> str:
+        if m.group(1):
+            return m.group(1)[0]
+        if m.group(2) is not None:
+            return command(_command(m.group(2)))
+        return name(m.group(3), m.group(4))
+
+    return _TOKEN.sub(one, template)
+
+
+def _restore(cls, path: str, template: str, state: dict):
+    error = cls.__new__(cls)
+    error.path, error.template = path, template
+    error.__dict__.update(state)
+    Exception.__init__(error, render(template))
+    return error
 
 
 class OptionError(CalibpruneError):
-    """A bad option value. ``path``: the field at fault, from the object that raised;
-    ``template``: the message, with ``{path}`` / ``{path=value}`` placeholders for fields."""
+    """A bad option value. ``path``: the field at fault, from the object that raised (``""``
+    when the message names fields without one at fault); ``template``: the message, with
+    ``{path}`` / ``{path=value}`` placeholders for fields and :func:`command_line` ones.
+    ``str(error)`` is its Python rendering; it pickles (it crosses process pools and Ray)."""
 
     def __init__(self, path: str, template: str):
         self.path = path
         self.template = template
         super().__init__(self.render(python_name))
+
+    def __reduce__(self):
+        state = {k: v for k, v in self.__dict__.items() if k not in ("path", "template")}
+        return (_restore, (type(self), self.path, self.template, state))
 
     def within(self, prefix: str) -> OptionError:
         """The same error seen from an object that holds the raiser under ``prefix``."""
@@ -71,19 +161,29 @@ class OptionError(CalibpruneError):
             return self
 
         def moved(match: re.Match) -> str:
-            value = "" if match.group(2) is None else f"={match.group(2)}"
-            return f"{{{prefix}.{match.group(1)}{value}}}"
+            if match.group(3) is None:  # a literal brace or a command line: as it was
+                return match.group(0)
+            value = "" if match.group(4) is None else f"={match.group(4)}"
+            return f"{{{prefix}.{match.group(3)}{value}}}"
 
         path = f"{prefix}.{self.path}" if self.path else prefix
-        return OptionError(path, _PLACEHOLDER.sub(moved, self.template))
+        return OptionError(path, _TOKEN.sub(moved, self.template))
 
-    def render(self, name: Namer) -> str:
-        return render(self.template, name)
+    def render(self, name: Namer, command: Commander = python_command) -> str:
+        return render(self.template, name, command)
 
     def fields(self) -> list[str]:
         """Every field the message names (the one at fault first)."""
-        named = [m.group(1) for m in _PLACEHOLDER.finditer(self.template)]
+        named = [m.group(3) for m in _TOKEN.finditer(self.template) if m.group(3)]
         return [self.path] + [p for p in named if p != self.path]
+
+
+class MissingAsset(OptionError, MissingAssetError):
+    """A missing asset whose message names fields or a command (``{@...}``): an
+    :class:`OptionError` that is also a :class:`~calibprune.errors.MissingAssetError`."""
+
+    def __init__(self, template: str, path: str = ""):
+        super().__init__(path, template)
 
 
 @dataclass(frozen=True)

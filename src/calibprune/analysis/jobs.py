@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from ..errors import CalibpruneError
+from ..options import OptionError
 from ..utils.io import atomic_directory, check_output_dir, write_json
 from ..utils.provenance import environment
 from . import plots
@@ -34,10 +35,10 @@ def run_similarity(
     from ..models.loading import model_folder
 
     check_params(n, num_perm, unit, lsh_threshold, containment_threshold)
-    reads = [("--reference", reference), ("the --model folder", model_folder(model) if model else None)]
+    reads = [("{reference}", reference), ("the {model} folder", model_folder(model) if model else None)]
     check_output_dir(output, overwrite, set_inputs(specs) + reads)
     if unit == "token" and model is None:
-        raise CalibpruneError("--unit token needs --model (whose tokenizer defines the tokens)")
+        raise OptionError("unit", "{unit=token} needs {model} (whose tokenizer defines the tokens)")
     tokenizer = None
     if model is not None:
         from ..models.loading import load_tokenizer, resolve_model
@@ -100,7 +101,7 @@ def run_membership(
     run_device = resolve_device(device)
     parse_dtype(dtype)
     check_k(k)
-    check_output_dir(output, overwrite, set_inputs(specs) + [("the --model folder", model_folder(model))])
+    check_output_dir(output, overwrite, set_inputs(specs) + [("the {model} folder", model_folder(model))])
     sets = load_sets(specs, max_texts, seed, encoding)
     resolved = resolve_model(model)
     tokenizer = load_tokenizer(resolved)

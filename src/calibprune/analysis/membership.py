@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import CalibpruneError
 from ..models.loading import encode
+from ..options import OptionError
 from ..scoring import score_text
 from .sets import TextSet
 
@@ -33,7 +34,7 @@ def membership_scores(
     progress: bool = True,
 ) -> dict[str, dict[str, list[float]]]:
     if max_tokens < 2:
-        raise CalibpruneError(f"--max-tokens {max_tokens} must be >= 2")
+        raise OptionError("max_tokens", f"{{max_tokens}} {max_tokens} must be >= 2")
     scores = {}
     for s in sets:
         # whole texts encoded as the tokenizer does by default (BOS where it adds one), as

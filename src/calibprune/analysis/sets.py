@@ -21,6 +21,7 @@ import torch
 from ..calibration import CalibrationSet, is_calibration_folder
 from ..corpora import get_corpus
 from ..errors import CalibpruneError
+from ..options import OptionError
 
 
 @dataclass
@@ -56,7 +57,7 @@ def _source(spec: str, encoding: str = "utf-8"):
 
 def set_inputs(specs: list[str]) -> list[tuple[str, str]]:
     """The folders and files ``--sets`` reads (``corpus:NAME`` reads none), for an output to stay out of."""
-    return [("--sets", spec) for spec in specs if not spec.startswith("corpus:")]
+    return [("{sets}", spec) for spec in specs if not spec.startswith("corpus:")]
 
 
 def load_set(spec: str, max_texts: int | None = None, seed: int = 0, encoding: str = "utf-8") -> TextSet:
@@ -86,7 +87,7 @@ def stream_texts(spec: str, encoding: str = "utf-8") -> tuple[Iterator[str], dic
 
 def load_sets(specs: list[str], max_texts: int | None = None, seed: int = 0, encoding: str = "utf-8") -> list[TextSet]:
     if not specs:
-        raise CalibpruneError("no sets given: pass --sets calib/DIR,corpus:NAME,... (comma-separated)")
+        raise OptionError("sets", "no sets given: pass {sets=calib/DIR,corpus:NAME,...} (comma-separated)")
     sets = [load_set(spec, max_texts, seed, encoding) for spec in specs]
     empty = [s.name for s in sets if not any(t.strip() for t in s.texts)]
     if empty:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import CalibpruneError
+from ..options import OptionError, literal
 from .sets import TextSet
 
 UNITS = ("word", "token")
@@ -50,15 +50,17 @@ _CHUNK = 20_000  # hashes per MinHash update: bounds the [chunk, num_perm] uint6
 
 def check_params(n: int, num_perm: int, unit: str, lsh_threshold: float, containment_threshold: float = 0.5) -> None:
     if n < 1:
-        raise CalibpruneError(f"--ngram {n} must be >= 1 (the paper uses 3-grams)")
+        raise OptionError("n", f"{{n}} {n} must be >= 1 (the paper uses 3-grams)")
     if num_perm < 16:
-        raise CalibpruneError(f"--num-perm {num_perm} must be >= 16 (estimates get too coarse below)")
+        raise OptionError("num_perm", f"{{num_perm}} {num_perm} must be >= 16 (estimates get too coarse below)")
     if unit not in UNITS:
-        raise CalibpruneError(f"--unit {unit!r} is unknown: use one of {', '.join(UNITS)}")
+        raise OptionError("unit", f"{{unit}} {literal(repr(unit))} is unknown: use one of {', '.join(UNITS)}")
     if not 0 < lsh_threshold < 1:
-        raise CalibpruneError(f"--lsh-threshold {lsh_threshold} must be in (0, 1)")
+        raise OptionError("lsh_threshold", f"{{lsh_threshold}} {lsh_threshold} must be in (0, 1)")
     if not 0 < containment_threshold <= 1:
-        raise CalibpruneError(f"--containment-threshold {containment_threshold} must be in (0, 1]")
+        raise OptionError(
+            "containment_threshold", f"{{containment_threshold}} {containment_threshold} must be in (0, 1]"
+        )
 
 
 def _units(text: str, unit: str, tokenizer) -> list[str]:
@@ -200,7 +202,7 @@ def similarity_report(
     :class:`ReferenceIndex` built from a stream."""
     check_params(n, num_perm, unit, lsh_threshold, containment_threshold)
     if unit == "token" and tokenizer is None:
-        raise CalibpruneError("--unit token needs --model (whose tokenizer defines the tokens)")
+        raise OptionError("unit", "{unit=token} needs a {tokenizer} (it defines the tokens)")
     hasher = NgramHasher(n, unit, tokenizer)
     if isinstance(reference, TextSet):
         reference = ReferenceIndex.build(

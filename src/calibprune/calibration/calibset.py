@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CalibpruneError
+from ..options import OptionError, command_line, literal
 from ..utils.io import atomic_directory, write_json
 from ..utils.provenance import tensor_fingerprint
 from .folder import FORMAT, MANIFEST, TEXTS, TOKENS, WINDOWS, read_set
@@ -64,15 +64,17 @@ class CalibrationSet:
         of a window is a window of the same text). Refuses to grow the set."""
         where = self.manifest.get("folder") or self.manifest.get("source") or "the calibration set"
         if nsamples is not None and nsamples > self.nsamples:
-            raise CalibpruneError(
-                f"--nsamples {nsamples} asks for more windows than {where} holds ({self.nsamples}): pass "
-                f"--nsamples {self.nsamples} or less, or build a larger set with "
-                f"`calibprune calib --nsamples {nsamples}`"
+            raise OptionError(
+                "nsamples",
+                f"{{nsamples}} {nsamples} asks for more windows than {literal(where)} holds ({self.nsamples}): pass "
+                f"{{nsamples={self.nsamples}}} or less, or build a larger set with "
+                f"`{command_line('calib', nsamples=nsamples)}`",
             )
         if seqlen is not None and seqlen > self.seqlen:
-            raise CalibpruneError(
-                f"--seqlen {seqlen} is longer than the windows of {where} ({self.seqlen} tokens): pass --seqlen "
-                f"{self.seqlen} or less, or build the set with `calibprune calib --seqlen {seqlen}`"
+            raise OptionError(
+                "seqlen",
+                f"{{seqlen}} {seqlen} is longer than the windows of {literal(where)} ({self.seqlen} tokens): pass "
+                f"{{seqlen={self.seqlen}}} or less, or build the set with `{command_line('calib', seqlen=seqlen)}`",
             )
         n = self.nsamples if nsamples is None else nsamples
         length = self.seqlen if seqlen is None else seqlen
@@ -101,8 +103,10 @@ class CalibrationSet:
         """A saved set, checked whole (every file present and readable, tokens matching the
         manifest's shape and fingerprint); a folder that is not one is refused."""
         if not Path(folder).is_dir():
-            raise CalibpruneError(
-                f"{str(folder)!r} is not a calibration set folder: build one with `calibprune calib --output {folder}`"
+            raise OptionError(
+                "",
+                f"{literal(repr(str(folder)))} is not a calibration set folder: build one with "
+                f"`{command_line('calib', output=str(folder))}`",
             )
         files = read_set(folder)
         return cls(files.input_ids, files.manifest, files.texts, files.windows_text)
@@ -111,9 +115,11 @@ class CalibrationSet:
         """Refuse windows made with another tokenizer: their ids would mean other tokens."""
         expected = self.manifest.get("tokenizer", {}).get("fingerprint")
         if expected and expected != tokenizer_fingerprint(tokenizer):
-            raise CalibpruneError(
-                f"this calibration set was tokenized with {self.manifest['tokenizer'].get('name')!r}, whose vocabulary "
-                f"differs from the pruned model's: rebuild it with `calibprune calib --model <the model you prune>`"
+            name = literal(repr(self.manifest["tokenizer"].get("name")))
+            raise OptionError(
+                "",
+                f"this calibration set was tokenized with {name}, whose vocabulary differs from the pruned "
+                f"model's: rebuild it with `{command_line('calib', model='MODEL')}` (MODEL: the model you prune)",
             )
 
 

@@ -14,6 +14,7 @@ import torch
 
 from ..corpora import Corpus
 from ..models.loading import encode, special_tokens_added
+from ..options import literal
 from ..scoring import score_text
 from .calibset import CalibrationSet
 from .filters import keep_top_fraction
@@ -76,6 +77,6 @@ def build_detected(
         seed,
         corpus.sampling,
         manifest=manifest,
-        what=f"the {{n}} kept candidates of {corpus.name!r} (raise --num-candidates or --keep-top)",
+        what=f"the {{n}} kept candidates of {literal(repr(corpus.name))} (raise {{num_candidates}} or {{keep_top}})",
         windows=windows,
     )

@@ -17,20 +17,24 @@ import math
 import torch
 
 from ..config import pruned_count
-from ..errors import CalibpruneError
+from ..options import OptionError
 from ..utils.selection import lowest_mask
 
 
 def check_filter_top(fraction: float) -> None:
     if not 0 <= fraction < 1:
-        raise CalibpruneError(
-            f"--filter-top {fraction} must be in [0, 1): the fraction of most perplexing texts dropped (paper: 0.2)"
+        raise OptionError(
+            "generation.filter_top",
+            f"{{generation.filter_top}} {fraction} must be in [0, 1): the fraction of most perplexing texts dropped "
+            "(paper: 0.2)",
         )
 
 
 def check_keep_top(fraction: float) -> None:
     if not 0 < fraction <= 1:
-        raise CalibpruneError(f"--keep-top {fraction} must be in (0, 1]: the fraction of highest-scoring texts kept")
+        raise OptionError(
+            "keep_top", f"{{keep_top}} {fraction} must be in (0, 1]: the fraction of highest-scoring texts kept"
+        )
 
 
 PERCENTILE_RULE = (

@@ -11,12 +11,11 @@ taken from the manifest when it is readable. It never lets a raw parser error th
 from __future__ import annotations
 
 import json
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import CalibpruneError
+from ..options import OptionError, command_line, literal
 from ..utils.provenance import tensor_fingerprint
 
 if TYPE_CHECKING:  # torch is imported where tokens are read: recognising a set folder needs none
@@ -46,8 +45,12 @@ class SetFiles:
     texts: list[dict]
 
 
-class DamagedSet(CalibpruneError):
-    """A set folder that is incomplete or damaged; the message says how to rebuild it."""
+class DamagedSet(OptionError):
+    """A set folder that is incomplete or damaged; the message (a template: it names the
+    rebuild command, see :func:`rebuild_command`) says how to rebuild it."""
+
+    def __init__(self, template: str):
+        super().__init__("", template)
 
 
 def read_set(folder: str | Path) -> SetFiles:
@@ -105,14 +108,14 @@ class _Refusal:
     def __call__(self, problem: str):
         if self.manifest is None:
             fix = (
-                f"`calibprune calib --output {shlex.quote(str(self.folder))} --overwrite` with the options it was "
+                f"`{command_line('calib', output=str(self.folder), overwrite=True)}` with the options it was "
                 "built with (its manifest, which recorded them, cannot be read)"
             )
         else:
             fix = f"`{rebuild_command(self.manifest, self.folder)}`"
         raise DamagedSet(
-            f"{self.folder} is a calibration-set folder that cannot be used: {problem}. It is not read "
-            f"(neither as a set nor as text); rebuild it with {fix}"
+            f"{literal(self.folder)} is a calibration-set folder that cannot be used: {literal(problem)}. It is not "
+            f"read (neither as a set nor as text); rebuild it with {fix}"
         )
 
 
@@ -178,77 +181,61 @@ def _text_of(record: dict, line_no: int, fail) -> str:
 
 # ------------------------------------------------------------- the rebuild command
 
-_GENERATION_FLAGS = {
-    "prefix_tokens": "--prefix-tokens",
-    "temperature": "--temperature",
-    "top_p": "--top-p",
-    "top_k": "--top-k",
-    "repetition_penalty": "--repetition-penalty",
-    "max_new_tokens": "--max-new-tokens",
-    "batch_size": "--gen-batch-size",
-    "filter_top": "--filter-top",
-}
-_DETECT_FLAGS = {"k": "--mink-k", "keep_top": "--keep-top", "num_candidates": "--num-candidates"}
+_GENERATION_KEYS = (
+    "prefix_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "max_new_tokens",
+    "batch_size",
+    "filter_top",
+)
+_DETECT_FIELDS = {"k": "mink_k", "keep_top": "keep_top", "num_candidates": "num_candidates"}  # manifest -> CalibJob
 
 
 def rebuild_command(manifest: dict, folder: str | Path) -> str:
-    """The ``calibprune calib`` command line that builds this set again into ``folder``:
-    the recorded command line when the manifest has one (``argv``), else one made from
-    the manifest's source, strategy and parameters."""
+    """The ``calibprune calib`` command that builds this set again into ``folder``, as a
+    :func:`~calibprune.options.command_line` placeholder: the recorded command line when
+    the manifest has one (``argv``), else one made from the manifest's source, strategy and
+    parameters (by CalibJob's fields)."""
     argv = manifest.get("argv")
+    target = {"output": str(folder), "overwrite": True}
     if isinstance(argv, list) and len(argv) > 1 and argv[1] == "calib":
-        args = _with_output([str(a) for a in argv[2:]], str(folder))
-    else:
-        args = _with_output(_calib_options(manifest), str(folder))
-    return shlex.join(["calibprune", "calib", *args])
+        return command_line("calib", argv=[str(a) for a in argv[2:]], fields=target)
+    return command_line("calib", fields={**_calib_fields(manifest), **target})
 
 
-def _with_output(args: list[str], folder: str) -> list[str]:
-    out, skip = [], False
-    for i, arg in enumerate(args):
-        if skip:
-            skip = False
-            continue
-        if arg in ("--output", "-o"):
-            skip = i + 1 < len(args)
-            continue
-        if arg.startswith("--output="):
-            continue
-        out.append(arg)
-    return [*out, "--output", folder] + ([] if "--overwrite" in out else ["--overwrite"])
+def _calib_fields(manifest: dict) -> dict:
+    """The CalibJob fields (by path) that rebuild the set, in the order a command line gives them."""
+    out: dict = {}
 
-
-def _calib_options(manifest: dict) -> list[str]:
-    args: list[str] = []
-
-    def add(flag: str, value) -> None:
+    def add(path: str, value) -> None:
         if value is not None:
-            args.extend([flag, str(value)])
+            out[path] = value
 
     strategy = manifest.get("strategy", "sample")
-    add("--source", manifest.get("source"))
-    add("--model", manifest.get("model"))
-    add("--nsamples", manifest.get("nsamples"))
-    add("--seqlen", manifest.get("seqlen"))
-    add("--seed", manifest.get("seed"))
+    for key in ("source", "model", "nsamples", "seqlen", "seed"):
+        add(key, manifest.get(key))
     if manifest.get("windows") not in (None, "disjoint"):
-        add("--windows", manifest["windows"])
+        add("windows", manifest["windows"])
     reading = manifest.get("source_reading") or {}
     if reading.get("encoding", "utf-8") != "utf-8":
-        add("--encoding", reading["encoding"])
+        add("encoding", reading["encoding"])
     if reading.get("text_field", "text") != "text":
-        add("--text-field", reading["text_field"])
+        add("text_field", reading["text_field"])
     params = manifest.get("parameters") or {}
     if strategy == "sample":
-        add("--sampling", manifest.get("sampling"))
+        add("sampling", manifest.get("sampling"))
     elif strategy == "synthetic":
-        args.append("--synthetic")
-        for key, flag in _GENERATION_FLAGS.items():
-            add(flag, params.get(key))
+        add("strategy", "synthetic")
+        for key in _GENERATION_KEYS:
+            add(f"generation.{key}", params.get(key))
         if params.get("num_texts_rule") == "fixed":
-            add("--num-texts", params.get("num_texts"))
+            add("generation.num_texts", params.get("num_texts"))
     elif strategy == "detect":
-        add("--detect", params.get("detector", "mink++"))
-        for key, flag in _DETECT_FLAGS.items():
-            add(flag, params.get(key))
-    return args
+        add("strategy", "detect")
+        add("detector", params.get("detector", "mink++"))
+        for key, path in _DETECT_FIELDS.items():
+            add(path, params.get(key))
+    return out

@@ -26,6 +26,7 @@ from ..corpora import Corpus
 from ..corpora.tokens import pool_tokens, stream_tokens
 from ..errors import CalibpruneError
 from ..models.loading import tokenize
+from ..options import OptionError
 from .calibset import CalibrationSet, decode_windows, tokenizer_info
 from .job import check_windows
 
@@ -161,10 +162,11 @@ def duplicated_share(starts: list[int], seqlen: int) -> float:
 def _stream_windows(ids, nsamples, seqlen, generator, what, windows):
     needed = nsamples * seqlen
     if ids.numel() < needed:
-        raise CalibpruneError(
+        raise OptionError(
+            "nsamples",
             f"there are only {ids.numel():,} tokens in {what}, fewer than nsamples x seqlen = "
             f"{nsamples} x {seqlen} = {needed:,}: "
-            "lower --nsamples or --seqlen, or use a larger source"
+            "lower {nsamples} or {seqlen}, or use a larger source",
         )
     if windows == "disjoint":
         starts = disjoint_starts(ids.numel(), nsamples, seqlen, generator)
@@ -187,7 +189,8 @@ def _document_windows(texts, tokenizer, nsamples, seqlen, generator, what):
         windows.append(torch.tensor(ids[start : start + seqlen], dtype=torch.long))
         if len(windows) == nsamples:  # one window per document: nothing repeats
             return torch.stack(windows), {"pool_tokens": pool_tokens, "duplicated_token_share": 0.0}
-    raise CalibpruneError(
+    raise OptionError(
+        "nsamples",
         f"{what} have only {long_enough} documents longer than {seqlen} tokens, fewer than nsamples={nsamples}: "
-        "use a shorter --seqlen, fewer --nsamples, or --sampling stream (join documents, then window)"
+        "use a shorter {seqlen}, fewer {nsamples}, or {sampling=stream} (join documents, then window)",
     )

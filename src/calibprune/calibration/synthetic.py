@@ -44,8 +44,8 @@ from pathlib import Path
 import torch
 
 from ..corpora import Corpus
-from ..errors import CalibpruneError
 from ..models.loading import encode, special_tokens_added, tokenize
+from ..options import OptionError, literal
 from ..scoring import perplexity_of, score_sequences
 from .calibset import CalibrationSet, tokenizer_info
 from .filters import PERCENTILE_RULE, drop_above_percentile, percentile_threshold
@@ -67,9 +67,10 @@ def next_round(count: int, kept_texts: int, kept_tokens: int, needed: int, optio
     texts holding ``kept_tokens`` of the ``needed`` tokens: the missing tokens at the
     rate seen so far per kept text, divided by the filter's keep rate, +10%."""
     if kept_tokens == 0:
-        raise CalibpruneError(
+        raise OptionError(
+            "generation.prefix_tokens",
             f"the {count} generated texts kept after filtering hold no tokens (the model stops at once?): "
-            "raise --prefix-tokens or --max-new-tokens, or pass another --temperature"
+            "raise {generation.prefix_tokens} or {generation.max_new_tokens}, or pass another {generation.temperature}",
         )
     missing_texts = (needed - kept_tokens) / (kept_tokens / kept_texts) / (1.0 - options.filter_top)
     return count + whole_batches(1.1 * missing_texts, options.batch_size)
@@ -106,9 +107,10 @@ def build_prompts(corpus: Corpus, tokenizer, count: int, prefix_tokens: int, see
     """``count`` prompts (start token + first ``prefix_tokens`` tokens) from seeded-random source documents."""
     start = start_token(tokenizer)
     if not start["ids"] and prefix_tokens == 0:
-        raise CalibpruneError(
-            "the model's tokenizer adds no BOS and has no document-separator token, so --prefix-tokens 0 leaves an "
-            "empty prompt: use >= 1"
+        raise OptionError(
+            "generation.prefix_tokens",
+            "the model's tokenizer adds no BOS and has no document-separator token, so "
+            "{generation.prefix_tokens=0} leaves an empty prompt: use >= 1",
         )
     docs = list(corpus.documents("calib"))
     order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -120,9 +122,11 @@ def build_prompts(corpus: Corpus, tokenizer, count: int, prefix_tokens: int, see
         prompts.append({"source_id": docs[index].id, "prefix_ids": ids})
         if len(prompts) == count:
             return prompts
-    raise CalibpruneError(
-        f"corpus {corpus.name!r} has only {len(prompts)} documents with >= {prefix_tokens} tokens, fewer than the "
-        f"{count} texts to generate: lower --num-texts or --prefix-tokens, or use a larger source"
+    raise OptionError(
+        "generation.num_texts",
+        f"corpus {literal(repr(corpus.name))} has only {len(prompts)} documents with >= {prefix_tokens} tokens, fewer "
+        f"than the {count} texts to generate: lower {{generation.num_texts}} or {{generation.prefix_tokens}}, or use "
+        "a larger source",
     )
 
 
@@ -140,9 +144,10 @@ class GenerationLog:
         if state.exists():
             previous = json.loads(state.read_text()).get("signature")
             if previous != signature and not overwrite:
-                raise CalibpruneError(
-                    f"{folder} holds an unfinished generation made with other arguments: rerun with the same "
-                    "arguments to resume it, or pass --overwrite to start again"
+                raise OptionError(
+                    "overwrite",
+                    f"{literal(folder)} holds an unfinished generation made with other arguments: rerun with the same "
+                    "arguments to resume it, or pass {overwrite=true} to start again",
                 )
             if previous != signature:
                 self.file.unlink(missing_ok=True)
@@ -366,6 +371,6 @@ def build_synthetic(
         seed,
         "stream",
         manifest=manifest,
-        what="the {n} generated texts kept after filtering (raise --num-texts)",
+        what="the {n} generated texts kept after filtering (raise {generation.num_texts})",
         windows=windows,
     )

@@ -15,8 +15,9 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from ..cli_options import cli_command, cli_name
 from ..errors import CalibpruneError
-from ..options import Namer, OptionError, python_name
+from ..options import Namer, OptionError
 
 app = typer.Typer(
     add_completion=False,
@@ -29,8 +30,9 @@ app = typer.Typer(
 console = Console(stderr=True, markup=False, emoji=False, highlight=False)
 out = Console(markup=False, emoji=False, highlight=False)
 
-# How an OptionError raised below the CLI is put in words: each command sets its flags' namer.
-_namer: dict = {"name": python_name}
+# How an OptionError raised below the CLI is put in words: its fields as flags (cli_name, over
+# CLI_FLAGS and derived_flag), unless a command sets a namer of its own flags.
+_namer: dict = {"name": cli_name}
 
 # What an interrupt (Ctrl-C) stops and what it keeps, set by each command before its long work.
 _interrupt_note = {"text": "nothing was written", "newline": ""}
@@ -82,7 +84,7 @@ def main() -> None:
     try:
         app()
     except OptionError as error:
-        console.print(styled("error:", f" {error.render(_namer['name'])}", "bold red"), soft_wrap=True)
+        console.print(styled("error:", f" {error.render(_namer['name'], cli_command)}", "bold red"), soft_wrap=True)
         sys.exit(2)
     except CalibpruneError as error:
         console.print(styled("error:", f" {error}", "bold red"), soft_wrap=True)

@@ -11,24 +11,13 @@ from ..errors import CalibpruneError
 from .app import ENCODING_HELP, name_errors_with, notice, on_interrupt, out, quiet_libraries, split, styled
 from .audit import audit_prune
 
-# flags named before the rule --<path with dashes> (kept: the command lines in the wild use them)
-PRUNE_FLAGS = {
-    "sparsegpt.blocksize": "--blocksize",
-    "sparsegpt.percdamp": "--percdamp",
-    "sparsegpt.mask_rule": "--sparsegpt-mask",
-    "runner.batch_size": "--batch-size",
-    "runner.activation_store": "--activation-store",
-    "owl.hyper_m": "--owl-m",
-    "owl.lam": "--owl-lambda",
-}
-
 
 def prune_groups():
     from ..config import PruneConfig
 
     # the CLI resolves the activation store per device (auto); study specs and the Python API
     # keep disk, the value every committed study cell was keyed with (see DECLARED_EXCEPTIONS)
-    return [Group(PruneConfig, "config", flags=PRUNE_FLAGS, defaults={"runner.activation_store": "auto"})]
+    return [Group(PruneConfig, "config", defaults={"runner.activation_store": "auto"})]
 
 
 def target_flags(groups) -> Flags:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import CalibpruneError
+from ..options import OptionError, literal
 from ..utils.content import files_digest
 from .base import Corpus, Document
 
@@ -27,8 +28,10 @@ def check_encoding(encoding: str) -> str:
     try:
         codecs.lookup(encoding)
     except LookupError:
-        raise CalibpruneError(
-            f"--encoding {encoding!r} is not an encoding Python knows: pass e.g. utf-8, latin-1 or cp1252"
+        raise OptionError(
+            "encoding",
+            f"{{encoding}} {literal(repr(encoding))} is not an encoding Python knows: pass e.g. utf-8, latin-1 or "
+            "cp1252",
         ) from None
     return encoding
 
@@ -44,9 +47,10 @@ def decode(data: bytes, encoding: str, file: Path, start: int = 0, line: int | N
             line = data.count(b"\n", 0, error.start) + 1
         where = f"byte {offset}" + (f" (line {line})" if line is not None else "")
         bad = error.object[error.start : error.end].hex(" ")
-        raise CalibpruneError(
-            f"{file}: {where} is not valid {encoding} (bytes {bad}): the text would be garbled, so it is "
-            "not read; pass --encoding latin-1 (or the file's encoding)"
+        raise OptionError(
+            "encoding",
+            f"{literal(file)}: {where} is not valid {literal(encoding)} (bytes {bad}): the text would be garbled, so "
+            "it is not read; pass {encoding=latin-1} (or the file's encoding)",
         ) from None
 
 
@@ -68,9 +72,10 @@ class LocalCorpus(Corpus):
         self.description = f"local files at {self.path}"
         self.files = self._files()
         if encoding != DEFAULT_ENCODING and not any(p.suffix in DECODED for p in self.files):
-            raise CalibpruneError(
-                f"--encoding {encoding} has no effect on {str(self.path)!r}: .parquet/.arrow strings are UTF-8 by "
-                "format; drop it"
+            raise OptionError(
+                "encoding",
+                f"{{encoding={literal(encoding)}}} has no effect on {literal(repr(str(self.path)))}: .parquet/.arrow "
+                "strings are UTF-8 by format; drop it",
             )
 
     def _files(self) -> list[Path]:
@@ -138,9 +143,10 @@ class LocalCorpus(Corpus):
     def _columnar(self, file: Path, rel: str) -> Iterator[Document]:
         table = _read_table(file)
         if self.text_field not in table.column_names:
-            raise CalibpruneError(
-                f"{file} has no column {self.text_field!r} (columns: {', '.join(table.column_names)}): "
-                "pass --text-field with the name of the text column"
+            raise OptionError(
+                "text_field",
+                f"{literal(file)} has no column {literal(repr(self.text_field))} (columns: "
+                f"{literal(', '.join(table.column_names))}): pass {{text_field}} with the name of the text column",
             )
         ids = table.column("id").to_pylist() if "id" in table.column_names else None
         for i, text in enumerate(table.column(self.text_field).to_pylist()):
@@ -155,18 +161,20 @@ class LocalCorpus(Corpus):
             except json.JSONDecodeError as e:
                 raise CalibpruneError(f"{file}:{line_no} is not valid JSON ({e.msg})") from None
             if self.text_field not in record:
-                raise CalibpruneError(
-                    f"{file}:{line_no} has no field {self.text_field!r} (fields: {', '.join(record)}): "
-                    "pass --text-field with the name of the text field"
+                raise OptionError(
+                    "text_field",
+                    f"{literal(file)}:{line_no} has no field {literal(repr(self.text_field))} (fields: "
+                    f"{literal(', '.join(record))}): pass {{text_field}} with the name of the text field",
                 )
             yield Document(id=str(record.get("id", f"{rel}:{line_no}")), text=str(record[self.text_field]))
 
     def _lines(self, file: Path) -> Iterator[tuple[int, str]]:
         """(line number, decoded line) of a .jsonl file, read line by line as bytes."""
         if not _newline_is_one_byte(self.encoding):
-            raise CalibpruneError(
-                f"--encoding {self.encoding}: {file} is read line by line, which needs an encoding whose newline is "
-                "the byte 0x0a (utf-8, latin-1, cp1252, ...): convert the file to utf-8"
+            raise OptionError(
+                "encoding",
+                f"{{encoding={literal(self.encoding)}}}: {literal(file)} is read line by line, which needs an encoding "
+                "whose newline is the byte 0x0a (utf-8, latin-1, cp1252, ...): convert the file to utf-8",
             )
         offset = 0
         with open(file, "rb") as f:
@@ -181,9 +189,11 @@ def _refuse_set_folder(path: Path) -> None:
 
     if looks_like_set(path):
         read_set(path)  # a damaged set is refused with what is wrong and how to rebuild it
-        raise CalibpruneError(
-            f"{str(path)!r} is a calibration-set folder, not a text corpus: pass it to `prune --calib` or "
-            f"`analyze --sets`; to sample its windows' text as a corpus, pass {str(path / 'windows.jsonl')!r}"
+        raise OptionError(
+            "",
+            f"{literal(repr(str(path)))} is a calibration-set folder, not a text corpus: pass it to `prune` as its "
+            f"{{calib}} or to `analyze` in its {{sets}}; to sample its windows' text as a corpus, pass "
+            f"{literal(repr(str(path / 'windows.jsonl')))}",
         )
 
 

@@ -22,11 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import MissingAssetError
+from ..options import MissingAsset, command_line, literal
 from ..paths import cache_dir
 from .base import Corpus, Document, files_version
 from .debian import fetch_and_extract
 
-INSTALL_HINT = "run `calibprune corpora --install` (the README's `make install` does it)"
+INSTALL_HINT = f"run `{command_line('corpora', install=True)}` (the README's `make install` does it)"  # a template
 
 
 class InstalledCorpus(Corpus):
@@ -73,7 +74,7 @@ class InstalledCorpus(Corpus):
 
     def _all_documents(self) -> Iterator[Document]:
         if not self.installed():
-            raise MissingAssetError(f"corpus {self.name!r} is not installed: {INSTALL_HINT}")
+            raise MissingAsset(f"corpus {literal(repr(self.name))} is not installed: {INSTALL_HINT}")
         with open(self.documents_file, encoding="utf-8") as f:
             for line in f:
                 record = json.loads(line)

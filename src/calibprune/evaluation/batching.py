@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from ..errors import CalibpruneError
+from ..options import OptionError, literal
 
 
 def parse_batch_size(value: str | int) -> int | str:
@@ -29,7 +29,7 @@ def parse_batch_size(value: str | int) -> int | str:
     except (TypeError, ValueError):
         size = 0
     if size < 1:
-        raise CalibpruneError(f"--batch-size {value!r} must be a positive integer or 'auto'")
+        raise OptionError("batch_size", f"{{batch_size}} {literal(repr(value))} must be a positive integer or 'auto'")
     return size
 
 

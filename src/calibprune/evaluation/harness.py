@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from ..errors import CalibpruneError, MissingAssetError
 from ..models.loading import max_sequence_length, tokenize
+from ..options import OptionError
 from ..scoring.tokens import next_token_logprobs, score_sequences
 from .batching import parse_batch_size, pick_batch_size
 from .prefix import SCORING_PATHS, PrefixStats, shared_prefix_loglikelihoods, supports_shared_prefix
@@ -206,9 +207,11 @@ def _docs_in(config: dict) -> int:
 def resolve_tasks(names: list[str], mmlu_shots: int) -> tuple[dict[str, list], list[str]]:
     """Offline configs for the paper's tasks; other names go to lm-eval's own registry."""
     if not names:
-        raise CalibpruneError(f"no task given: pass --tasks, e.g. {','.join(PAPER_TASKS)}")
+        raise OptionError("tasks.names", f"no task given: pass {{tasks.names}}, e.g. {','.join(PAPER_TASKS)}")
     if mmlu_shots < 0:
-        raise CalibpruneError(f"--mmlu-shots {mmlu_shots} must be >= 0 (5 as in the paper's text, 0 as in its code)")
+        raise OptionError(
+            "mmlu_shots", f"{{mmlu_shots}} {mmlu_shots} must be >= 0 (5 as in the paper's text, 0 as in its code)"
+        )
     offline, hub = {}, []
     for name in names:
         if name in PAPER_TASKS:
@@ -265,7 +268,7 @@ def evaluate_tasks(
     ``plain`` (each context + continuation on its own); ``batch_size``: rows per forward,
     or ``"auto"`` (:func:`.batching.pick_batch_size`)."""
     if limit is not None and limit <= 0:
-        raise CalibpruneError(f"--limit {limit} must be >= 1")
+        raise OptionError("limit", f"{{limit}} {limit} must be >= 1")
     batch_size = parse_batch_size(batch_size)
     offline, hub = resolve_tasks(names, mmlu_shots)
     configs = [c for group in offline.values() for c in group]

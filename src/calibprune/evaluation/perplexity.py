@@ -24,6 +24,7 @@ from ..corpora import Corpus, LocalCorpus, get_corpus
 from ..corpora.tokens import pool_tokens
 from ..errors import CalibpruneError
 from ..models.loading import encode, special_tokens_added
+from ..options import OptionError, literal
 from ..scoring import perplexity_of, score_sequences
 
 PPL_PROTOCOL = "concat-windows"
@@ -86,9 +87,10 @@ def perplexity_inputs(
             special_tokens_added(tokenizer),
         )
     if not sequences:
-        raise CalibpruneError(
-            f"corpus {corpus.name!r} ({split} pool) has no text long enough for one {seqlen}-token window: "
-            "use a shorter --ppl-seqlen"
+        raise OptionError(
+            "perplexity.seqlen",
+            f"corpus {literal(repr(corpus.name))} ({split} pool) has no text long enough for one {seqlen}-token "
+            "window: use a shorter {perplexity.seqlen}",
         )
     return PerplexityInputs(corpus.name, split, protocol, seqlen, sequences, special)
 

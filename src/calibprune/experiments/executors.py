@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from ..errors import CalibpruneError
+from ..options import OptionError, literal
 from ..results import StageOutcome
 from .plan import Stage
 from .stages import execute
@@ -38,7 +39,7 @@ class LocalExecutor:
 
     def __init__(self, workers: int = 1, scratch: str | None = None, threads: int = DEFAULT_THREADS):
         if workers < 1:
-            raise CalibpruneError(f"--workers {workers} must be >= 1")
+            raise OptionError("workers", f"{{workers}} {workers} must be >= 1")
         self.workers = workers
         self.scratch = scratch
         self.threads = threads
@@ -84,7 +85,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise CalibpruneError("--executor ray needs the `ray` package: pip install 'ray>=2.9,<3'") from None
+            raise OptionError("executor", "{executor=ray} needs the `ray` package: pip install 'ray>=2.9,<3'") from None
         self.ray = ray
         if not ray.is_initialized():
             options = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
@@ -128,4 +129,4 @@ def make_executor(name: str, workers: int = 1, address: str | None = None, resou
         return LocalExecutor(workers, scratch, stage_threads(resources))
     if name == "ray":
         return RayExecutor(address, resources)
-    raise CalibpruneError(f"--executor {name!r} is unknown: use one of {', '.join(EXECUTORS)}")
+    raise OptionError("executor", f"{{executor}} {literal(repr(name))} is unknown: use one of {', '.join(EXECUTORS)}")

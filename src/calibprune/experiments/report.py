@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 from ..errors import CalibpruneError
+from ..options import OptionError, command_line, literal
 from ..utils.io import atomic_directory, check_output_dir, check_output_file
 from . import claims as paper_claims
 from . import plots
@@ -55,22 +56,27 @@ def build_report(rundir: str | Path, partial: bool = False) -> dict:
     is refused (with the command that computes it) unless ``partial``."""
     store = RunStore(rundir)
     if not store.root.is_dir():
-        raise CalibpruneError(f"run folder {str(rundir)!r} does not exist: pass the --output of `calibprune sweep`")
+        raise OptionError(
+            "", f"run folder {literal(repr(str(rundir)))} does not exist: pass the {{output}} of `calibprune sweep`"
+        )
     meta = store.read_meta() or {}
     own = meta.get("cells")  # the study's own cells (None: every cell, older run folders)
     cells = store.cells(own)
     denses = store.denses(meta.get("denses"))
     missing = _missing(store, own, meta.get("denses"))
     if missing and not partial:
-        raise CalibpruneError(
-            f"{rundir}: {missing} listed in study.json but not in the run folder (not run yet, or deleted): run "
-            f"`{store.rerun()}` to compute them, or pass --partial to report the results that are there"
+        raise OptionError(
+            "partial",
+            f"{literal(rundir)}: {missing} listed in study.json but not in the run folder (not run yet, or deleted): "
+            f"run `{store.rerun()}` to compute them, or pass {{partial=true}} to report the results that are there",
         )
     if isinstance(own, dict):  # ... under the study's own labels
         cells = [replace(c, attrs=own.get(c.key, c.attrs)) for c in cells]
     if not cells and not (store.root / "analysis").is_dir():
-        raise CalibpruneError(
-            f"{rundir} holds no cell results (cells/*.json): run `calibprune sweep SPEC --output {rundir}`"
+        raise OptionError(
+            "",
+            f"{literal(rundir)} holds no cell results (cells/*.json): run "
+            f"`{command_line('sweep', 'SPEC', output=str(rundir))}`",
         )
     rows = rows_of(cells)
     summary = summarize(rows)
@@ -102,7 +108,7 @@ def check_outputs(rundirs: list[str | Path], output: str | Path, summary: str | 
     runs = [("the run folder", r) for r in rundirs]
     check_output_dir(output, overwrite, runs)
     if summary is not None:
-        check_output_file(summary, overwrite, runs, flag="--summary")
+        check_output_file(summary, overwrite, runs, field="summary")
 
 
 def _missing(store: RunStore, cell_keys, dense_keys) -> str:

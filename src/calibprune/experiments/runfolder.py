@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import CalibpruneError
+from ..options import OptionError, literal
 
 LOCK = ".lock"
 
@@ -50,8 +50,10 @@ def writer_lock(root: Path) -> Iterator[None]:
         handle.seek(0)
         pid = handle.read().strip() or "unknown"
         handle.close()
-        raise CalibpruneError(
-            f"another sweep (pid {pid}) is writing into {root}: wait for it or use another --output"
+        raise OptionError(
+            "output",
+            f"another sweep (pid {literal(pid)}) is writing into {literal(root)}: wait for it or use another "
+            "{output}",
         ) from None
     try:
         handle.seek(0)
@@ -89,10 +91,11 @@ def check_spec(root: Path, spec: Path, plan_keys: set[str], overwrite: bool) -> 
         return "overwrite"
     missing = len(old - plan_keys) if old else None
     what = f"{missing} of its {len(old)} stages are not in {spec}'s grid" if missing else "it is another spec"
-    raise CalibpruneError(
-        f"{root} holds the results of another study spec ({current}: {what}): sweep into another --output, "
-        f"or pass --overwrite to make {spec} this folder's spec (the old one is kept as study.<time>.yaml, "
-        "and no result is deleted)"
+    raise OptionError(
+        "output",
+        f"{literal(root)} holds the results of another study spec ({literal(current)}: {literal(what)}): sweep into "
+        f"another {{output}}, or pass {{overwrite=true}} to make {literal(spec)} this folder's spec (the old one is "
+        "kept as study.<time>.yaml, and no result is deleted)",
     )
 
 

@@ -44,6 +44,7 @@ def strategy_keys() -> set[str]:
     """The keys of a strategy entry (read when a spec is parsed: a strategy registered later counts)."""
     return {"name", "pool", "pool_seed", *JOB_KEYS} | {s.section for s in all_strategies() if s.section}
 
+
 # a pruning setting: PruneConfig's fields, its target given as sparsity or pattern, and a name
 SETTING_KEYS = {"name", "sparsity", "pattern"} | {f.name for f in fields(PruneConfig) if f.name != "target"}
 # the evaluation requests' own fields: a study sets what the Python API and the CLI set

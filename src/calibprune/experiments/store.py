@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from ..calibration import CalibrationSet
-from ..errors import CalibpruneError
+from ..options import OptionError, command_line, literal
 from ..results import StageRecord
 from ..utils.io import write_json
 
@@ -83,15 +83,19 @@ class RunStore:
         for step in sorted(folder.glob(f"{kind}-*")) if folder.is_dir() else []:
             if step.is_dir():
                 labels = step.parent / f"{step.name}.labels.json"
-                fix = f"delete {step} and {labels.name}, and rerun `{self.rerun()}` to recompute that analysis"
+                fix = (
+                    f"delete {literal(step)} and {literal(labels.name)}, and rerun `{self.rerun()}` to recompute "
+                    "that analysis"
+                )
                 result = self._checked(step / f"{kind}.json", fix, ANALYSIS_KEYS[kind], must_exist=True)
                 out.append((result, self._checked(labels, fix, must_exist=True)))
         return out
 
     def rerun(self) -> str:
-        """The command that recomputes what is missing from this run folder."""
+        """The command that recomputes what is missing from this run folder (a
+        :func:`~calibprune.options.command_line` placeholder, for a template)."""
         spec = self.root / "study.yaml"
-        return f"calibprune sweep {spec if spec.exists() else 'SPEC'} --output {self.root}"
+        return command_line("sweep", str(spec) if spec.exists() else "SPEC", output=str(self.root))
 
     def _read(self, path: Path, what: str) -> dict | None:
         """A cell's or dense evaluation's record, None if not computed yet."""
@@ -102,7 +106,7 @@ class RunStore:
         missing one is refused, naming the file and ``fix``."""
         if not path.exists():
             if must_exist:
-                raise CalibpruneError(f"{path} is missing: {fix}")
+                raise OptionError("", f"{literal(path)} is missing: {fix}")
             return None
         try:
             value = json.loads(path.read_text(encoding="utf-8"))
@@ -112,7 +116,7 @@ class RunStore:
         missing = [k for k in required if k not in value] if problem is None else []
         problem = problem or (f"lacks {', '.join(map(repr, missing))}" if missing else None)
         if problem:
-            raise CalibpruneError(f"{path} {problem}: it is damaged; {fix}")
+            raise OptionError("", f"{literal(path)} {literal(problem)}: it is damaged; {fix}")
         return value
 
     # calibration sets and pools: calibprune calib folders

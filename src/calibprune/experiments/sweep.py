@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import CalibpruneError
+from ..options import OptionError, literal
 from ..results import StageOutcome, StageRecord
 from ..utils.io import refuse_overlap, write_json
 from . import cost
@@ -78,7 +79,9 @@ def check_run_folder(study: Study, output: str | Path) -> None:
     from ..models.loading import model_folder
 
     if Path(output).exists() and not Path(output).is_dir():
-        raise CalibpruneError(f"--output {str(output)!r} is a file: pass a run folder (new, or one to resume)")
+        raise OptionError(
+            "output", f"{{output}} {literal(repr(str(output)))} is a file: pass a run folder (new, or one to resume)"
+        )
     reads = [(f"models[{i}]", model_folder(m)) for i, m in enumerate(study.models)]
     reads += [(f"the calibration source of {v.label!r}", local_source(v.job.source)) for v in study.calibrations]
     ppl = study.evaluation.ppl
@@ -101,9 +104,9 @@ def run_sweep(
     started = time.perf_counter()
     study = load_study(resolve_spec(spec))  # everything is validated here, before any work
     if workers < 1:
-        raise CalibpruneError(f"--workers {workers} must be >= 1")
+        raise OptionError("workers", f"{{workers}} {workers} must be >= 1")
     if executor not in ("local", "ray"):
-        raise CalibpruneError(f"--executor {executor!r} is unknown: use local or ray")
+        raise OptionError("executor", f"{{executor}} {literal(repr(executor))} is unknown: use local or ray")
     check_run_folder(study, output)
     plan = make_plan(study)
     store = RunStore(output)

@@ -64,7 +64,7 @@ def run_calib(
     strategy = job.builder
     job.check()
     if output is not None:
-        inputs = [("the --model folder", model_folder(model_name)), ("--source", local_source(job.source))]
+        inputs = [("the {model} folder", model_folder(model_name)), ("{source}", local_source(job.source))]
         check_output_dir(output, overwrite, inputs)
     if work_dir is None and output is not None:
         work_dir = generation_work_dir(output)

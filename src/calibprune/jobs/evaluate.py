@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from ..errors import CalibpruneError
 from ..estimate import listening, silent
 from ..evaluation.perplexity import PerplexityInputs, score_perplexity
 from ..models.loading import load_config, load_model, load_tokenizer, model_folder, parse_dtype, resolve_model
+from ..options import OptionError
 from ..results import CorpusPerplexity, EvalResult
 from ..utils.device import device_record, resolve_device
 from ..utils.io import check_output_file, write_json
@@ -76,17 +76,19 @@ def run_eval(
     ppl = ppl if ppl and ppl.corpora else None  # an empty request is no request
     tasks = tasks if tasks and tasks.names else None
     if not (ppl or tasks):
-        raise CalibpruneError("nothing to evaluate: pass --tasks (e.g. boolq,piqa) and/or --ppl (e.g. wiki-en)")
+        raise OptionError(
+            "", "nothing to evaluate: pass {tasks.names} (e.g. boolq,piqa) and/or {perplexity.corpora} (e.g. wiki-en)"
+        )
     if tasks:
         tasks.check()
     if ppl:
         ppl.check()
     if output:
-        inputs = [("the --model folder", model_folder(model_name)), *perplexity_sources(ppl)]
+        inputs = [("the {model} folder", model_folder(model_name)), *perplexity_sources(ppl)]
         check_output_file(output, overwrite, inputs)
     resolved = resolve_model(model_name)
     if ppl:
-        check_seqlen(ppl.seqlen, load_config(resolved), "--ppl-seqlen")
+        check_seqlen(ppl.seqlen, load_config(resolved), "{perplexity.seqlen}")
     tokenizer = load_tokenizer(resolved)
     tracker = StageTracker(device=run_device)
     ppl_inputs = {}

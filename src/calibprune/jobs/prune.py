@@ -17,11 +17,11 @@ import torch
 from ..calibration import CalibrationSet
 from ..config import PruneConfig
 from ..corpora import local_source
-from ..errors import CalibpruneError
 from ..estimate import listening, silent
 from ..models.checkpoint import Checkpoint, checkpoint_folder
 from ..models.loading import load_config, load_tokenizer, meta_model, model_folder, parse_dtype, resolve_model
 from ..models.offload import check_offload, choose_offload, open_model, run_dtype, weight_bytes
+from ..options import OptionError, command_line
 from ..pruning.catalog import needs_calibration
 from ..pruning.engine import prune_model, validate
 from ..results import PerplexityResult, PruneReport
@@ -89,14 +89,15 @@ def run_prune(
     if tasks:
         tasks.check()
     if output is not None:
-        inputs = [("the --model folder", model_folder(model_name)), ("--calib", local_source(calib.source))]
+        inputs = [("the {model} folder", model_folder(model_name)), ("{calib}", local_source(calib.source))]
         check_output_dir(output, overwrite, inputs + perplexity_sources(ppl))
     evaluates = bool(ppl or tasks or output is None)
     if offload in ("cpu", "disk") and evaluates:
-        what = "--ppl/--tasks" if ppl or tasks else "a run without --output"
-        raise CalibpruneError(
-            f"--offload {offload} never holds the whole model, which {what} needs: prune with --output and "
-            "evaluate the saved folder with `calibprune eval --model OUTPUT`, or pass --offload none"
+        what = "{perplexity.corpora}/{tasks.names}" if ppl or tasks else "a run without {output}"
+        raise OptionError(
+            "offload",
+            f"{{offload={offload}}} never holds the whole model, which {what} needs: prune with {{output}} and "
+            f"evaluate the saved folder with `{command_line('eval', model='OUTPUT')}`, or pass {{offload=none}}",
         )
     tracker = StageTracker(device=run_device)
     # 2. model config, a weightless copy, the tokenizer, the calibration windows
@@ -106,7 +107,7 @@ def run_prune(
         if calibrated and not calib.prebuilt:
             check_seqlen(calib.window_length, model_config)
         if ppl:
-            check_seqlen(ppl.seqlen, model_config, "--ppl-seqlen")
+            check_seqlen(ppl.seqlen, model_config, "{perplexity.seqlen}")
         weights_dtype = run_dtype(resolved, model_config, dtype)
         skeleton = meta_model(model_config, weights_dtype)
         validate(skeleton, config)

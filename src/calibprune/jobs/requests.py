@@ -15,6 +15,7 @@ from ..corpora import DEFAULT_ENCODING, get_corpus, local_source
 from ..errors import CalibpruneError
 from ..evaluation.perplexity import PPL_PROTOCOL, PROTOCOLS, PerplexityInputs, perplexity_inputs
 from ..models.loading import max_sequence_length
+from ..options import OptionError
 from ..utils.keys import KEYED_WHEN_SET
 
 DEFAULT_NSAMPLES, DEFAULT_SEQLEN = 128, 2048  # the published code's calibration defaults
@@ -56,9 +57,9 @@ class CalibrationRequest:
 
     def check(self) -> None:
         if self.prebuilt:
-            for flag, value in (("--nsamples", self.nsamples), ("--seqlen", self.seqlen)):
+            for name, value in (("nsamples", self.nsamples), ("seqlen", self.seqlen)):
                 if value is not None and value < 1:
-                    raise CalibpruneError(f"{flag} {value} must be >= 1")
+                    raise OptionError(name, f"{{{name}}} {value} must be >= 1")
         else:
             check_sampling_args(self.window_count, self.window_length, self.sampling, self.windows)
 
@@ -135,22 +136,25 @@ class TaskRequest:
         from ..evaluation.prefix import SCORING_PATHS
 
         if self.limit is not None and self.limit <= 0:
-            raise CalibpruneError(f"--limit {self.limit} must be >= 1")
+            raise OptionError("tasks.limit", f"{{tasks.limit}} {self.limit} must be >= 1")
         if self.scoring not in SCORING_PATHS:
-            raise CalibpruneError(f"--scoring {self.scoring!r} is unknown: use one of {', '.join(SCORING_PATHS)}")
+            known = ", ".join(SCORING_PATHS)
+            raise OptionError("tasks.scoring", f"{{tasks.scoring}} {self.scoring!r} is unknown: use one of {known}")
         parse_batch_size(self.batch_size)
         resolve_tasks(self.names, self.mmlu_shots)  # unknown tasks / missing data fail before loading
 
 
-def check_seqlen(seqlen: int, config, what: str = "--seqlen") -> None:
-    """Refuse (never silently clamp) a window longer than the model supports."""
+def check_seqlen(seqlen: int, config, what: str = "{seqlen}") -> None:
+    """Refuse (never silently clamp) a window longer than the model supports. ``what``: the
+    field that set it, as a template (``{perplexity.seqlen}``), or words."""
     limit = max_sequence_length(config)
     if limit is not None and seqlen > limit:
-        raise CalibpruneError(
-            f"{what} {seqlen} exceeds the model's maximum sequence length {limit}: pass {what} {limit} or less"
+        path = what.strip("{}") if what.startswith("{") else ""
+        raise OptionError(
+            path, f"{what} {seqlen} exceeds the model's maximum sequence length {limit}: pass {what} {limit} or less"
         )
 
 
 def perplexity_sources(ppl: PerplexityRequest | None) -> list[tuple[str, str | None]]:
     """The local files --ppl reads (an output must not overlap them)."""
-    return [("--ppl", local_source(name)) for name in (ppl.corpora if ppl else [])]
+    return [("{perplexity.corpora}", local_source(name)) for name in (ppl.corpora if ppl else [])]

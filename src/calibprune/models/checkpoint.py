@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CalibpruneError
+from ..options import OptionError, literal
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -51,10 +51,11 @@ class Checkpoint:
                 weight_map = dict.fromkeys(f.keys(), SINGLE_FILE)
         else:
             found = sorted(p.name for p in self.folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".gguf"))
-            raise CalibpruneError(
-                f"--offload disk reads weights from safetensors files, and {self.folder} has none "
-                f"({', '.join(found) or 'no weight files'}): re-save the model with save_pretrained "
-                "(safetensors is its default), or pass --offload cpu"
+            raise OptionError(
+                "offload",
+                f"{{offload=disk}} reads weights from safetensors files, and {literal(self.folder)} has none "
+                f"({literal(', '.join(found) or 'no weight files')}): re-save the model with save_pretrained "
+                "(safetensors is its default), or pass {offload=cpu}",
             )
         self.files: dict[str, str] = weight_map
 
@@ -81,9 +82,11 @@ class Checkpoint:
         names = list(names)
         missing = [n for n in names if n not in self.files]
         if missing:
-            raise CalibpruneError(
-                f"{self.folder} has no tensor {missing[0]!r}: --offload disk needs a checkpoint whose tensor names "
-                "are the model's own (one written by save_pretrained of this architecture); pass --offload cpu"
+            raise OptionError(
+                "offload",
+                f"{literal(self.folder)} has no tensor {literal(repr(missing[0]))}: {{offload=disk}} needs a "
+                "checkpoint whose tensor names are the model's own (one written by save_pretrained of this "
+                "architecture); pass {offload=cpu}",
             )
         by_file: dict[str, list[str]] = {}
         for name in names:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import CalibpruneError
+from ..options import OptionError, literal
 
 try:  # transformers keeps Conv1D here in every 4.x/5.x release
     from transformers.pytorch_utils import Conv1D
@@ -125,20 +126,23 @@ def all_block_layers(model: nn.Module, selection: LayerSelection = LayerSelectio
             if is_linear(module) and name not in every and fnmatch.fnmatchcase(name, pattern)
         ]
         if outside:
-            raise CalibpruneError(
-                f"--targets {pattern!r} matches {', '.join(outside)} outside the decoder blocks: "
-                "calibprune prunes only linear layers inside decoder blocks (lm_head and embeddings stay dense)"
+            raise OptionError(
+                "targets",
+                f"{{targets}} {literal(repr(pattern))} matches {literal(', '.join(outside))} outside the decoder "
+                "blocks: "
+                "calibprune prunes only linear layers inside decoder blocks (lm_head and embeddings stay dense)",
             )
         if not any(
             fnmatch.fnmatchcase(full, pattern) or fnmatch.fnmatchcase(local, pattern) for full, local in every.items()
         ):
-            raise CalibpruneError(
-                f"--targets {pattern!r} matches no linear layer inside the decoder blocks; "
-                f"names look like {next(iter(every))!r} or {next(iter(every.values()))!r}"
+            raise OptionError(
+                "targets",
+                f"{{targets}} {literal(repr(pattern))} matches no linear layer inside the decoder blocks; "
+                f"names look like {literal(repr(next(iter(every))))} or {literal(repr(next(iter(every.values()))))}",
             )
     layers: dict[str, nn.Module] = {}
     for index, block in enumerate(blocks):
         layers.update(block_layers(block, f"{path}.{index}", selection))
     if not layers:
-        raise CalibpruneError("the --targets/--ignore patterns leave no layer to prune")
+        raise OptionError("targets", "the {targets}/{ignore} patterns leave no layer to prune")
     return layers

@@ -48,7 +48,7 @@ def resolve_model(name_or_path: str | os.PathLike, probe_hub: bool = True) -> st
         if not (folder / "config.json").exists():
             raise CalibpruneError(
                 f"model folder {text!r} has no config.json: pass a folder written by save_pretrained "
-                "(or by `calibprune prune --output`)"
+                "(or by `calibprune prune`)"
             )
         return str(folder)
     if "/" in text and not text.startswith((".", "/", "~")):

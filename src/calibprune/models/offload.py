@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import CalibpruneError
+from ..options import OptionError, literal
 from .checkpoint import Checkpoint, ShardWriter, checkpoint_folder
 from .loading import checkpoint_dtype, load_model, meta_model, parse_dtype
 from .placement import OFFLOAD_CHOICES, BlockPlacement, CpuOffload, DiskOffload
@@ -28,9 +29,10 @@ GIB = 1024**3
 
 def check_offload(value: str) -> str:
     if value not in OFFLOAD_CHOICES:
-        raise CalibpruneError(
-            f"--offload {value!r} is unknown: use one of {', '.join(OFFLOAD_CHOICES)} "
-            "(none: whole model on the device; cpu: weights wait in RAM; disk: in the checkpoint files)"
+        raise OptionError(
+            "offload",
+            f"{{offload}} {literal(repr(value))} is unknown: use one of {', '.join(OFFLOAD_CHOICES)} "
+            "(none: whole model on the device; cpu: weights wait in RAM; disk: in the checkpoint files)",
         )
     return value
 
@@ -56,7 +58,7 @@ def choose_offload(
     """Apply the module's rule (``requested`` other than ``auto`` is taken as given)."""
     sizes = f"{weights / GIB:.2f} GiB of weights, {free_device / GIB:.1f} GiB free on {device}"
     if requested != "auto":
-        return OffloadChoice(requested, f"--offload {requested} ({sizes})")
+        return OffloadChoice(requested, f"{requested}, as given ({sizes})")
     if evaluates:
         return OffloadChoice("none", f"auto: the run also evaluates the model, which needs it whole ({sizes})")
     if weights <= FIT_SHARE * free_device:

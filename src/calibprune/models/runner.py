@@ -129,7 +129,7 @@ def choose_activation_store(
     gib = 1024**3
     size = f"{activation_bytes / gib:.2f} GiB of block inputs and outputs"
     if requested != "auto":
-        return requested, f"--activation-store {requested} ({size})"
+        return requested, f"{requested}, as given ({size})"
     if device.type == "cpu":
         return "disk", f"auto: a CPU run keeps activations on disk ({size})"
     if activation_bytes <= STORE_FIT_SHARE * free_device:

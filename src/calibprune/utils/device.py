@@ -11,7 +11,7 @@ import re
 
 import torch
 
-from ..errors import CalibpruneError
+from ..options import OptionError, literal
 
 DEVICE_CHOICES = "auto | cpu | cuda | cuda:N"
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
@@ -24,22 +24,24 @@ def resolve_device(value: str | torch.device | None = "auto") -> torch.device:
     text = (value or "auto").strip().lower()
     match = _DEVICE_RE.match(text)
     if not match or (match.group(2) is not None and match.group(1) != "cuda"):
-        raise CalibpruneError(f"--device {value!r} is unknown: use one of {DEVICE_CHOICES}")
+        raise OptionError("device", f"{{device}} {literal(repr(value))} is unknown: use one of {DEVICE_CHOICES}")
     kind, index = match.group(1), match.group(2)
     if kind == "auto":
         return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     if kind == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise CalibpruneError(
-            f"--device {value}: no CUDA GPU is visible to PyTorch (torch.cuda.is_available() is False, "
-            f"torch {torch.__version__}): pass --device cpu (or auto), or install a CUDA build of PyTorch"
+        raise OptionError(
+            "device",
+            f"{{device={literal(value)}}}: no CUDA GPU is visible to PyTorch (torch.cuda.is_available() is False, "
+            f"torch {torch.__version__}): pass {{device=cpu}} (or auto), or install a CUDA build of PyTorch",
         )
     number = int(index or 0)
     if number >= torch.cuda.device_count():
-        raise CalibpruneError(
-            f"--device {value}: only {torch.cuda.device_count()} CUDA device(s) are visible "
-            f"(cuda:0..cuda:{torch.cuda.device_count() - 1}): pick one of those"
+        raise OptionError(
+            "device",
+            f"{{device={literal(value)}}}: only {torch.cuda.device_count()} CUDA device(s) are visible "
+            f"(cuda:0..cuda:{torch.cuda.device_count() - 1}): pick one of those",
         )
     return torch.device("cuda", number)
 

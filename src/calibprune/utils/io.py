@@ -18,19 +18,20 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from ..errors import CalibpruneError
+from ..options import OptionError, literal
 
 _TEMPORARY = re.compile(r"\.tmp-(?P<pid>\d+)-[0-9a-f]{8}")  # the tail of a temporary_sibling name
 Inputs = Iterable[tuple[str, "str | os.PathLike | None"]]
 
 
-def refuse_overlap(output: str | os.PathLike, inputs: Inputs, flag: str = "--output") -> None:
+def refuse_overlap(output: str | os.PathLike, inputs: Inputs, field: str = "output") -> None:
     """Refuse an output that is, lies inside or contains one of ``inputs``, with or without
-    ``--overwrite``: replacing it would delete what the command reads, writing into it
+    ``overwrite``: replacing it would delete what the command reads, writing into it
     would mix the result with its input. Call before any expensive work.
 
-    ``inputs``: (what, path) pairs, e.g. ``("--model", "out/x")``; a None path, or one
-    that is not on disk (a preset, corpus or hub name), is no folder and is skipped.
+    ``inputs``: (what, path) pairs, ``what`` a template naming the input's field, e.g.
+    ``("the {model} folder", "out/x")``; a None path, or one that is not on disk (a preset,
+    corpus or hub name), is no folder and is skipped. ``field``: the output's field.
     """
     target = Path(output).expanduser().resolve()
     for what, given in inputs:
@@ -45,32 +46,41 @@ def refuse_overlap(output: str | os.PathLike, inputs: Inputs, flag: str = "--out
             relation = "contains"
         else:
             continue
-        raise CalibpruneError(
-            f"{flag} {str(output)!r} {relation} {what} {str(given)!r}, which this command reads: "
-            f"choose a {flag} outside every input (writing there would replace or mix with it)"
+        raise OptionError(
+            field,
+            f"{{{field}}} {literal(repr(str(output)))} {relation} {what} {literal(repr(str(given)))}, which this "
+            f"command reads: choose a {{{field}}} outside every input (writing there would replace or mix with it)",
         )
 
 
-def check_output_dir(path: str | os.PathLike, overwrite: bool, inputs: Inputs = (), flag: str = "--output") -> Path:
+def check_output_dir(path: str | os.PathLike, overwrite: bool, inputs: Inputs = (), field: str = "output") -> Path:
     """Refuse an output folder that overlaps ``inputs`` (:func:`refuse_overlap`), or that
     exists unless ``overwrite``; call before any expensive work."""
     path = Path(path)
-    refuse_overlap(path, inputs, flag)
+    refuse_overlap(path, inputs, field)
+    shown = literal(repr(str(path)))
     if path.exists() and not overwrite:
-        raise CalibpruneError(f"output folder {str(path)!r} already exists: choose another {flag} or pass --overwrite")
+        raise OptionError(
+            field, f"output folder {shown} already exists: choose another {{{field}}} or pass {{overwrite=true}}"
+        )
     if path.exists() and not path.is_dir():
-        raise CalibpruneError(f"output {str(path)!r} exists and is not a folder: choose another {flag}")
+        raise OptionError(field, f"output {shown} exists and is not a folder: choose another {{{field}}}")
     return path
 
 
-def check_output_file(path: str | os.PathLike, overwrite: bool, inputs: Inputs = (), flag: str = "--output") -> Path:
+def check_output_file(path: str | os.PathLike, overwrite: bool, inputs: Inputs = (), field: str = "output") -> Path:
     """:func:`check_output_dir` for an output that is one file."""
     path = Path(path)
-    refuse_overlap(path, inputs, flag)
+    refuse_overlap(path, inputs, field)
+    shown = literal(repr(str(path)))
     if path.is_dir():
-        raise CalibpruneError(f"{flag} {str(path)!r} is a folder: pass a file name (e.g. {path / 'results.json'})")
+        raise OptionError(
+            field, f"{{{field}}} {shown} is a folder: pass a file name (e.g. {literal(path / 'results.json')})"
+        )
     if path.exists() and not overwrite:
-        raise CalibpruneError(f"output file {str(path)!r} already exists: choose another {flag} or pass --overwrite")
+        raise OptionError(
+            field, f"output file {shown} already exists: choose another {{{field}}} or pass {{overwrite=true}}"
+        )
     return path
 
 
