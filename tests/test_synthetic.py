@@ -34,9 +34,11 @@ def test_perplexity_filter_is_the_papers_percentile_rule():
     assert drop_above_percentile([3, 1, 2], 0.0) == [True, True, True]
     assert keep_top_fraction([0.1, 0.9, 0.5, float("nan")], 0.5) == [False, True, True, False]
     assert keep_top_fraction([1, 2, 3], 1.0) == [True, True, True]
-    with pytest.raises(CalibpruneError, match=r"--filter-top 1.0 must be in \[0, 1\)"):
+    with pytest.raises(
+        CalibpruneError, match=r"^generation.filter_top 1.0 must be in \[0, 1\)"
+    ):  # Python: the keyword path
         drop_above_percentile([1.0], 1.0)
-    with pytest.raises(CalibpruneError, match=r"--keep-top 0 must be in \(0, 1\]"):
+    with pytest.raises(CalibpruneError, match=r"^keep_top 0 must be in \(0, 1\]"):
         keep_top_fraction([1.0], 0)
 
 
@@ -115,7 +117,10 @@ def test_next_round_sizes_from_the_tokens_kept_so_far():
     options = GenerationOptions(filter_top=0.2, batch_size=4)
     # 8 texts, 6 kept holding 60 tokens (10 per kept text) of 200 needed: 140 / 10 / 0.8 x 1.1 = 19.25 -> 20 more
     assert next_round(8, 6, 60, 200, options) == 28
-    with pytest.raises(CalibpruneError, match="hold no tokens.*--max-new-tokens"):
+    with pytest.raises(
+        CalibpruneError,
+        match="hold no tokens.*raise generation.prefix_tokens or generation.max_new_tokens, or pass another",
+    ):
         next_round(8, 6, 0, 200, options)
 
 
@@ -206,7 +211,7 @@ def test_interrupted_generation_resumes_to_the_same_set(tokenizer, text_corpus, 
     assert len(calls) == 4  # batches 1 and 2 only: batch 0 came from the log
     assert torch.equal(resumed.input_ids, reference.input_ids)
     assert [t["text"] for t in resumed.texts] == [t["text"] for t in reference.texts]
-    with pytest.raises(CalibpruneError, match="other arguments.*--overwrite"):
+    with pytest.raises(CalibpruneError, match="other arguments.*pass overwrite=True to start again$"):
         build_synthetic(model, tokenizer, corpus, 2, 16, 1, OPTIONS, work_dir=work, progress=False)
 
 
@@ -255,7 +260,10 @@ def test_set_made_with_another_tokenizer_is_refused(model_dir, tokenizer, text_c
         manifest={"source": "x", "tokenizer": {"name": "other", "fingerprint": "0000"}},
     )
     calib.save(tmp_path / "foreign")
-    with pytest.raises(CalibpruneError, match="tokenized with 'other'.*--model"):
+    with pytest.raises(
+        CalibpruneError,
+        match=r"tokenized with 'other'.*rebuild it with `calib\(model='MODEL'\)` \(MODEL: the model you prune\)$",
+    ):
         run_prune(
             str(model_dir),
             PruneConfig(method="wanda", target=SparsityTarget.unstructured(0.5)),
