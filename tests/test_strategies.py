@@ -133,6 +133,10 @@ def test_a_new_strategy_is_one_class_usable_from_python_and_a_spec(toy_strategy,
     assert torch.equal(first.input_ids, again.input_ids)  # same seed, same set
     assert CalibrationSet.load(tmp_path / "set").manifest["strategy"] == "every-nth"
     assert job.key()["every_nth"] == {"every": 3} and job.key()["strategy"] == "every-nth"
+    from calibprune.experiments.revisions import algorithms
+
+    toy = algorithms()["calib/every-nth"]  # a study keys its sets by the strategy's own revision
+    assert toy.revision == 1 and toy.file.endswith("test_strategies.py")
     assert job.key() != CalibJob(**{**_job_args(job), "options": EveryNth(every=2)}).key()
     (variant,) = _strategy(
         {"source": str(text_corpus), "strategy": "every-nth", "every_nth": {"every": 4}},

@@ -78,6 +78,12 @@ def algorithms() -> dict[str, Algorithm]:
         uses = getattr(module, "USES", {})
         for name, revision in module.REVISIONS.items():
             out[name] = Algorithm(name, int(revision), tuple(uses.get(name, ())), _where(module_name))
+    from ..calibration.strategies import all_strategies
+
+    for strategy in all_strategies():  # a strategy added since declares its revision on its class
+        if strategy.algorithm not in out:
+            module = type(strategy).__module__
+            out[strategy.algorithm] = Algorithm(strategy.algorithm, strategy.revision, strategy.uses, _where(module))
     return out
 
 

@@ -60,6 +60,11 @@ class Strategy:
     # the source it selected), "generated" (texts it generated; a study can share one pool across seeds)
     windows_from: ClassVar[str] = "source"
 
+    # its algorithm revision (bump it in the commit that changes its output; stage keys include it) and the
+    # algorithms it calls; the paper's three declare theirs in their algorithm modules (REVISIONS)
+    revision: ClassVar[int] = 1
+    uses: ClassVar[tuple[str, ...]] = ()
+
     @property
     def algorithm(self) -> str:
         """Its name in the per-algorithm revisions (:mod:`calibprune.experiments.revisions`)."""
