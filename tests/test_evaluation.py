@@ -169,7 +169,7 @@ def test_eval_command_writes_tasks_and_perplexity(model_dir, tmp_path):
 
     with pytest.raises(CalibpruneError, match="^batch_size 'many' must be a positive integer or 'auto'"):
         TaskRequest(["boolq"], batch_size="many").check()
-    with pytest.raises(CalibpruneError, match="--scoring 'fast' is unknown: use one of shared-prefix, plain"):
+    with pytest.raises(CalibpruneError, match="^scoring 'fast' is unknown: use one of shared-prefix, plain"):
         TaskRequest(["boolq"], scoring="fast").check()
 
 

@@ -58,6 +58,14 @@ def write_spec(tmp_path, spec, name="spec.yaml") -> Path:
 # --- 1. validation ---------------------------------------------------------------------
 
 
+def cli_words(error) -> str:
+    """An error as the CLI says it: an OptionError's fields as flags, its commands as shell lines."""
+    from calibprune.cli_options import cli_command, cli_name
+    from calibprune.options import OptionError
+
+    return error.render(cli_name, cli_command) if isinstance(error, OptionError) else str(error)
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -72,14 +80,6 @@ def write_spec(tmp_path, spec, name="spec.yaml") -> Path:
         ({"pruning": [{"method": "wanda", "pattern": "2:48"}]}, "pruning setting 'wanda 2:48'"),
     ],
 )
-def cli_words(error) -> str:
-    """An error as the CLI says it: an OptionError's fields as flags, its commands as shell lines."""
-    from calibprune.cli_options import cli_command, cli_name
-    from calibprune.options import OptionError
-
-    return error.render(cli_name, cli_command) if isinstance(error, OptionError) else str(error)
-
-
 def test_spec_refuses_bad_input_with_key_path(model_dir, text_corpus, change, message):
     with pytest.raises(CalibpruneError) as error:
         parse_study(tiny_spec(model_dir, text_corpus, **change))

@@ -136,10 +136,10 @@ class TaskRequest:
         from ..evaluation.prefix import SCORING_PATHS
 
         if self.limit is not None and self.limit <= 0:
-            raise OptionError("tasks.limit", f"{{tasks.limit}} {self.limit} must be >= 1")
+            raise OptionError("limit", f"{{limit}} {self.limit} must be >= 1")
         if self.scoring not in SCORING_PATHS:
             known = ", ".join(SCORING_PATHS)
-            raise OptionError("tasks.scoring", f"{{tasks.scoring}} {self.scoring!r} is unknown: use one of {known}")
+            raise OptionError("scoring", f"{{scoring}} {self.scoring!r} is unknown: use one of {known}")
         parse_batch_size(self.batch_size)
         resolve_tasks(self.names, self.mmlu_shots)  # unknown tasks / missing data fail before loading
 
