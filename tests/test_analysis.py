@@ -8,6 +8,7 @@ from conftest import run_cli
 
 from calibprune.analysis import TextSet, exact_jaccard, load_sets, ngram_set, similarity_report
 from calibprune.analysis.jobs import run_membership, run_similarity
+from calibprune.analysis.options import MembershipOptions, SimilarityOptions
 from calibprune.errors import CalibpruneError
 
 NUM_PERM = 256
@@ -50,7 +51,9 @@ def test_lsh_near_duplicate_share_against_a_reference():
 
 def test_similarity_job_writes_json_csv_and_a_heatmap(tmp_path, text_corpus):
     out = tmp_path / "sim"
-    report = run_similarity([str(text_corpus), "corpus:fortunes"], "corpus:jargon", out, max_texts=200)
+    report = run_similarity(
+        [str(text_corpus), "corpus:fortunes"], out, SimilarityOptions(reference="corpus:jargon", max_texts=200)
+    )
     assert {p.name for p in out.iterdir()} == {"similarity.json", "similarity.csv", "similarity.png"}
     png = (out / "similarity.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
@@ -62,7 +65,11 @@ def test_similarity_job_writes_json_csv_and_a_heatmap(tmp_path, text_corpus):
 def test_membership_job_writes_scores_summary_and_violins(tmp_path, model_dir, text_corpus):
     out = tmp_path / "mink"
     report = run_membership(
-        str(model_dir), [str(text_corpus), "corpus:kjv"], out, k=0.2, max_texts=12, max_tokens=48, progress=False
+        str(model_dir),
+        [str(text_corpus), "corpus:kjv"],
+        out,
+        MembershipOptions(k=0.2, max_texts=12, max_tokens=48),
+        progress=False,
     )
     assert {p.name for p in out.iterdir()} == {"membership.json", "summary.csv", "membership.png"}
     assert (out / "membership.png").stat().st_size > 5000
@@ -125,7 +132,12 @@ def test_a_set_sampled_from_the_reference_is_contained_in_it_at_default_settings
     from_kjv = _sampled_set(tmp_path, "kjv", tokenizer, "from-kjv")
     from_jargon = _sampled_set(tmp_path, "jargon", tokenizer, "from-jargon")
     # --max-texts 5 cuts only the compared sets: the reference is indexed whole
-    report = run_similarity([from_kjv, from_jargon], "corpus:kjv", tmp_path / "sim", max_texts=5, progress=False)
+    report = run_similarity(
+        [from_kjv, from_jargon],
+        tmp_path / "sim",
+        SimilarityOptions(reference="corpus:kjv", max_texts=5),
+        progress=False,
+    )
     assert report["reference_index"]["texts"] == len(get_corpus("kjv").texts("all"))
     assert report["sets"][from_kjv]["texts"] == 40  # a calibration set is never cut
     assert report["containment"][from_kjv]["share_contained"] >= 0.95
@@ -137,7 +149,7 @@ def test_a_set_sampled_from_the_reference_is_contained_in_it_at_default_settings
 
 
 def test_max_texts_cuts_the_compared_sets_and_says_how_many_were_available(tmp_path):
-    report = run_similarity(["corpus:fortunes"], None, tmp_path / "sim", max_texts=30, progress=False)
+    report = run_similarity(["corpus:fortunes"], tmp_path / "sim", SimilarityOptions(max_texts=30), progress=False)
     origin = report["sets"]["corpus:fortunes"]
     assert origin["texts"] == 30 and origin["available_texts"] > 30
 

@@ -47,6 +47,15 @@ def test_cli_module_imports_no_heavy_library():
             ["calib", "--temperature", "0.5"],
             "--temperature has no effect without --strategy synthetic: drop it or pass --strategy synthetic",
         ),
+        (
+            ["analyze", "similarity", "--sets", "corpus:kjv", "--lsh-threshold", "0.3"],
+            "--lsh-threshold has no effect without --reference: drop it or pass --reference",
+        ),
+        (
+            ["analyze", "membership", "--sets", "corpus:kjv", "--encoding", "latin-1"],
+            "--encoding has no effect when no local file is read (--sets name corpora",
+        ),
+        (["analyze", "similarity", "--sets", "corpus:kjv", "--ngram", "0"], "--ngram 0 must be >= 1"),
     ],
 )
 def test_the_option_audit_refuses_before_torch_is_imported(tmp_path, args, message):

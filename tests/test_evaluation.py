@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from conftest import run_cli, tiny_model
 
 from calibprune.errors import CalibpruneError, MissingAssetError
-from calibprune.evaluation import perplexity
 from calibprune.evaluation.harness import InMemoryLM, _seeded_subset, evaluate_tasks, resolve_tasks
+from calibprune.evaluation.perplexity import perplexity
 
 
 def _direct_loglikelihood(model, tokenizer, context: str, continuation: str) -> float:

@@ -12,7 +12,7 @@ from calibprune.api import prune
 from calibprune.calibration import build_calibration
 from calibprune.config import PruneConfig, SparsityTarget
 from calibprune.errors import CalibpruneError, MissingAssetError
-from calibprune.evaluation import perplexity
+from calibprune.evaluation.perplexity import perplexity
 from calibprune.jobs.evaluate import run_eval
 from calibprune.jobs.prune import run_prune
 from calibprune.jobs.requests import CalibrationRequest, PerplexityRequest

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import shlex
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field
@@ -72,6 +73,11 @@ CLI_FLAGS = {
     "perplexity.corpora": "--ppl",
     "perplexity.seqlen": "--ppl-seqlen",
     "perplexity.max_windows": "--ppl-max-windows",
+    "perplexity.batch_size": "--ppl-batch-size",
+    "perplexity.protocol": "--ppl-protocol",
+    "perplexity.split": "--ppl-split",
+    "perplexity.encoding": "--encoding",
+    "tasks.seed": "--seed",
     "tasks.names": "--tasks",
     "tasks.limit": "--limit",
     "tasks.batch_size": "--batch-size",
@@ -166,15 +172,28 @@ class Group:
     flags: dict[str, str] = field(default_factory=dict)  # this command's own flags (path -> flag), over CLI_FLAGS
     # defaults this command gives instead of the declared ones (each one a documented exception)
     defaults: dict[str, Any] = field(default_factory=dict)
+    # fields this command sets from another group's option (one flag for both: prune's
+    # --encoding decodes --calib and --ppl), so they get no flag of their own
+    shared: dict[str, str] = field(default_factory=dict)  # path -> "<group>.<path>" it takes its value from
+    # the --help panel of its fields (None: typer's "Options"), and of the fields of its nested
+    # options objects by their first path component (``{"owl": "OWL (--allocation owl)"}``)
+    title: str | None = None
+    sections: dict[str, str] = field(default_factory=dict)
 
     def leaves(self) -> list[Leaf]:
-        return list(walk(self.cls))
+        return [leaf for leaf in walk(self.cls) if leaf.path not in self.shared]
 
     def param(self, leaf: Leaf) -> str:
         return f"{self.name}__{leaf.path.replace('.', '__')}"
 
+    def panel(self, leaf: Leaf) -> str | None:
+        head = leaf.path.split(".")[0]
+        return self.sections.get(head, self.title) if "." in leaf.path else self.title
+
     def flag(self, leaf: Leaf) -> str:
-        return self.flags.get(leaf.path) or cli_flag(leaf.path)
+        """This command's flag for ``leaf``: its own, else ``CLI_FLAGS`` (by the group's path,
+        then the field's), else by rule."""
+        return self.flags.get(leaf.path) or CLI_FLAGS.get(f"{self.name}.{leaf.path}") or cli_flag(leaf.path)
 
 
 @dataclass
@@ -207,11 +226,18 @@ def flags_of(groups: list[Group], extra: dict[str, str] | None = None) -> Flags:
     return flags
 
 
+def _is_list(tp) -> bool:
+    return typing.get_origin(tp) in (tuple, list)
+
+
 def _cli_type(leaf: Leaf):
     tp = typing.get_type_hints(leaf.owner)[leaf.name]
-    origin = typing.get_origin(tp)
-    if origin is tuple:  # comma-separated and/or repeated
+    if _is_list(tp):  # comma-separated and/or repeated
         return list[str] | None, None
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        members = [t for t in typing.get_args(tp) if t is not type(None)]
+        if len(members) > 1 and str in members:  # e.g. int | str ("8" or "auto"): typed as text, parsed by the field
+            return (str | None if type(None) in typing.get_args(tp) else str), leaf.default()
     return tp, leaf.default()
 
 
@@ -225,7 +251,7 @@ def parameters(groups: list[Group]) -> list[inspect.Parameter]:
             flag = group.flag(leaf)
             decls = [f"{flag}/--no-{flag.removeprefix('--')}"] if tp is bool else [flag]
             shown = leaf.spec.show_default
-            if shown is None and isinstance(leaf.default(), tuple):
+            if shown is None and isinstance(leaf.default(), (tuple, list)):
                 shown = ",".join(leaf.default()) or "none"
             option = typer.Option(
                 ... if default is MISSING else default,
@@ -233,6 +259,7 @@ def parameters(groups: list[Group]) -> list[inspect.Parameter]:
                 help=leaf.spec.help,
                 metavar=leaf.spec.metavar,
                 show_default=True if shown is None else shown,
+                rich_help_panel=group.panel(leaf),
             )
             param = inspect.Parameter(group.param(leaf), inspect.Parameter.KEYWORD_ONLY, default=option, annotation=tp)
             out.append(param)
@@ -264,10 +291,11 @@ def values_of(group: Group, kwargs: dict[str, Any]) -> dict:
         value = kwargs.get(group.param(leaf), MISSING)
         if value is MISSING:
             continue
-        if typing.get_origin(typing.get_type_hints(leaf.owner)[leaf.name]) is tuple:
+        tp = typing.get_type_hints(leaf.owner)[leaf.name]
+        if _is_list(tp):
             if value is None:
                 continue
-            value = split(value)
+            value = split(value) if typing.get_origin(tp) is tuple else list(split(value))
         parts = leaf.path.split(".")
         node = nested
         for part in parts[:-1]:

@@ -239,6 +239,21 @@ def option(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def declared_as(cls: type, name: str, default: Any = MISSING, **changes) -> Any:
+    """A field declared like ``cls``'s option ``name`` (its check, choices and help), with
+    ``changes`` to its :class:`Declared` (``help``, ``applies``, ``show_default``, ...) and
+    another ``default`` if given: the check of a value is written once, where the option is
+    first declared, and an option that means the same elsewhere reuses it."""
+    source = {f.name: f for f in fields(cls)}[name]
+    spec = dataclasses.replace(declared(source), **changes)
+    metadata = {"option": spec}
+    if spec.keyed_when_set:
+        metadata["keyed_when_set"] = True
+    if default is MISSING and source.default_factory is not MISSING:
+        return dataclasses.field(default_factory=source.default_factory, metadata=metadata)
+    return dataclasses.field(default=source.default if default is MISSING else default, metadata=metadata)
+
+
 def declared(f: dataclasses.Field) -> Declared | None:
     return f.metadata.get("option")
 

@@ -11,30 +11,23 @@ from ..utils.io import atomic_directory, check_output_dir, write_json
 from ..utils.provenance import environment
 from . import plots
 from .membership import KINDS, membership_scores, summarize
+from .options import MembershipOptions, SimilarityOptions
 from .sets import load_sets, set_inputs, stream_texts
-from .similarity import CONTAINMENT_THRESHOLD, NgramHasher, ReferenceIndex, check_params, similarity_report
+from .similarity import NgramHasher, ReferenceIndex, similarity_report
 
 
 def run_similarity(
     specs: list[str],
-    reference: str | None,
     output: str | Path,
-    n: int = 3,
-    unit: str = "word",
-    num_perm: int = 128,
-    max_texts: int | None = 2000,
-    seed: int = 0,
-    lsh_threshold: float = 0.5,
-    model: str | None = None,
+    options: SimilarityOptions = SimilarityOptions(),
     overwrite: bool = False,
-    containment_threshold: float = CONTAINMENT_THRESHOLD,
     progress: bool = True,
-    encoding: str = "utf-8",
 ) -> dict:
-    """``max_texts`` cuts the compared sets only; the reference is indexed whole, streamed."""
+    """``options.max_texts`` cuts the compared sets only; the reference is indexed whole, streamed."""
     from ..models.loading import model_folder
 
-    check_params(n, num_perm, unit, lsh_threshold, containment_threshold)
+    o = options
+    reference, model, n, unit, num_perm, seed = o.reference, o.model, o.ngram, o.unit, o.num_perm, o.seed
     reads = [("{reference}", reference), ("the {model} folder", model_folder(model) if model else None)]
     check_output_dir(output, overwrite, set_inputs(specs) + reads)
     if unit == "token" and model is None:
@@ -44,16 +37,16 @@ def run_similarity(
         from ..models.loading import load_tokenizer, resolve_model
 
         tokenizer = load_tokenizer(resolve_model(model))
-    sets = load_sets(specs, max_texts, seed, encoding)
+    sets = load_sets(specs, o.max_texts, seed, o.encoding)
     index = None
     if reference:
-        texts, origin = stream_texts(reference, encoding)
+        texts, origin = stream_texts(reference, o.encoding)
         hasher = NgramHasher(n, unit, tokenizer)
-        index = ReferenceIndex.build(reference, texts, hasher, num_perm, seed, lsh_threshold, origin, progress)
+        index = ReferenceIndex.build(reference, texts, hasher, num_perm, seed, o.lsh_threshold, origin, progress)
         if not len(index.hashes):
             raise CalibpruneError(f"reference {reference!r} holds no {n}-gram: check the path or corpus name")
     report = similarity_report(
-        sets, index, n, unit, num_perm, seed, lsh_threshold, tokenizer, containment_threshold, progress
+        sets, index, n, unit, num_perm, seed, o.lsh_threshold, tokenizer, o.containment_threshold, progress
     )
     report["environment"] = environment()
     with atomic_directory(output, overwrite=overwrite) as tmp:
@@ -76,16 +69,11 @@ def run_membership(
     model: str,
     specs: list[str],
     output: str | Path,
-    k: float = 0.2,
-    max_texts: int | None = 200,
-    max_tokens: int = 512,
-    seed: int = 0,
-    batch_size: int = 8,
+    options: MembershipOptions = MembershipOptions(),
     overwrite: bool = False,
     progress: bool = True,
     device: str = "auto",
     dtype: str | None = None,
-    encoding: str = "utf-8",
 ) -> dict:
     from ..models.loading import (
         load_model,
@@ -95,22 +83,21 @@ def run_membership(
         resolve_model,
         special_tokens_added,
     )
-    from ..scoring.membership import check_k
     from ..utils.device import device_record, resolve_device
 
     run_device = resolve_device(device)
     parse_dtype(dtype)
-    check_k(k)
+    k = options.k
     check_output_dir(output, overwrite, set_inputs(specs) + [("the {model} folder", model_folder(model))])
-    sets = load_sets(specs, max_texts, seed, encoding)
+    sets = load_sets(specs, options.max_texts, options.seed, options.encoding)
     resolved = resolve_model(model)
     tokenizer = load_tokenizer(resolved)
     loaded = load_model(resolved, dtype=dtype, device=run_device)
-    scores = membership_scores(loaded, tokenizer, sets, k, max_tokens, batch_size, progress)
+    scores = membership_scores(loaded, tokenizer, sets, k, options.max_tokens, options.batch_size, progress)
     report = {
         "model": model,
         "device": device_record(run_device, next(loaded.parameters()).dtype),
-        "params": {"k": k, "max_texts": max_texts, "max_tokens": max_tokens, "seed": seed},
+        "params": {"k": k, "max_texts": options.max_texts, "max_tokens": options.max_tokens, "seed": options.seed},
         "special_tokens": special_tokens_added(tokenizer),
         "sets": {s.name: s.origin | {"texts": len(s.texts)} for s in sets},
         "summary": {name: {kind: summarize(values) for kind, values in per.items()} for name, per in scores.items()},

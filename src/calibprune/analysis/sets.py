@@ -22,6 +22,7 @@ from ..calibration import CalibrationSet, is_calibration_folder
 from ..corpora import get_corpus
 from ..errors import CalibpruneError
 from ..options import OptionError
+from .options import local_specs  # noqa: F401  (its home: torch-free)
 
 
 @dataclass
@@ -30,11 +31,6 @@ class TextSet:
     texts: list[str]
     token_ids: list[list[int]] | None = None  # exact ids, when the set is a calibration set
     origin: dict = field(default_factory=dict)
-
-
-def local_specs(specs) -> list[str]:
-    """The specs that are read as local files (neither ``corpus:NAME`` nor a set folder)."""
-    return [s for s in specs if s and not s.startswith("corpus:") and not is_calibration_folder(s)]
 
 
 def _source(spec: str, encoding: str = "utf-8"):

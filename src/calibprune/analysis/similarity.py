@@ -33,11 +33,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..options import OptionError, literal
+from ..options import OptionError, check_values
+from .options import CONTAINMENT_THRESHOLD, UNITS, SimilarityOptions  # noqa: F401  (UNITS: read from here too)
 from .sets import TextSet
-
-UNITS = ("word", "token")
-CONTAINMENT_THRESHOLD = 0.5
 
 # Bump a revision in the commit that changes this algorithm's output for some input (keys of
 # cached results include it: calibprune.experiments.revisions; tests/golden/revisions.json checks it).
@@ -49,18 +47,18 @@ _CHUNK = 20_000  # hashes per MinHash update: bounds the [chunk, num_perm] uint6
 
 
 def check_params(n: int, num_perm: int, unit: str, lsh_threshold: float, containment_threshold: float = 0.5) -> None:
-    if n < 1:
-        raise OptionError("n", f"{{n}} {n} must be >= 1 (the paper uses 3-grams)")
-    if num_perm < 16:
-        raise OptionError("num_perm", f"{{num_perm}} {num_perm} must be >= 16 (estimates get too coarse below)")
-    if unit not in UNITS:
-        raise OptionError("unit", f"{{unit}} {literal(repr(unit))} is unknown: use one of {', '.join(UNITS)}")
-    if not 0 < lsh_threshold < 1:
-        raise OptionError("lsh_threshold", f"{{lsh_threshold}} {lsh_threshold} must be in (0, 1)")
-    if not 0 < containment_threshold <= 1:
-        raise OptionError(
-            "containment_threshold", f"{{containment_threshold}} {containment_threshold} must be in (0, 1]"
-        )
+    """The parameters, by :class:`~.options.SimilarityOptions`' declarations (``n`` is its ``ngram``)."""
+    try:
+        check_values(SimilarityOptions, ngram=n)
+    except OptionError as error:
+        raise OptionError("n", error.template.replace("{ngram}", "{n}")) from None
+    check_values(
+        SimilarityOptions,
+        num_perm=num_perm,
+        unit=unit,
+        lsh_threshold=lsh_threshold,
+        containment_threshold=containment_threshold,
+    )
 
 
 def _units(text: str, unit: str, tokenizer) -> list[str]:

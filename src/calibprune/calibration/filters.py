@@ -17,24 +17,25 @@ import math
 import torch
 
 from ..config import pruned_count
-from ..options import OptionError
+from ..options import OptionError, check_values
 from ..utils.selection import lowest_mask
 
 
 def check_filter_top(fraction: float) -> None:
-    if not 0 <= fraction < 1:
-        raise OptionError(
-            "generation.filter_top",
-            f"{{generation.filter_top}} {fraction} must be in [0, 1): the fraction of most perplexing texts dropped "
-            "(paper: 0.2)",
-        )
+    """By :class:`~.strategies.synthetic.GenerationOptions`' declaration of ``filter_top``."""
+    from .strategies.synthetic import GenerationOptions
+
+    try:
+        check_values(GenerationOptions, filter_top=fraction)
+    except OptionError as error:
+        raise error.within("generation") from None
 
 
 def check_keep_top(fraction: float) -> None:
-    if not 0 < fraction <= 1:
-        raise OptionError(
-            "keep_top", f"{{keep_top}} {fraction} must be in (0, 1]: the fraction of highest-scoring texts kept"
-        )
+    """By :class:`~.strategies.detect.DetectOptions`' declaration of ``keep_top``."""
+    from .strategies.detect import DetectOptions
+
+    check_values(DetectOptions, keep_top=fraction)
 
 
 PERCENTILE_RULE = (

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..options import OptionError, Rule, at_least, check_fields, check_values, option
+from ..corpora import CORPORA, is_local_source
+from ..options import OptionError, Rule, at_least, check_fields, check_values, literal, option
 from .strategies import all_strategies, get_strategy, names
 
 MODES = ("stream", "document")
@@ -46,7 +47,17 @@ class CalibJob:
         check=lambda v: None if v is None or v in MODES else f"{{}} {v!r} is unknown: use one of {', '.join(MODES)}",
         applies=Rule(_sampling_applies, _sampling_why),
     )
-    text_field: str = option("text", help="Text field/column of .jsonl/.parquet/.arrow sources.")
+    text_field: str = option(
+        "text",
+        help="Text field/column of .jsonl/.parquet/.arrow sources.",
+        applies=Rule(
+            lambda job: job.source not in CORPORA,
+            lambda job: (
+                f"with the corpus {literal(repr(job.source))}: it names the text field of local "
+                ".jsonl/.parquet/.arrow files; drop it"
+            ),
+        ),
+    )
     windows: str = option(
         "disjoint",
         help="Stream windows: disjoint (no overlaps) | random (independent starts, published loaders).",
@@ -63,7 +74,17 @@ class CalibJob:
         check=lambda v: None if v in names() else f"{{}} {v!r} is unknown: use one of {', '.join(names())}",
     )
     options: Any = None  # the strategy's own options object; None: its defaults
-    encoding: str = option(DEFAULT_ENCODING, help="Encoding of local text files.", keyed_when_set=True)
+    encoding: str = option(
+        DEFAULT_ENCODING,
+        help="Encoding of local .txt/.jsonl files (e.g. latin-1, cp1252); text not valid in it is refused, never "
+        "replaced.",
+        keyed_when_set=True,
+        applies=Rule(
+            lambda job: is_local_source(job.source),
+            "when no local file is read ({source} name corpora or calibration-set folders): it is how local "
+            ".txt/.jsonl files are decoded; drop it",
+        ),
+    )
 
     def __post_init__(self):
         check_values(type(self), strategy=self.strategy)  # an unknown name is refused, listing the known ones

@@ -14,7 +14,7 @@ import typer
 from ..cli_options import Group, audit, flags_of, make, refusal, typed, with_parameters
 from ..errors import CalibpruneError
 from .app import name_errors_with, notice, on_interrupt, out, quiet_libraries, styled
-from .audit import refuse_encoding, refuse_text_field, refuse_unused
+from .audit import refuse_unused
 
 # flags named before the rule --<field> (kept: the command lines in the wild use them)
 STRATEGY_FLAGS = {
@@ -27,10 +27,12 @@ def calib_groups():
     from ..calibration.job import CalibJob
     from ..calibration.strategies import all_strategies
 
-    groups = [Group(CalibJob, "job")]
+    groups = [Group(CalibJob, "job", title="Calibration set")]
     for strategy in all_strategies():
         if strategy.options is not None:
-            groups.append(Group(strategy.options, strategy.section, flags=STRATEGY_FLAGS.get(strategy.section, {})))
+            flags = STRATEGY_FLAGS.get(strategy.section, {})
+            title = f"{strategy.section} (--strategy {strategy.name})"
+            groups.append(Group(strategy.options, strategy.section, flags=flags, title=title))
     return groups
 
 
@@ -89,8 +91,6 @@ def calib(
         options = make(group, declared, flags)
     job = make(groups[0], declared, flags, strategy=name, options=options)
     audit(ctx, [(groups[0], job)], flags)
-    refuse_text_field(ctx, job.source, "job__text_field")
-    refuse_encoding(ctx, [job.source], "--source", "job__encoding")
     refuse_unused(
         ctx,
         ("device", "dtype"),

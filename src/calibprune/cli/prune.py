@@ -8,21 +8,37 @@ import typer
 
 from ..cli_options import Flags, Group, audit, flags_of, make, with_parameters
 from ..errors import CalibpruneError
-from .app import ENCODING_HELP, name_errors_with, notice, on_interrupt, out, quiet_libraries, split, styled
-from .audit import audit_prune
+from .app import name_errors_with, notice, on_interrupt, out, quiet_libraries, styled
 
 
 def prune_groups():
     from ..config import PruneConfig
+    from ..jobs.requests import CalibrationRequest, PerplexityRequest
 
-    # the CLI resolves the activation store per device (auto); study specs and the Python API
-    # keep disk, the value every committed study cell was keyed with (see DECLARED_EXCEPTIONS)
-    return [Group(PruneConfig, "config", defaults={"runner.activation_store": "auto"})]
+    return [
+        # the CLI resolves the activation store per device (auto); study specs and the Python API
+        # keep disk, the value every committed study cell was keyed with (see DECLARED_EXCEPTIONS)
+        Group(
+            PruneConfig,
+            "config",
+            defaults={"runner.activation_store": "auto"},
+            title="Pruning",
+            sections={
+                "sparsegpt": "SparseGPT (--method sparsegpt)",
+                "owl": "OWL (--allocation owl)",
+                "dsnot": "DSnoT (--refine dsnot)",
+                "runner": "Calibration passes",
+            },
+        ),
+        Group(CalibrationRequest, "calibration", title="Calibration data"),
+        # one --encoding decodes the local files of --calib and of --ppl
+        Group(PerplexityRequest, "perplexity", shared={"encoding": "calibration.encoding"}, title="Perplexity (--ppl)"),
+    ]
 
 
 def target_flags(groups) -> Flags:
-    # fields the prune command declares by hand (until their own groups are declared)
-    return flags_of(groups, {"sparsity": "--sparsity", "pattern": "--pattern", "calibration.source": "--calib"})
+    # the sparsity target: --sparsity or --pattern, parsed into config.target by the command
+    return flags_of(groups, {"sparsity": "--sparsity", "pattern": "--pattern"})
 
 
 def prune(
@@ -34,36 +50,6 @@ def prune(
     sparsity: float | None = typer.Option(None, help="Unstructured sparsity in [0, 1)."),
     pattern: str | None = typer.Option(
         None, help="N:M pattern: N of every M consecutive inputs PRUNED (2:4, 4:8 = 50%; 1:4 = 25%)."
-    ),
-    calib: str = typer.Option(
-        "wiki-en",
-        help="Calibration data: a calibration-set folder (from `calibprune calib`), a corpus name, "
-        "or a local .txt/.jsonl/.parquet/.arrow file or folder.",
-    ),
-    nsamples: int | None = typer.Option(
-        None,
-        help="Calibration windows. With a set folder: use its first N windows.",
-        show_default="128; a set folder: all of its windows",
-    ),
-    seqlen: int | None = typer.Option(
-        None,
-        help="Tokens per calibration window. With a set folder: cut its windows to the first N tokens.",
-        show_default="2048; a set folder: its window length",
-    ),
-    seed: int = typer.Option(0, help="Seed of the window sampling (sources only)."),
-    sampling: str | None = typer.Option(
-        None, help="stream | document (sources only).", show_default="the corpus's own rule"
-    ),
-    windows: str = typer.Option(
-        "disjoint",
-        help="Stream windows: disjoint (no overlaps) | random (independent starts, published loaders); sources only.",
-    ),
-    text_field: str = typer.Option("text", help="Text field/column of .jsonl/.parquet/.arrow sources."),
-    encoding: str = typer.Option("utf-8", help=ENCODING_HELP),
-    ppl: list[str] | None = typer.Option(None, help="Also report dense and pruned perplexity on these corpora."),
-    ppl_seqlen: int = typer.Option(2048, help="Perplexity window length."),
-    ppl_max_windows: int | None = typer.Option(
-        None, help="Score at most this many perplexity windows.", show_default="all windows of the held-out pool"
     ),
     dtype: str | None = typer.Option(
         None, help="Weights dtype: auto | float32 | bfloat16 | float16.", show_default="auto: the checkpoint's"
@@ -81,6 +67,7 @@ def prune(
 ):
     """Prune a model layer by layer and save it as a plain Hugging Face folder."""
     from ..config import SparsityTarget
+    from ..jobs.requests import PruneRun
     from ..options import OptionError
 
     groups = prune_groups()
@@ -90,24 +77,14 @@ def prune(
     except OptionError as error:
         raise CalibpruneError(error.render(flags.name)) from None
     config = make(groups[0], declared, flags, target=target)
+    calibration = make(groups[1], declared, flags)
+    perplexity = make(groups[2], declared, flags, encoding=calibration.encoding)
     name_errors_with(flags.scoped("config"))  # an OptionError from deeper down, in this command's flags
-    ppl_corpora = list(split(ppl))
-    audit_prune(ctx, config, calib, ppl_corpora)  # torch-free: nothing heavy is imported before it
-    audit(ctx, [(groups[0], config)], flags)
+    run = PruneRun(config, calibration, perplexity)
+    # torch-free: nothing heavy is imported before the audit
+    audit(ctx, [(groups[1], run), (groups[2], run), (groups[0], config)], flags)
     from ..jobs.prune import run_prune
-    from ..jobs.requests import CalibrationRequest, PerplexityRequest
 
-    request = CalibrationRequest(
-        source=calib,
-        nsamples=nsamples,
-        seqlen=seqlen,
-        seed=seed,
-        sampling=sampling,
-        text_field=text_field,
-        windows=windows,
-        encoding=encoding,
-    )
-    ppl_request = PerplexityRequest(ppl_corpora, seqlen=ppl_seqlen, max_windows=ppl_max_windows, encoding=encoding)
     say = notice(quiet)
     if config.target.is_nm:
         say(config.target.explain(flags.name))
@@ -116,10 +93,10 @@ def prune(
     report = run_prune(
         model,
         config,
-        request,
+        calibration,
         output,
         overwrite=overwrite,
-        ppl=ppl_request,
+        ppl=perplexity,
         dtype=dtype,
         progress=not quiet,
         say=say,

@@ -17,20 +17,7 @@ import time
 
 import torch
 
-from ..options import OptionError, literal
-
-
-def parse_batch_size(value: str | int) -> int | str:
-    """``"auto"`` or a positive integer (the CLI passes strings)."""
-    if value == "auto":
-        return "auto"
-    try:
-        size = int(value)
-    except (TypeError, ValueError):
-        size = 0
-    if size < 1:
-        raise OptionError("batch_size", f"{{batch_size}} {literal(repr(value))} must be a positive integer or 'auto'")
-    return size
+from .names import parse_batch_size  # noqa: F401  (its home: torch-free)
 
 
 @torch.no_grad()

@@ -32,7 +32,6 @@ from ..errors import CalibpruneError, MissingAssetError
 from ..models.loading import max_sequence_length, tokenize
 from ..options import OptionError
 from ..scoring.tokens import next_token_logprobs, score_sequences
-from .batching import parse_batch_size, pick_batch_size
 from .prefix import SCORING_PATHS, PrefixStats, shared_prefix_loglikelihoods, supports_shared_prefix
 from .tasks import PAPER_TASKS, describe, task_configs
 
@@ -258,25 +257,23 @@ def evaluate_tasks(
     limit: int | None = None,
     seed: int = 0,
     mmlu_shots: int = 5,
-    batch_size: int | str = 8,
+    batch_size: int = 8,
     progress: bool = True,
     scoring: str = "shared-prefix",
+    batching: dict | None = None,
 ) -> dict:
     """Run lm-eval on ``model`` in memory; returns per-task metrics and the paper's average.
 
-    ``scoring``: ``shared-prefix`` (each shared context computed once, :mod:`.prefix`) or
-    ``plain`` (each context + continuation on its own); ``batch_size``: rows per forward,
-    or ``"auto"`` (:func:`.batching.pick_batch_size`)."""
-    if limit is not None and limit <= 0:
-        raise OptionError("limit", f"{{limit}} {limit} must be >= 1")
-    batch_size = parse_batch_size(batch_size)
+    The arguments are a :class:`~calibprune.jobs.requests.TaskRequest`'s, checked by its
+    declarations; ``batch_size``: rows per forward (``"auto"`` is resolved by the job, once
+    for tasks and perplexity: :func:`calibprune.jobs.evaluate.resolve_batch_sizes`, which
+    passes what it chose as ``batching``, recorded). ``scoring``: ``shared-prefix`` (each
+    shared context computed once, :mod:`.prefix`) or ``plain`` (each context + continuation
+    on its own)."""
     offline, hub = resolve_tasks(names, mmlu_shots)
     configs = [c for group in offline.values() for c in group]
     samples = seeded_samples(configs, limit, seed) if limit is not None else None
-    batching = {"requested": batch_size}
-    if batch_size == "auto":
-        batching.update(pick_batch_size(model))
-        batch_size = batching["chosen"]
+    batching = batching or {"requested": batch_size}
     lm = InMemoryLM(model, tokenizer, batch_size=batch_size, progress=progress, scoring=scoring)
     with _lm_eval_quietly(progress):
         raw = run_lm_eval(lm, configs + hub, samples=samples, limit=limit if hub else None, seed=seed)

@@ -26,9 +26,7 @@ from ..errors import CalibpruneError
 from ..models.loading import encode, special_tokens_added
 from ..options import OptionError, literal
 from ..scoring import perplexity_of, score_sequences
-
-PPL_PROTOCOL = "concat-windows"
-PROTOCOLS = ("concat-windows", "per-example")
+from .names import PPL_PROTOCOL, PROTOCOLS
 
 # Bump a revision in the commit that changes this algorithm's output for some input (keys of
 # cached results include it: calibprune.experiments.revisions; tests/golden/revisions.json checks it).

@@ -44,8 +44,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..scoring.tokens import reduce_logits as _reduce
-
-SCORING_PATHS = ("shared-prefix", "plain")
+from .names import SCORING_PATHS  # noqa: F401  (harness imports it from here)
 
 
 def supports_shared_prefix(model) -> str | None:

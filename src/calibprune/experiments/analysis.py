@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .identity import with_content
 from .plan import Plan, digest
-from .spec import Study
+from .spec import Study, analysis_options
 from .store import RunStore
 
 
@@ -31,31 +31,11 @@ def run_analyses(study: Study, plan: Plan, store: RunStore) -> int:
             if folder.exists():
                 continue
             names = list(sets.values()) + extra
+            options = analysis_options(step, model)
             if step.kind == "similarity":
-                run_similarity(
-                    names,
-                    params.get("reference"),
-                    folder,
-                    params.get("ngram", 3),
-                    params.get("unit", "word"),
-                    params.get("num_perm", 128),
-                    params.get("max_texts", 2000),
-                    params.get("seed", 0),
-                    params.get("lsh_threshold", 0.5),
-                    model if params.get("unit") == "token" else None,
-                )
+                run_similarity(names, folder, options, progress=False)
             else:
-                run_membership(
-                    model,
-                    names,
-                    folder,
-                    params.get("k", 0.2),
-                    params.get("max_texts", 200),
-                    params.get("max_tokens", 512),
-                    params.get("seed", 0),
-                    params.get("batch_size", 8),
-                    progress=False,
-                )
+                run_membership(model, names, folder, options, progress=False)
             from ..utils.io import write_json
 
             write_json(folder.parent / f"{folder.name}.labels.json", {v: k for k, v in sets.items()} | {"model": model})

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 
 import yaml
@@ -26,10 +26,17 @@ from ..config import PruneConfig, SparsityTarget
 from ..errors import CalibpruneError
 from ..jobs.requests import PerplexityRequest, TaskRequest
 from ..options import OptionError, build, walk
-from ..utils.keys import key_fields
 from . import claims as paper_claims
-
-ANALYSES = ("similarity", "membership")
+from .study import (  # noqa: F401  (the resolved objects, re-exported: code imports them from here)
+    ANALYSIS_OPTIONS,
+    Analysis,
+    CalibVariant,
+    Evaluation,
+    Setting,
+    Study,
+    analysis_options,
+    job_record,
+)
 
 TOP_KEYS = {
     "study", "description", "scale", "stands_in", "claims", "models", "seeds", "calibration", "pruning",
@@ -50,9 +57,12 @@ SETTING_KEYS = {"name", "sparsity", "pattern"} | {f.name for f in fields(PruneCo
 # the evaluation requests' own fields: a study sets what the Python API and the CLI set
 PPL_KEYS = {f.name for f in fields(PerplexityRequest)}
 TASK_KEYS = {f.name for f in fields(TaskRequest)}
+# a study's analysis step: the analysis's declared options (its model is the study's), the
+# sets it adds to the study's own (extra), and its kind
+ANALYSES = tuple(ANALYSIS_OPTIONS)
 ANALYSIS_KEYS = {
-    "similarity": {"kind", "reference", "ngram", "unit", "num_perm", "max_texts", "seed", "lsh_threshold", "extra"},
-    "membership": {"kind", "k", "max_texts", "max_tokens", "seed", "batch_size", "extra"},
+    kind: {"kind", "extra"} | {leaf.path for leaf in walk(cls) if leaf.path != "model"}
+    for kind, cls in ANALYSIS_OPTIONS.items()
 }
 REPORT_KEYS = {"baseline", "primary_metric", "claims"}
 RESOURCE_KEYS = {"num_cpus", "num_gpus", "memory", "threads"}
@@ -89,6 +99,20 @@ def expand(entry: dict, keys: tuple[str, ...]) -> list[dict]:
     ]
 
 
+def _build(path: str, build, *args):
+    """Build or check the options object at ``path``: an error naming its fields is put in the
+    spec's words, their key paths (``evaluation.ppl.seqlen 1 must be >= 2``)."""
+    try:
+        return build(*args)
+    except OptionError as error:
+        rendered = error.render(spec_namer(path))
+        raise CalibpruneError(rendered if error.path else f"{path}: {rendered}") from None
+    except CalibpruneError as error:
+        raise fail(path, str(error)) from None
+    except TypeError as error:  # a wrong-typed value reached a dataclass
+        raise fail(path, f"bad value ({error})") from None
+
+
 def _guard(path: str, build, *args):
     """Run an engine constructor/check; re-raise its error with the spec's key path."""
     try:
@@ -97,86 +121,6 @@ def _guard(path: str, build, *args):
         raise fail(path, str(error)) from None
     except TypeError as error:  # a wrong-typed value reached a dataclass
         raise fail(path, f"bad value ({error})") from None
-
-
-# --- resolved objects --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CalibVariant:
-    """One calibration strategy with every parameter fixed except the seed."""
-
-    label: str
-    job: CalibJob
-    pool: str = "per-seed"  # synthetic: "shared" = one generated pool per model, windows per seed
-    pool_seed: int = 0
-    # where in the spec it came from: the strategy's key path, and the key path of nsamples / seqlen
-    path: str = field(default="", compare=False)
-    where: dict = field(default_factory=dict, compare=False)
-
-    @property
-    def strategy(self) -> str:
-        return self.job.strategy
-
-    def attrs(self) -> dict:
-        """What the report groups and plots by."""
-        job = self.job
-        out = {"calib": self.label, "source": job.source, "strategy": job.strategy, "nsamples": job.nsamples}
-        out["seqlen"] = job.seqlen
-        return out | job.builder.attrs(job.options)
-
-    def to_dict(self) -> dict:
-        return {"label": self.label, "job": job_record(self.job), "pool": self.pool, "pool_seed": self.pool_seed}
-
-
-@dataclass(frozen=True)
-class Setting:
-    label: str
-    config: PruneConfig
-
-    def attrs(self) -> dict:
-        target = self.config.target
-        return {
-            "setting": self.label,
-            "method": self.config.method,
-            "allocation": self.config.allocation,
-            "refine": self.config.refine,
-            "sparsity": target.ratio,
-            "pattern": f"{target.n}:{target.m}" if target.is_nm else "unstructured",
-        }
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    ppl: PerplexityRequest | None
-    tasks: TaskRequest | None
-
-    def to_dict(self) -> dict:
-        return {"ppl": key_fields(self.ppl) if self.ppl else None, "tasks": asdict(self.tasks) if self.tasks else None}
-
-
-@dataclass(frozen=True)
-class Analysis:
-    kind: str
-    params: dict
-
-
-@dataclass
-class Study:
-    name: str
-    path: str
-    raw: dict
-    models: list[str]
-    seeds: list[int]
-    calibrations: list[CalibVariant]
-    settings: list[Setting]
-    evaluation: Evaluation
-    analyses: list[Analysis] = field(default_factory=list)
-    report: dict = field(default_factory=dict)
-    resources: dict = field(default_factory=dict)
-    keep_models: bool = False
-    dtype: str | None = None
-    cost: dict = field(default_factory=dict)
 
 
 # --- parsing -----------------------------------------------------------------------------
@@ -406,12 +350,6 @@ def _options(strategy, values: dict):
         raise error.within(strategy.section) from None
 
 
-def job_record(job: CalibJob) -> dict:
-    """A calibration job as the study's records hold it (the layout of its stage key, with
-    ``encoding`` always: see :meth:`CalibJob.key`)."""
-    return job.key() | {"encoding": job.encoding}
-
-
 def spec_namer(prefix: str):
     """How a study spec names a field of the object at ``prefix``: its key path
     (``pruning[1].owl.lam``, ``pruning[1].allocation=owl``)."""
@@ -443,12 +381,12 @@ def _evaluation(value) -> Evaluation:
     ppl = tasks = None
     if value.get("ppl"):
         options = check_keys(value["ppl"], PPL_KEYS, "evaluation.ppl")
-        ppl = _guard("evaluation.ppl", lambda: PerplexityRequest(**{**options, "corpora": list(options["corpora"])}))
-        _guard("evaluation.ppl", ppl.check)
+        ppl = _build("evaluation.ppl", lambda: PerplexityRequest(**{**options, "corpora": list(options["corpora"])}))
+        _build("evaluation.ppl", ppl.check)
     if value.get("tasks"):
         options = check_keys(value["tasks"], TASK_KEYS, "evaluation.tasks")
-        tasks = _guard("evaluation.tasks", lambda: TaskRequest(**{**options, "names": list(options["names"])}))
-        _guard("evaluation.tasks", tasks.check)
+        tasks = _build("evaluation.tasks", lambda: TaskRequest(**{**options, "names": list(options["names"])}))
+        _build("evaluation.tasks", tasks.check)
     return Evaluation(ppl, tasks)
 
 
@@ -460,8 +398,9 @@ def _analyses(value) -> list[Analysis]:
         kind = step.get("kind") if isinstance(step, dict) else None
         if kind not in ANALYSES:
             raise fail(f"analysis[{i}].kind", f"{kind!r} is unknown: use one of {', '.join(ANALYSES)}")
-        params = check_keys(step, ANALYSIS_KEYS[kind], f"analysis[{i}]")
-        out.append(Analysis(kind, {k: v for k, v in params.items() if k != "kind"}))
+        params = {k: v for k, v in check_keys(step, ANALYSIS_KEYS[kind], f"analysis[{i}]").items() if k != "kind"}
+        _build(f"analysis[{i}]", analysis_options, Analysis(kind, params), "")  # checked now, by the declarations
+        out.append(Analysis(kind, params))
     return out
 
 

@@ -29,10 +29,32 @@ def evaluate_perplexities(
     }
 
 
-def evaluate_task_request(model, tokenizer, request: TaskRequest, progress: bool = True) -> dict:
-    """lm-eval tasks of ``request`` on the in-memory model."""
+def resolve_batch_sizes(
+    model, ppl: PerplexityRequest | None, tasks: TaskRequest | None
+) -> tuple[PerplexityRequest | None, TaskRequest | None, dict | None]:
+    """The one place ``batch_size="auto"`` is resolved: one probe of ``model``
+    (:func:`~calibprune.evaluation.batching.pick_batch_size`) serves the tasks and the
+    perplexity windows. Returns the requests with the chosen size and the probe (None: no
+    request asked for auto)."""
+    if "auto" not in (getattr(tasks, "batch_size", None), getattr(ppl, "batch_size", None)):
+        return ppl, tasks, None
+    from ..evaluation.batching import pick_batch_size
+
+    probe = pick_batch_size(model)
+    chosen = probe["chosen"]
+    tasks = replace(tasks, batch_size=chosen) if tasks and tasks.batch_size == "auto" else tasks
+    ppl = replace(ppl, batch_size=chosen) if ppl and ppl.batch_size == "auto" else ppl
+    return ppl, tasks, probe
+
+
+def evaluate_task_request(
+    model, tokenizer, request: TaskRequest, progress: bool = True, probe: dict | None = None
+) -> dict:
+    """lm-eval tasks of ``request`` (its batch size resolved: :func:`resolve_batch_sizes`,
+    whose ``probe`` is recorded with it) on the in-memory model."""
     from ..evaluation.harness import evaluate_tasks
 
+    requested = {"requested": "auto", **probe} if probe is not None else {"requested": request.batch_size}
     return evaluate_tasks(
         model,
         tokenizer,
@@ -43,6 +65,7 @@ def evaluate_task_request(model, tokenizer, request: TaskRequest, progress: bool
         batch_size=request.batch_size,
         progress=progress,
         scoring=request.scoring,
+        batching=requested,
     )
 
 
@@ -107,16 +130,13 @@ def run_eval(
         "model": {"source": str(model_name), "resolved": resolved},
     }
     report["device"] = device_record(run_device, next(model.parameters()).dtype)
-    if "auto" in (getattr(tasks, "batch_size", None), getattr(ppl, "batch_size", None)):
-        from ..evaluation.batching import pick_batch_size
-
-        with tracker.stage("batch-size"):  # one probe serves tasks and perplexity
-            report["batch_size"] = pick_batch_size(model)
-        chosen = report["batch_size"]["chosen"]
-        tasks = replace(tasks, batch_size=chosen) if tasks and tasks.batch_size == "auto" else tasks
-        ppl = replace(ppl, batch_size=chosen) if ppl and ppl.batch_size == "auto" else ppl
+    with tracker.stage("batch-size"):
+        ppl, tasks, probe = resolve_batch_sizes(model, ppl, tasks)
+    if probe is not None:
+        report["batch_size"] = probe
     if tasks:
         with tracker.stage("tasks"):
+            # the probe is the report's own entry (batch_size), as before
             report["tasks"] = evaluate_task_request(model, tokenizer, tasks, progress)
     if ppl:
         with tracker.stage("perplexity"):

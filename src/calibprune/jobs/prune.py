@@ -30,7 +30,7 @@ from ..utils.io import atomic_directory, check_output_dir, write_json
 from ..utils.provenance import environment
 from ..utils.resources import StageTracker
 from .estimates import prune_estimate
-from .evaluate import evaluate_perplexities, evaluate_task_request
+from .evaluate import evaluate_perplexities, evaluate_task_request, resolve_batch_sizes
 from .requests import CalibrationRequest, PerplexityRequest, Say, TaskRequest, check_seqlen, perplexity_sources
 
 REPORT_NAME = "prune_report.json"
@@ -148,6 +148,9 @@ def run_prune(
         if listening(say) and placement.name == "none":  # a forward pass is measured: only on a whole model
             with tracker.stage("estimate"):
                 say(prune_estimate(model, config, calibration, dense_inputs, ppl_inputs).describe())
+        probe = None
+        if ppl or tasks:
+            ppl, tasks, probe = resolve_batch_sizes(model, ppl, tasks)
         result: dict = {}
         if dense_inputs:
             with tracker.stage("ppl_dense"):
@@ -159,7 +162,7 @@ def run_prune(
         report.perplexity = PerplexityResult.from_json(result) if result else None
         if tasks:
             with tracker.stage("tasks_pruned"):
-                report.tasks = evaluate_task_request(model, tokenizer, tasks, progress)
+                report.tasks = evaluate_task_request(model, tokenizer, tasks, progress, probe)
         if tmp is not None:
             with tracker.stage("save"):
                 write_model_folder(model, tokenizer, tmp, weights=not streams)

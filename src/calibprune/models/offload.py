@@ -19,11 +19,12 @@ import torch
 
 from ..errors import CalibpruneError
 from ..options import OptionError, literal
+from ..utils.memory import WEIGHTS_SHARE, fits
 from .checkpoint import Checkpoint, ShardWriter, checkpoint_folder
 from .loading import checkpoint_dtype, load_model, meta_model, parse_dtype
 from .placement import OFFLOAD_CHOICES, BlockPlacement, CpuOffload, DiskOffload
 
-FIT_SHARE = 0.6
+FIT_SHARE = WEIGHTS_SHARE  # the budget: calibprune.utils.memory
 GIB = 1024**3
 
 
@@ -61,9 +62,9 @@ def choose_offload(
         return OffloadChoice(requested, f"{requested}, as given ({sizes})")
     if evaluates:
         return OffloadChoice("none", f"auto: the run also evaluates the model, which needs it whole ({sizes})")
-    if weights <= FIT_SHARE * free_device:
+    if fits(weights, free_device, FIT_SHARE):
         return OffloadChoice("none", f"auto: {sizes}: fits (<= {FIT_SHARE:.0%})")
-    if device.type != "cpu" and weights <= FIT_SHARE * free_host:
+    if device.type != "cpu" and fits(weights, free_host, FIT_SHARE):
         host = f"{free_host / GIB:.1f} GiB free on the host"
         return OffloadChoice("cpu", f"auto: {sizes}: too big for the device; {host}")
     return OffloadChoice("disk", f"auto: {sizes}, {free_host / GIB:.1f} GiB free on the host: too big for both")

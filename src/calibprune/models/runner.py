@@ -49,6 +49,7 @@ from torch import nn
 from ..config import RunnerOptions
 from ..errors import CalibpruneError
 from ..utils.io import pid_alive
+from ..utils.memory import ACTIVATIONS_SHARE, fits
 from .layers import find_decoder_blocks
 from .placement import BlockPlacement
 
@@ -115,7 +116,7 @@ class MemoryStore(ActivationStore):
         self._tensors.clear()
 
 
-STORE_FIT_SHARE = 0.5  # of the free memory: the rest is room for the block, its statistics and a batch
+STORE_FIT_SHARE = ACTIVATIONS_SHARE  # the budget: calibprune.utils.memory
 
 
 def choose_activation_store(
@@ -132,9 +133,9 @@ def choose_activation_store(
         return requested, f"{requested}, as given ({size})"
     if device.type == "cpu":
         return "disk", f"auto: a CPU run keeps activations on disk ({size})"
-    if activation_bytes <= STORE_FIT_SHARE * free_device:
+    if fits(activation_bytes, free_device, STORE_FIT_SHARE):
         return "memory", f"auto: {size}, {free_device / gib:.1f} GiB free on {device}"
-    if activation_bytes <= STORE_FIT_SHARE * free_host:
+    if fits(activation_bytes, free_host, STORE_FIT_SHARE):
         return "cpu", f"auto: {size}: too big for {device}; {free_host / gib:.1f} GiB free on the host"
     return "disk", f"auto: {size}: too big for {device} and the host"
 

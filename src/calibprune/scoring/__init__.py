@@ -4,7 +4,18 @@ One batched, padding-aware scorer serves calibration (perplexity filter, detecti
 analysis (membership distributions) and evaluation alike.
 """
 
-from .membership import SCORES, min_k, min_k_plus_plus, perplexity_of, score_text
-from .tokens import TokenScores, score_sequences
+from ..utils.lazy import lazy_exports
+
+# imported on first use (PEP 562): .rules is torch-free, read by the option declarations
+_EXPORTS = {
+    "SCORES": ".membership",
+    "min_k": ".membership",
+    "min_k_plus_plus": ".membership",
+    "perplexity_of": ".membership",
+    "score_text": ".membership",
+    "TokenScores": ".tokens",
+    "score_sequences": ".tokens",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = ["SCORES", "TokenScores", "min_k", "min_k_plus_plus", "perplexity_of", "score_sequences", "score_text"]

@@ -18,6 +18,7 @@ import math
 import torch
 
 from ..errors import CalibpruneError
+from .rules import check_k
 from .tokens import TokenScores, score_sequences
 
 _STD_FLOOR = 1e-6
@@ -25,11 +26,6 @@ _STD_FLOOR = 1e-6
 # Bump a revision in the commit that changes this algorithm's output for some input (keys of
 # cached results include it: calibprune.experiments.revisions; tests/golden/revisions.json checks it).
 REVISIONS = {"scoring": 1}  # token log-probabilities (tokens.py), perplexity, Min-K%, Min-K%++
-
-
-def check_k(k: float) -> None:
-    if not 0 < k <= 1:
-        raise CalibpruneError(f"Min-K% fraction k={k} must be in (0, 1], e.g. 0.2 for the lowest 20% of tokens")
 
 
 def _lowest_mean(values: torch.Tensor, k: float) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...options import at_least, check_fields, in_interval, option
+from ...scoring.rules import MINK_K, mink_fraction
 from .base import Strategy, register
 
 DETECTORS = ("mink++",)
@@ -21,11 +22,7 @@ class DetectOptions:
         help="Keep this fraction of highest-scoring texts.",
         check=in_interval(0, 1, "(]", "the fraction of highest-scoring texts kept"),
     )
-    k: float = option(
-        0.2,
-        help="Min-K%++: fraction of lowest-scoring tokens averaged.",
-        check=in_interval(0, 1, "(]", "e.g. 0.2 for the lowest 20% of tokens"),
-    )
+    k: float = option(MINK_K, help="Min-K%++: fraction of lowest-scoring tokens averaged.", check=mink_fraction)
     num_candidates: int | None = option(
         None, help="Score at most this many source texts.", show_default="all of the calib pool", check=at_least(1)
     )
