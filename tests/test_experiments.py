@@ -968,14 +968,16 @@ def test_shared_pool_analysis_steps_and_membership_verdict(tmp_path, model_dir, 
     ]
     spec["report"] = {"claims": {"C8": {"strategy": "syn"}}}
     result = run_sweep(write_spec(tmp_path, spec), tmp_path / "run")
-    # one generated pool for both seeds; 2 seeds x 2 strategies of windows; 2 analysis steps
-    assert result.executed == {"pool": 1, "calib": 4, "dense": 0, "cell": 0, "analysis": 2}
+    # one generated pool per seed (its own generation run); 2 seeds x 2 strategies of windows; 2 analysis steps
+    assert result.executed == {"pool": 2, "calib": 4, "dense": 0, "cell": 0, "analysis": 2}
     syn = [
         CalibrationSet.load(tmp_path / "run" / "calib" / k) for k in result.plan.sets[(str(model_dir), "syn")].values()
     ]
-    assert syn[0].texts == syn[1].texts  # the same pool...
-    assert not syn[0].input_ids.equal(syn[1].input_ids)  # ...cut into other windows per seed
-    assert syn[0].manifest["strategy"] == "synthetic" and syn[0].manifest["pool_seed"] == 0
+    # the two seeds' sets share no generated text: each seed generated its own pool
+    generated = [{t["text"] for t in s.texts} for s in syn]
+    assert len(generated[0]) == len(syn[0].texts) == 8 and generated[0].isdisjoint(generated[1])
+    assert syn[0].manifest["strategy"] == "synthetic"
+    assert [s.manifest["pool_seed"] for s in syn] == [0, 1] and [s.manifest["seed"] for s in syn] == [0, 1]
     again = run_sweep(write_spec(tmp_path, spec), tmp_path / "run")
     assert again.executed == {"pool": 0, "calib": 0, "dense": 0, "cell": 0, "analysis": 0}
     data = write_report(tmp_path / "run", tmp_path / "report")
@@ -987,6 +989,34 @@ def test_shared_pool_analysis_steps_and_membership_verdict(tmp_path, model_dir, 
     assert (tmp_path / "report" / "mink_distributions.png").exists() and (
         tmp_path / "report" / "similarity.png"
     ).exists()
+
+
+def test_filter_arms_filter_one_pool_per_seed(tmp_path, model_dir, text_corpus):
+    """Arms differing only in filter_top share seed s's generated pool (generated once, for the
+    highest rate), each keeping its own share of the same texts; seeds share no text."""
+    from calibprune.calibration import CalibrationSet
+
+    generation = {"num_texts": 8, "max_new_tokens": 24, "batch_size": 8, "filter_top": [0.0, 0.25]}
+    pruning = [{"method": "wanda", "sparsity": 0.5, "runner": {"activation_store": "memory"}}]
+    spec = tiny_spec(model_dir, text_corpus, claims=["C7"], pruning=pruning)
+    spec["calibration"]["strategies"] = [
+        {"name": "syn", "source": str(text_corpus), "strategy": "synthetic", "pool": "shared", "generation": generation}
+    ]
+    result = run_sweep(write_spec(tmp_path, spec), tmp_path / "run")
+    assert result.executed["pool"] == 2 and result.executed["calib"] == 4  # a pool per seed; 2 arms x 2 seeds
+    sets: dict = {}
+    for key, stage in result.plan.calibs.items():
+        calib = CalibrationSet.load(tmp_path / "run" / "calib" / key)
+        sets[(stage.attrs["seed"], calib.manifest["parameters"]["filter_top"])] = calib
+    for seed in (0, 1):
+        none, quarter = sets[(seed, 0.0)], sets[(seed, 0.25)]
+        assert [t["text"] for t in none.texts] == [t["text"] for t in quarter.texts]  # the same 8 generated texts
+        assert sum(t["keep"] for t in none.texts) == 8 and sum(t["keep"] for t in quarter.texts) == 6
+        assert none.manifest["filter"]["kept"] == 8 and quarter.manifest["filter"]["dropped"] == 2
+        assert none.manifest["pool_filter_top"] == quarter.manifest["pool_filter_top"] == 0.25
+        assert none.manifest["pool_seed"] == seed
+        assert none.manifest["pool_fingerprint"] == quarter.manifest["pool_fingerprint"]
+    assert {t["text"] for t in sets[(0, 0.0)].texts}.isdisjoint(t["text"] for t in sets[(1, 0.0)].texts)
 
 
 def test_c1_spread_grows_with_sparsity_and_structure():
