@@ -8,12 +8,14 @@ import math
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import scipy.stats
 import yaml
 from conftest import run_cli
 
@@ -686,9 +688,18 @@ def test_report_writes_tables_plots_and_verdicts(tmp_path):
     assert {"mean", "ci_low", "ci_high", "n", "baseline"} <= set(header)
     assert (out / "range_vs_setting.png").stat().st_size > 1000
     verdicts = {c["claim"]: c for c in data["claims"]}
-    # lower ppl is better: a beats b at both settings with intervals above 0 -> C3 replicated
-    assert verdicts["C3"]["verdict"] == "replicated"
-    assert [e["mean"] for e in verdicts["C3"]["effects"]] == pytest.approx([5 / 3, 9.0])
+    # lower ppl is better: a beats b at both settings (means 5/3 and 9), but a and b are other
+    # sources, their seeds unpaired: Welch. At 2:4, a = 20, 22, 27 (mean 23, var 13) and b = 30,
+    # 31, 35 (mean 32, var 7): se = sqrt(13/3 + 7/3), df = (20/3)^2 / ((13/3)^2/2 + (7/3)^2/2).
+    # At 50 % Welch's interval includes 0, so Holm over the 2 effects rejects neither way.
+    c3 = verdicts["C3"]
+    assert [e["mean"] for e in c3["effects"]] == pytest.approx([5 / 3, 9.0])
+    se, df = math.sqrt(20 / 3), (20 / 3) ** 2 / ((13 / 3) ** 2 / 2 + (7 / 3) ** 2 / 2)
+    half = scipy.stats.t.ppf(0.975, df) * se
+    assert (c3["effects"][1]["ci_low"], c3["effects"][1]["ci_high"]) == pytest.approx((9 - half, 9 + half))
+    assert c3["effects"][1]["p_above"] == pytest.approx(scipy.stats.t.sf(9 / se, df))
+    assert c3["effects"][0]["ci_low"] < 0 < c3["effects"][0]["ci_high"]
+    assert c3["verdict"] == "inconclusive" and "Holm over 2 effects" in c3["reason"]
     # C1: no second unstructured sparsity, and only two of the three patterns -> no effect formed
     assert (
         verdicts["C1"]["verdict"] == "inconclusive"
@@ -697,13 +708,13 @@ def test_report_writes_tables_plots_and_verdicts(tmp_path):
     assert [c["claim"] for c in data["claims"] if c["addressed"]] == ["C1", "C3"]  # what study.json claims
     assert verdicts["C8"]["verdict"] == "inconclusive" and not verdicts["C8"]["addressed"]
     text = (out / "report.md").read_text()
-    assert "### C3:" in text and "**Verdict: replicated**" in text and "![range_vs_setting.png]" in text
+    assert "### C3:" in text and "**Verdict: inconclusive**" in text and "![range_vs_setting.png]" in text
     # only the claims the study addresses: no section, table row or printed line for the six others
     assert re.findall(r"^### (C\d):", text, re.M) == ["C1", "C3"] and "does not address" not in text
     with open(out / "claims.csv") as f:
         assert [line.split(",")[0] for line in f.read().splitlines()[1:]] == ["C1", "C3"]
     proc = run_cli("report", str(tmp_path / "fake"), "--output", str(tmp_path / "report2"))
-    assert proc.returncode == 0 and "C3: replicated" in proc.stdout
+    assert proc.returncode == 0 and "C3: inconclusive" in proc.stdout
     assert re.findall(r"^(C\d):", proc.stdout, re.M) == ["C1", "C3"]
 
 
@@ -728,9 +739,9 @@ def test_replication_summary_gathers_the_claims_each_study_addresses(tmp_path):
     assert (tmp_path / "out" / "fake" / "report.md").exists() and (tmp_path / "out" / "other" / "claims.csv").exists()
     text = summary.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| C")]
-    # C3 from both studies (replicated: a beats b at both settings), C1 from the first only, six claims unaddressed
+    # C3 from both studies (inconclusive: Welch at 50 %, see above), C1 from the first only, six claims unaddressed
     c3 = [r for r in rows if r.startswith("| C3 ")]
-    assert len(c3) == 2 and all("**replicated**" in r for r in c3)
+    assert len(c3) == 2 and all("**inconclusive**" in r for r in c3)
     assert "weakest of 2: a - b @ wanda 50% unstructured: 1.667" in c3[0]
     assert len([r for r in rows if r.startswith("| C1 ")]) == 1
     assert sum("no study here addresses it" in r for r in rows) == 6
@@ -743,7 +754,7 @@ def test_replication_summary_gathers_the_claims_each_study_addresses(tmp_path):
     proc = run_cli(
         "report", str(first), str(second), "--output", str(tmp_path / "out2"), "--summary", str(summary), "--overwrite"
     )
-    assert proc.returncode == 0 and "C3: replicated" in proc.stdout and proc.stdout.count("C3:") == 2
+    assert proc.returncode == 0 and "C3: inconclusive" in proc.stdout and proc.stdout.count("C3:") == 2
 
 
 def _committed_run(tmp_path, name: str) -> Path:
@@ -892,19 +903,27 @@ def test_summary_shows_the_effect_the_verdict_hinges_on():
     from calibprune.experiments.claims import verdict
     from calibprune.experiments.report import deciding_effect
 
-    def e(what, low, high):
-        return {"what": what, "mean": (low + high) / 2, "ci_low": low, "ci_high": high}
+    def e(what, low, high):  # an effect with a normal 95% interval and its one-sided p-values
+        mean, se = (low + high) / 2, (high - low) / (2 * 1.959964)
+        p_above = scipy.stats.norm.sf(mean / se)
+        return {"what": what, "mean": mean, "ci_low": low, "ci_high": high, "p_above": p_above, "p_below": 1 - p_above}
 
     # not replicated by the 4:8 interval (below 0), though 2:4's reaches lower
     effects = [e("2:4", -838.0, 296.0), e("4:8", -461.0, -12.0), e("50%", -138.0, 16.0), e("65%", -3.0, -1.0)]
-    assert verdict(effects)[0] == "not replicated"
+    # Holm over the p_below: 65 % (4e-5 <= 2.5 % / 4) is rejected, 4:8 (0.019 > 2.5 % / 3) is not
+    assert verdict(effects) == ("not replicated", "Holm over 4 effects at 2.5 %: 1 below 0 (the opposite of the claim)")
     assert deciding_effect(effects) == ("against the claim, 2 of 4", effects[1])
+    # without 65 %, 4:8's interval below 0 is not enough: 0.019 > 2.5 % / 3
+    assert verdict([effects[0], effects[1], effects[2]])[0] == "inconclusive"
     # inconclusive or replicated: the interval that reaches lowest
     effects = [e("a", 1.0, 3.0), e("b", -0.5, 2.0)]
     assert verdict(effects)[0] == "inconclusive" and deciding_effect(effects) == ("weakest of 2", effects[1])
     assert verdict(effects, over="texts")[1].endswith("the texts do not resolve the effect")  # C8's wording
     effects = [e("a", 1.0, 3.0), e("b", 0.5, 2.0)]
     assert verdict(effects)[0] == "replicated" and deciding_effect(effects) == ("weakest of 2", effects[1])
+    # both intervals above 0 (p_above 0.024, 0.023), but Holm needs the smaller <= 2.5 % / 2
+    assert verdict([e("a", 0.01, 2.0), e("b", 0.02, 2.0)])[0] == "inconclusive"
+    assert verdict([e("a", 0.01, 2.0)])[0] == "replicated"  # one effect: its 95% interval above 0
     assert deciding_effect([]) == ("", None)
 
 
@@ -949,14 +968,16 @@ def test_shared_pool_analysis_steps_and_membership_verdict(tmp_path, model_dir, 
     ]
     spec["report"] = {"claims": {"C8": {"strategy": "syn"}}}
     result = run_sweep(write_spec(tmp_path, spec), tmp_path / "run")
-    # one generated pool for both seeds; 2 seeds x 2 strategies of windows; 2 analysis steps
-    assert result.executed == {"pool": 1, "calib": 4, "dense": 0, "cell": 0, "analysis": 2}
+    # one generated pool per seed (its own generation run); 2 seeds x 2 strategies of windows; 2 analysis steps
+    assert result.executed == {"pool": 2, "calib": 4, "dense": 0, "cell": 0, "analysis": 2}
     syn = [
         CalibrationSet.load(tmp_path / "run" / "calib" / k) for k in result.plan.sets[(str(model_dir), "syn")].values()
     ]
-    assert syn[0].texts == syn[1].texts  # the same pool...
-    assert not syn[0].input_ids.equal(syn[1].input_ids)  # ...cut into other windows per seed
-    assert syn[0].manifest["strategy"] == "synthetic" and syn[0].manifest["pool_seed"] == 0
+    # the two seeds' sets share no generated text: each seed generated its own pool
+    generated = [{t["text"] for t in s.texts} for s in syn]
+    assert len(generated[0]) == len(syn[0].texts) == 8 and generated[0].isdisjoint(generated[1])
+    assert syn[0].manifest["strategy"] == "synthetic"
+    assert [s.manifest["pool_seed"] for s in syn] == [0, 1] and [s.manifest["seed"] for s in syn] == [0, 1]
     again = run_sweep(write_spec(tmp_path, spec), tmp_path / "run")
     assert again.executed == {"pool": 0, "calib": 0, "dense": 0, "cell": 0, "analysis": 0}
     data = write_report(tmp_path / "run", tmp_path / "report")
@@ -968,6 +989,34 @@ def test_shared_pool_analysis_steps_and_membership_verdict(tmp_path, model_dir, 
     assert (tmp_path / "report" / "mink_distributions.png").exists() and (
         tmp_path / "report" / "similarity.png"
     ).exists()
+
+
+def test_filter_arms_filter_one_pool_per_seed(tmp_path, model_dir, text_corpus):
+    """Arms differing only in filter_top share seed s's generated pool (generated once, for the
+    highest rate), each keeping its own share of the same texts; seeds share no text."""
+    from calibprune.calibration import CalibrationSet
+
+    generation = {"num_texts": 8, "max_new_tokens": 24, "batch_size": 8, "filter_top": [0.0, 0.25]}
+    pruning = [{"method": "wanda", "sparsity": 0.5, "runner": {"activation_store": "memory"}}]
+    spec = tiny_spec(model_dir, text_corpus, claims=["C7"], pruning=pruning)
+    spec["calibration"]["strategies"] = [
+        {"name": "syn", "source": str(text_corpus), "strategy": "synthetic", "pool": "shared", "generation": generation}
+    ]
+    result = run_sweep(write_spec(tmp_path, spec), tmp_path / "run")
+    assert result.executed["pool"] == 2 and result.executed["calib"] == 4  # a pool per seed; 2 arms x 2 seeds
+    sets: dict = {}
+    for key, stage in result.plan.calibs.items():
+        calib = CalibrationSet.load(tmp_path / "run" / "calib" / key)
+        sets[(stage.attrs["seed"], calib.manifest["parameters"]["filter_top"])] = calib
+    for seed in (0, 1):
+        none, quarter = sets[(seed, 0.0)], sets[(seed, 0.25)]
+        assert [t["text"] for t in none.texts] == [t["text"] for t in quarter.texts]  # the same 8 generated texts
+        assert sum(t["keep"] for t in none.texts) == 8 and sum(t["keep"] for t in quarter.texts) == 6
+        assert none.manifest["filter"]["kept"] == 8 and quarter.manifest["filter"]["dropped"] == 2
+        assert none.manifest["pool_filter_top"] == quarter.manifest["pool_filter_top"] == 0.25
+        assert none.manifest["pool_seed"] == seed
+        assert none.manifest["pool_fingerprint"] == quarter.manifest["pool_fingerprint"]
+    assert {t["text"] for t in sets[(0, 0.0)].texts}.isdisjoint(t["text"] for t in sets[(1, 0.0)].texts)
 
 
 def test_c1_spread_grows_with_sparsity_and_structure():
@@ -985,13 +1034,22 @@ def test_c1_spread_grows_with_sparsity_and_structure():
     meta = {"claims": ["C1"], "seeds": list(range(5)), "report": {"primary_metric": "ppl/x"}}
     c1 = {c["claim"]: c for c in evaluate_claims(meta, rows, None)}["C1"]
     assert [e["what"] for e in c1["effects"]] == [
-        "range at 60% - range at 30% (unstructured)",
-        "range at 4:8 - range at 50% unstructured",
-        "range at 2:4 - range at 4:8",
+        "spread at 60% - spread at 30% (unstructured)",
+        "spread at 4:8 - spread at 50% unstructured",
+        "spread at 2:4 - spread at 4:8",
     ]
-    # point estimates from the seed means: a = 20.2; b = 20.02 + gap
-    assert [e["mean"] for e in c1["effects"]] == pytest.approx([3.0, 1.0, 2.0])
-    assert all(e["n"] == 5 and e["resamples"] == 2000 for e in c1["effects"])  # 5 seeds per source
+
+    def tau2(gap):  # by hand: between-source variance of the log seed means minus mean s^2 / n
+        a = [math.log(20.0 + 0.1 * s) for s in range(5)]
+        b = [math.log(20.0 + gap + 0.05 * (s % 2)) for s in range(5)]
+        means = [sum(a) / 5, sum(b) / 5]
+        noise = [statistics.variance(a) / 5, statistics.variance(b) / 5]
+        return statistics.variance(means) - statistics.fmean(noise)
+
+    expected = [tau2(4.0) - tau2(1.0), tau2(3.0) - tau2(2.0), tau2(5.0) - tau2(3.0)]
+    assert [e["mean"] for e in c1["effects"]] == pytest.approx(expected)
+    assert all(e["n"] == 5 and e["sources"] == 2 for e in c1["effects"])  # 5 seeds per source, 2 sources
+    assert all(e["ci_low"] > 0 and e["p_above"] < 0.025 / 3 for e in c1["effects"])
     assert c1["verdict"] == "replicated"
 
 
@@ -1003,7 +1061,7 @@ def test_a_new_claim_is_one_registered_class_and_reaches_every_report(tmp_path):
 
     @register
     class Toy(Claim):
-        """Strategy ``better`` minus every other one, as a constant effect of 1 [0.5, 1.5]."""
+        """Strategy ``better`` minus every other one, as a constant effect of 1 [0.5, 1.5], p 0.001."""
 
         id = "C99"
         text = "a toy claim that always holds"
@@ -1014,8 +1072,8 @@ def test_a_new_claim_is_one_registered_class_and_reaches_every_report(tmp_path):
 
         def effects(self, ev: Evidence, params: dict) -> list[dict]:
             others = sorted({dict(key)["calib"] for key in ev.cells} - {params["better"]})
-            return [{"what": f"{params['better']} - {o}", "mean": 1.0, "ci_low": 0.5, "ci_high": 1.5, "n": 3}
-                    for o in others]  # fmt: skip
+            return [{"what": f"{params['better']} - {o}", "mean": 1.0, "ci_low": 0.5, "ci_high": 1.5, "n": 3,
+                     "p_above": 0.001, "p_below": 0.999} for o in others]  # fmt: skip
 
     try:
         run = fake_run(tmp_path)

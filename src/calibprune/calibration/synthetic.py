@@ -297,6 +297,42 @@ def signature(model, tokenizer, source: str, prompts: list[dict], options: Gener
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
+def filter_record(texts: list[dict], filter_top: float) -> dict:
+    """What the perplexity filter at ``filter_top`` did to ``texts`` (records with
+    ``perplexity``, ``keep``, ``generated_tokens``, ``stopped_at_eos``): the manifest's ``filter``."""
+    perplexities = [t["perplexity"] for t in texts]
+    kept_ppl = [t["perplexity"] for t in texts if t["keep"]]
+    kept = sum(t["keep"] for t in texts)
+    return {
+        "texts": len(texts),
+        "kept": kept,
+        "dropped": len(texts) - kept,
+        "perplexity_rule": PERCENTILE_RULE,
+        "perplexity_threshold": percentile_threshold(perplexities, filter_top),  # the rule's t
+        "kept_max_perplexity": max(kept_ppl) if kept_ppl else None,
+        "generated_tokens": sum(t["generated_tokens"] for t in texts),
+        "stopped_at_eos": sum(t["stopped_at_eos"] for t in texts),
+    }
+
+
+def refilter(pool: CalibrationSet, filter_top: float) -> tuple[list[dict], dict]:
+    """The texts of a generated ``pool`` (every text it generated, with its perplexity) kept
+    by the filter at ``filter_top`` instead of the pool's own rate, and the manifest of a set
+    cut from them: how every arm of a filter study filters the same generated texts. A pool
+    generated for its highest rate holds enough for every lower one (a lower rate keeps a
+    superset: the percentile threshold only rises)."""
+    keep = drop_above_percentile([t["perplexity"] for t in pool.texts], filter_top)
+    texts = [{**t, "keep": k} for t, k in zip(pool.texts, keep, strict=True)]
+    manifest = {k: v for k, v in pool.manifest.items() if k not in ("seed", "sampling", "pool_tokens", "tokenizer")}
+    pool_filter = manifest.get("filter", {})
+    manifest["parameters"] = {**manifest.get("parameters", {}), "filter_top": filter_top}
+    manifest["filter"] = {"rounds": pool_filter.get("rounds"), **filter_record(texts, filter_top)}
+    manifest["pool_seed"] = pool.manifest.get("seed")
+    manifest["pool_filter_top"] = pool.manifest.get("parameters", {}).get("filter_top")
+    manifest["pool_fingerprint"] = pool.fingerprint
+    return texts, manifest
+
+
 def build_synthetic(
     model,
     tokenizer,
@@ -340,7 +376,6 @@ def build_synthetic(
     for record, ppl, kept in zip(records, perplexities, keep, strict=True):
         record = {k: v for k, v in record.items() if k not in ("token_ids", "batch")}
         texts.append({**record, "perplexity": ppl, "keep": kept})
-    kept_ppl = [p for p, k in zip(perplexities, keep, strict=True) if k]
     manifest = {
         **source_fields(corpus),
         "strategy": "synthetic",
@@ -351,17 +386,7 @@ def build_synthetic(
         },
         "model": getattr(model, "name_or_path", None) or model.config.name_or_path,
         "prompt_start": start_token(tokenizer),
-        "filter": {
-            "rounds": rounds,
-            "texts": len(texts),
-            "kept": sum(keep),
-            "dropped": len(keep) - sum(keep),
-            "perplexity_rule": PERCENTILE_RULE,
-            "perplexity_threshold": percentile_threshold(perplexities, options.filter_top),  # the rule's t
-            "kept_max_perplexity": max(kept_ppl) if kept_ppl else None,
-            "generated_tokens": sum(t["generated_tokens"] for t in texts),
-            "stopped_at_eos": sum(t["stopped_at_eos"] for t in texts),
-        },
+        "filter": {"rounds": rounds, **filter_record(texts, options.filter_top)},
     }
     return set_from_pool(
         texts,

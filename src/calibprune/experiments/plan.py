@@ -1,6 +1,6 @@
 """From a study to stages: every stage keyed by a hash of its fully resolved inputs.
 
-    pool   one generated text pool per (model, synthetic strategy, pool seed)   [pool: shared]
+    pool   one generated text pool per (model, synthetic strategy but its filter rate, seed)   [pool: shared]
     calib  one calibration set per (model, strategy, seed)
     dense  one evaluation of the dense model per (model, evaluation block, dtype)
     cell   one pruned-and-evaluated model per (model, calib, setting, evaluation, dtype)
@@ -10,6 +10,17 @@ result is reused exactly when it would be recomputed identically, and changing o
 value leaves every other cell's key (and file) alone. Inputs read from local files (a
 calibration source, a perplexity corpus, a model folder) enter a key by their content,
 not their path (:mod:`.identity`): editing one recomputes exactly the stages that read it.
+
+**Generated pools** (``pool: shared``). Every seed generates its own pool, under its own
+seed, so the variation between generation runs is in every interval over seeds (a pool
+re-cut by every seed would leave it out). The arms of one strategy that differ only in
+``generation.filter_top`` share it: the pool of seed s is generated once, sized for the
+arms' highest rate (rounds until its kept texts fill nsamples x seqlen), and every arm
+filters those same texts at its own rate (:func:`calibprune.calibration.synthetic.refilter`),
+so a filter study compares rates on the same texts, not on pools of other sizes. One pool
+per seed rather than a pool 10x a set: generation is the costly part on CPU, and a seed's
+own pool costs what the seed's set costs. ``pool_seed`` is unused (the pool's seed is the
+seed's).
 
 **Revisions** (:mod:`.revisions`): every algorithm declares one, bumped whenever its
 output changes. A stage's key covers the revisions of exactly what it runs, and of what
@@ -133,6 +144,8 @@ class Plan:
     sets: dict[tuple[str, str], dict[int, str]] = field(default_factory=dict)
     # (kind, name) -> content entry of a model or source: each local input hashed once per plan
     content: dict[tuple[str, str], dict | None] = field(default_factory=dict)
+    # pool family (see pool_family) -> the highest filter rate of its arms: what its pools are sized for
+    pool_rates: dict[str, float] = field(default_factory=dict)
 
     def identity(self, kind: str, name: str) -> dict | None:
         if (kind, name) not in self.content:
@@ -144,21 +157,39 @@ class Plan:
         return set(self.pools) | set(self.calibs) | set(self.denses) | set(self.cells)
 
 
+def pool_family(variant: CalibVariant) -> str:
+    """What arms sharing one generated pool per seed have in common: the strategy entry's
+    label and every job field but the seed and ``generation.filter_top``."""
+    key = variant.job.key()
+    key.pop("seed", None)
+    generation = dict(key.get("generation") or {})
+    generation.pop("filter_top", None)
+    return json.dumps({"label": variant.label, **key, "generation": generation}, sort_keys=True, default=str)
+
+
+def pool_job(variant: CalibVariant, seed: int, plan: Plan):
+    """The job that generates seed ``seed``'s pool for ``variant``: its own seed, sized for
+    the highest filter rate of the arms sharing it."""
+    options = variant.job.options
+    rate = plan.pool_rates.get(pool_family(variant), options.filter_top)
+    return replace(variant.job, seed=seed, options=replace(options, filter_top=rate))
+
+
 def calib_stage(study: Study, model: str, variant: CalibVariant, seed: int, plan: Plan, detail: str = "") -> Stage:
     job = replace(variant.job, seed=seed)
     content = {"model": plan.identity("model", model), "source": plan.identity("source", job.source)}
     needs = None
     if variant.pool == "shared":
-        pool_job = replace(variant.job, seed=variant.pool_seed)
-        inputs = {"stage": "pool", "model": model, "job": pool_job.key()}
-        needs = digest(with_content(inputs, **content), calib_algorithms(pool_job))
+        generate = pool_job(variant, seed, plan)
+        inputs = {"stage": "pool", "model": model, "job": generate.key()}
+        needs = digest(with_content(inputs, **content), calib_algorithms(generate))
         plan.pools.setdefault(
             needs,
             Stage(
                 "pool",
                 needs,
-                {"model": model, "job": pool_job},
-                attrs={"model": model, "calib": variant.label},
+                {"model": model, "job": generate},
+                attrs={"model": model, "calib": variant.label, "seed": seed},
                 detail=detail,
             ),
         )
@@ -170,6 +201,11 @@ def calib_stage(study: Study, model: str, variant: CalibVariant, seed: int, plan
 
 def make_plan(study: Study) -> Plan:
     plan = Plan()
+    for variant in study.calibrations:
+        if variant.pool == "shared":
+            family = pool_family(variant)
+            rate = variant.job.options.filter_top
+            plan.pool_rates[family] = max(rate, plan.pool_rates.get(family, rate))
     evaluation = study.evaluation.to_dict()
     for model in study.models:
         if study.settings:

@@ -28,18 +28,17 @@ def _calib(payload: dict, pool, scratch):
 
     if pool is None:
         return run_calib(payload["model"], payload["job"], None, progress=False, work_dir=scratch)
-    # windows for this seed from the shared generated pool (the paper's one pool per model)
+    # this seed's own generated pool, filtered at this arm's rate (every arm filters the same
+    # texts), then windowed under the seed
     from ..calibration.sampling import set_from_pool
+    from ..calibration.synthetic import refilter
     from ..models.loading import load_tokenizer, resolve_model
 
     job = payload["job"]
     tokenizer = load_tokenizer(resolve_model(payload["model"]))
-    manifest = {k: v for k, v in pool.manifest.items() if k not in ("seed", "sampling", "pool_tokens", "tokenizer")}
-    manifest["pool_seed"] = pool.manifest.get("seed")
-    calib = set_from_pool(
-        pool.texts, tokenizer, job.nsamples, job.seqlen, job.seed, "stream", "the {n} kept texts of the pool", manifest
-    )
-    return calib
+    texts, manifest = refilter(pool, job.options.filter_top)
+    what = "the {n} texts of the pool kept at this filter rate"
+    return set_from_pool(texts, tokenizer, job.nsamples, job.seqlen, job.seed, "stream", what, manifest, job.windows)
 
 
 def _dense(payload: dict, given, scratch):

@@ -4,9 +4,10 @@ A claim is a :class:`Claim` subclass in a module of this package, registered wit
 :func:`register`: its text, the paper-scale spec that decides it, its figure, its
 :class:`~.evidence.Basis` (what its effects rest on and what their intervals are over),
 the parameters it reads from ``report.claims.<id>`` (:class:`Param`, checked by the spec)
-and its check, :meth:`Claim.effects`. Every claim is reduced to effects with 95% intervals,
-oriented so that a positive effect is what the paper claims; :func:`verdict` turns them
-into a verdict, the same rule for every claim.
+and its check, :meth:`Claim.effects`. Every claim is reduced to effects, each 0 in
+expectation when the claim is false, with a 95% interval and one-sided p-values, oriented
+so that a positive effect is what the paper claims; :func:`verdict` turns them into a
+verdict (Holm over the claim's effects), the same rule for every claim.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ class Claim:
     needs_strategies: ClassVar[bool] = False  # no verdict unless report.claims.<id> names strategies
 
     def effects(self, evidence, params: dict) -> list[dict]:
-        """Effects (``what``, ``mean``, ``ci_low``, ``ci_high``, ``n``) from what :attr:`basis`
-        gathered, each oriented so that a positive value is what the paper claims."""
+        """Effects (``what``, ``mean``, ``ci_low``, ``ci_high``, ``n``, and the one-sided
+        p-values ``p_above``/``p_below`` :func:`verdict` reads) from what :attr:`basis`
+        gathered, each oriented so that a positive value is what the paper claims and 0 in
+        expectation when the claim is false."""
         raise NotImplementedError
 
 
@@ -76,15 +79,45 @@ def claims() -> list[Claim]:
     return [claim(name) for name in sorted(CLAIMS.names(), key=_order)]
 
 
+# the family-wise level of each direction's verdict (see verdict): 2.5 % per direction, so
+# that one effect replicates exactly when its 95% two-sided interval lies above 0
+ALPHA = 0.025
+
+
+def holm(p_values: list[float], alpha: float = ALPHA) -> list[bool]:
+    """Holm's step-down rejections at family-wise level ``alpha``: sort the p-values,
+    p_(1) <= ... <= p_(k); reject H_(1..i) while p_(i) <= alpha / (k - i + 1); stop at the
+    first that is not."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    rejected = [False] * len(p_values)
+    for step, i in enumerate(order):
+        if p_values[i] > alpha / (len(p_values) - step):
+            break
+        rejected[i] = True
+    return rejected
+
+
 def verdict(
     effects: list[dict], missing: str | None = None, over: str = "seeds", paper_spec: str | None = None
 ) -> tuple[str, str]:
-    """**Replicated**: every interval above 0; **not replicated**: an interval below 0;
-    **inconclusive**: otherwise, with the reason and the paper-scale spec that would decide it.
+    """**Replicated**: Holm's procedure over the claim's k effects, at 2.5 % family-wise,
+    rejects "effect <= 0" for every effect (one-sided p-values p_above); **not replicated**:
+    Holm at 2.5 % rejects "effect >= 0" for some effect (p_below; that is, the smallest
+    p_below <= 2.5 % / k); **inconclusive**: otherwise, with the reason and the paper-scale
+    spec that would decide it. With one effect this is its 95% interval lying above (below) 0;
+    with k, replicated asks the i-th smallest p_above to be <= 2.5 % / (k - i + 1), a stricter
+    bound than the 95% intervals shown, so an effect whose interval lies just above 0 may
+    not be enough.
 
-    The verdict and its reason from a claim's oriented effects. ``missing``: why no effects
-    could be formed (inconclusive); ``over``: what the intervals are over (the seeds; for a
-    membership claim, the texts scored); ``paper_spec``: named in an inconclusive reason.
+    The verdict and its reason from a claim's oriented effects (each with ``p_above`` and
+    ``p_below``, the one-sided p-values of its t statistic). Two directions at 2.5 % each:
+    a claim with no effect is called either way at most 5 % of the time, and each way at
+    most 2.5 % (tests/test_claim_statistics.py measures it on simulated null cells). Holm
+    for "replicated" is conservative (an intersection-union test would need each p_above
+    <= 2.5 % alone) but lets each effect be read as established on its own.
+    ``missing``: why no effects could be formed (inconclusive); ``over``: what the
+    intervals are over (the seeds; for a membership claim, the texts scored);
+    ``paper_spec``: named in an inconclusive reason.
     """
     state, reason = _verdict(effects, missing, over)
     if state == "inconclusive" and paper_spec:
@@ -97,13 +130,19 @@ def _verdict(effects: list[dict], missing: str | None, over: str) -> tuple[str, 
         return "inconclusive", missing
     if not effects:
         return "inconclusive", "no comparison could be formed from the stored cells"
-    if any(e.get("ci_low") is None for e in effects):
-        return "inconclusive", "fewer than 2 paired seeds for some comparison: no interval"
-    if all(e["ci_low"] > 0 for e in effects):
-        return "replicated", "every 95% interval lies above 0"
-    if any(e["ci_high"] < 0 for e in effects):
-        return "not replicated", "a 95% interval lies below 0 (the opposite of the claim)"
-    return "inconclusive", f"a 95% interval includes 0: the {over} do not resolve the effect"
+    if any(e.get("p_above") is None or e.get("p_below") is None for e in effects):
+        return "inconclusive", f"fewer than 2 {over} for some comparison: no interval"
+    k = len(effects)
+    if all(holm([e["p_above"] for e in effects])):
+        return "replicated", f"Holm over {_effects(k)} at 2.5 %: every effect above 0"
+    against = sum(holm([e["p_below"] for e in effects]))
+    if against:
+        return "not replicated", f"Holm over {_effects(k)} at 2.5 %: {against} below 0 (the opposite of the claim)"
+    return "inconclusive", f"Holm over {_effects(k)} at 2.5 % rejects neither way: the {over} do not resolve the effect"
+
+
+def _effects(k: int) -> str:
+    return "1 effect" if k == 1 else f"{k} effects"
 
 
 # the rule as the report states it: the first paragraph of verdict's docstring
