@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="claims to compute (default: all)")
     parser.add_argument("--output", type=Path, default=OUT / "power.json")
     args = parser.parse_args()
-    started = time.perf_counter()
+    started, commit = time.perf_counter(), _commit()  # the code that ran: read before any edit
     inputs, designs, membership = {}, [], []
     pool_sd: dict[str, float] = {}
     runs = sorted(p for p in RUNS.iterdir() if (p / "study.json").is_file())
@@ -171,7 +171,7 @@ def main() -> None:
         print(f"{name:24s} C8  {model:14s} sd {np.mean(list(sds.values())):.3f}  mde(texts) {row['mde_by_texts']}")
     data = {
         "what": "seeds by power (issue 20 point 6): benchmarks/power.py",
-        "commit": _commit(),
+        "commit": commit,
         "inputs": inputs,
         "reps": args.reps,
         "target_power": pw.TARGET,
