@@ -1097,7 +1097,7 @@ def test_a_new_claim_is_one_registered_class_and_reaches_every_report(tmp_path):
         del meta["report"]["claims"]["C99"]
         toy = {c["claim"]: c for c in evaluate_claims(meta, rows_of(data["cells"]), None)}["C99"]
         assert toy["reason"] == (
-            "report.claims.C99 names no strategies to compare; decided at paper scale by "
+            "report.claims.C99 names no strategies to compare; would be tested at paper scale by "
             "`calibprune sweep studies/paper/toy.yaml`"
         )
     finally:

@@ -1,4 +1,4 @@
-"""The paper's four calibration sources, by Hugging Face dataset name (needs network).
+"""The paper's four calibration sources and its perplexity data, by Hugging Face dataset name (needs network).
 
 =============  ===========================================================  ==========
 name           dataset (config / files)                                     sampling
@@ -7,6 +7,8 @@ c4             allenai/c4, en/c4-train.00000-of-01024.json.gz (as Wanda)     doc
 wikipedia      wikimedia/wikipedia, 20231101.en                             stream
 slimpajama     cerebras/SlimPajama-627B, train (streamed)                   document
 dclm           mlfoundations/dclm-baseline-1.0, train (streamed)            document
+alpaca         tatsu-lab/alpaca, train, field ``text`` (the paper's          document
+               language-modelling test data, distinct from the four sources)
 =============  ===========================================================  ==========
 
 Documents are streamed; ``max_documents`` bounds how many are read (the first ones
@@ -40,6 +42,8 @@ HUB_SOURCES = {
     "wikipedia": HubSource("wikimedia/wikipedia", name="20231101.en", sampling="stream"),
     "slimpajama": HubSource("cerebras/SlimPajama-627B"),
     "dclm": HubSource("mlfoundations/dclm-baseline-1.0"),
+    # the paper's perplexity data (Sec. 5.1: "distinct from all four calibration data sources")
+    "alpaca": HubSource("tatsu-lab/alpaca"),
 }
 
 

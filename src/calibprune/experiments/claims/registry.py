@@ -1,7 +1,7 @@
 """The paper's claims as registered objects, the verdict rule, and :func:`evaluate_claims`.
 
 A claim is a :class:`Claim` subclass in a module of this package, registered with
-:func:`register`: its text, the paper-scale spec that decides it, its figure, its
+:func:`register`: its text, the paper-scale spec that would test it, its figure, its
 :class:`~.evidence.Basis` (what its effects rest on and what their intervals are over),
 the parameters it reads from ``report.claims.<id>`` (:class:`Param`, checked by the spec)
 and its check, :meth:`Claim.effects`. Every claim is reduced to effects, each 0 in
@@ -42,7 +42,7 @@ class Claim:
 
     id: ClassVar[str] = ""  # "C1": the name in a spec's ``claims`` and ``report.claims``
     text: ClassVar[str] = ""  # the claim, in words
-    paper_spec: ClassVar[str] = ""  # the shipped paper-scale spec that decides it
+    paper_spec: ClassVar[str] = ""  # the shipped paper-scale spec that would test it
     figure: ClassVar[str] = ""  # the report's figure that shows it
     basis: ClassVar[Basis] = CELLS
     params: ClassVar[dict[str, Param]] = {}  # what it reads from report.claims.<id>
@@ -104,7 +104,7 @@ def verdict(
     rejects "effect <= 0" for every effect (one-sided p-values p_above); **not replicated**:
     Holm at 2.5 % rejects "effect >= 0" for some effect (p_below; that is, the smallest
     p_below <= 2.5 % / k); **inconclusive**: otherwise, with the reason and the paper-scale
-    spec that would decide it. With one effect this is its 95% interval lying above (below) 0;
+    spec that would test it. With one effect this is its 95% interval lying above (below) 0;
     with k, replicated asks the i-th smallest p_above to be <= 2.5 % / (k - i + 1), a stricter
     bound than the 95% intervals shown, so an effect whose interval lies just above 0 may
     not be enough.
@@ -121,7 +121,7 @@ def verdict(
     """
     state, reason = _verdict(effects, missing, over)
     if state == "inconclusive" and paper_spec:
-        reason += f"; decided at paper scale by `calibprune sweep {paper_spec}`"
+        reason += f"; would be tested at paper scale by `calibprune sweep {paper_spec}`"
     return state, reason
 
 
