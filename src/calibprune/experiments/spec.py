@@ -311,7 +311,16 @@ def _strategy(entry, defaults: dict, path: str) -> list[CalibVariant]:
     )
     pool = entry.get("pool", "per-seed")
     if pool not in ("shared", "per-seed"):
-        raise fail(f"{path}.pool", f"{pool!r} is unknown: use shared (one generated pool per model) or per-seed")
+        raise fail(
+            f"{path}.pool",
+            f"{pool!r} is unknown: use per-seed (each seed generates its own pool) or shared (one generated "
+            "pool per seed, shared by the arms that differ only in generation.filter_top)",
+        )
+    if int(entry.get("pool_seed", 0)) != 0:
+        raise fail(
+            f"{path}.pool_seed",
+            "no longer used: each seed generates its own pool with its own seed (the study's seeds); drop it",
+        )
     if pool == "shared" and strategy.windows_from != "generated":
         raise fail(f"{path}.pool", "a shared pool applies to a strategy that generates its texts (synthetic) only")
     from ..corpora import LocalCorpus, get_corpus

@@ -27,8 +27,10 @@ class CalibVariant:
 
     label: str
     job: CalibJob
-    pool: str = "per-seed"  # synthetic: "shared" = one generated pool per model, windows per seed
-    pool_seed: int = 0
+    # synthetic: "per-seed" = each seed and arm generates its own pool; "shared" = one pool per seed,
+    # shared by the arms that differ only in generation.filter_top (each filters the same texts)
+    pool: str = "per-seed"
+    pool_seed: int = 0  # always 0 (a spec's non-zero pool_seed is refused): kept in the records' layout
     # where in the spec it came from: the strategy's key path, and the key path of nsamples / seqlen
     path: str = field(default="", compare=False)
     where: dict = field(default_factory=dict, compare=False)
