@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from calibprune.config import SparsityTarget
+from calibprune.errors import CalibpruneError
 from calibprune.pruning.admm import ADMMOptions, admm_prune, select_mask, sparsity_at
 from calibprune.pruning.masks import nm_conformance, nm_mask, target_mask
 from calibprune.pruning.methods import RIA, get_method
@@ -194,24 +195,39 @@ def test_ria_method_returns_the_permuted_mask_and_its_scores():
     expected, _, _ = permuted_nm_mask(scores, 2, 4, "lsa")
     assert torch.equal(pruned.mask, expected)
     assert pruned.info["nm_permutation"] == "lsa"
-    with pytest.raises(ValueError):
+    with pytest.raises(CalibpruneError, match="^permutation 'random' is unknown: use one of none, heuristic, lsa$"):
         RIAOptions(permutation="random")
 
 
 def test_permutation_and_admm_refuse_what_they_cannot_do():
+    """Refused when the config is built, before any model is loaded (and by the method
+    itself when called directly)."""
     from calibprune.config import PruneConfig
-    from calibprune.errors import CalibpruneError
-    from calibprune.pruning.methods import ADMM
+    from calibprune.options import OptionError
 
     weight = torch.randn(4, 8)
     stats = _stats(S4x8)
     with pytest.raises(CalibpruneError, match="N:M patterns only"):
         RIA(RIAOptions(permutation="lsa")).prune([weight], stats, SparsityTarget.unstructured(0.5), None, ["q"])
-    dsnot = PruneConfig(method="wanda", target=SparsityTarget.nm(2, 4), refine="dsnot")
-    with pytest.raises(CalibpruneError, match="permuted order"):
-        RIA(RIAOptions(permutation="lsa")).prune([weight], stats, dsnot.target, dsnot, ["q"])
-    with pytest.raises(CalibpruneError, match="DSnoT"):
-        ADMM().prune([weight], stats, dsnot.target, dsnot, ["q"])
+    half, two_four = SparsityTarget.unstructured(0.5), SparsityTarget.nm(2, 4)
+    lsa = RIAOptions(permutation="lsa")
+    with pytest.raises(OptionError, match="N:M patterns only") as raised:
+        PruneConfig("ria", half, ria=lsa)
+    assert raised.value.path == "ria.permutation"
+    with pytest.raises(OptionError, match="permuted column order") as raised:
+        PruneConfig("ria", two_four, ria=lsa, refine="dsnot")
+    assert raised.value.path == "ria.permutation"
+    with pytest.raises(OptionError, match="the ADMM least-squares update") as raised:
+        PruneConfig("admm", two_four, refine="dsnot")
+    assert raised.value.path == "refine"
+    # ADMM on RIA's mask honours RIA's options, so the same refusals hold there
+    with pytest.raises(OptionError, match="N:M patterns only"):
+        PruneConfig("admm", half, ria=lsa, admm=ADMMOptions(mask="ria"))
+    # the options are RIA's only when RIA makes the mask: with Wanda they are not checked against
+    # the pattern here (the CLI's audit refuses them as unused, see test_cli)
+    assert PruneConfig("wanda", half, ria=lsa).ria.permutation == "lsa"
+    assert PruneConfig("ria", two_four, ria=lsa).describe() == "ria (lsa permutation) 2:4"
+    assert PruneConfig("admm", half, admm=ADMMOptions(mask="wanda")).describe() == "admm on wanda 50% unstructured"
 
 
 # -- ADMM -----------------------------------------------------------------------------
@@ -238,7 +254,7 @@ def test_cubic_schedule():
 
 
 def test_admm_options_refuse_a_schedule_longer_than_the_iterations():
-    with pytest.raises(ValueError, match="gradual_steps"):
+    with pytest.raises(CalibpruneError, match="^gradual_steps 15 is more than iters 10: .* raise iters$"):
         ADMMOptions(iters=10, gradual_steps=15)
 
 
