@@ -2,6 +2,7 @@
 closed forms and the guarantees (or their absence) stated in the modules."""
 
 import itertools
+import json
 
 import pytest
 import torch
@@ -355,3 +356,82 @@ def test_admm_method_on_a_wanda_mask_keeps_that_mask():
     assert torch.equal(pruned.mask, Wanda().prune([weight], stats, target, None, ["x"])[0].mask)
     assert (pruned.weight[pruned.mask] == 0).all()
     assert not torch.allclose(pruned.weight, weight.masked_fill(pruned.mask, 0))
+
+
+# -- end to end: the CLI's checkpoint of a permuted RIA mask -----------------------------
+
+
+class _PermutedLinear(torch.nn.Module):
+    """A layer computed in the permuted column order: y = (W[:, index] * ~mask_p) x[index],
+    with ``mask_p`` the N:M mask of the permuted order (what the reference computes before
+    folding back)."""
+
+    def __init__(self, dense: torch.Tensor, index: torch.Tensor, mask_p: torch.Tensor):
+        super().__init__()
+        self.index = index
+        self.weight_p = dense[:, index].masked_fill(mask_p, 0)
+
+    def forward(self, x):
+        return torch.nn.functional.linear(x[..., self.index], self.weight_p)
+
+
+def test_cli_ria_permutation_saves_a_plain_checkpoint_computing_the_permuted_model(
+    tmp_path, monkeypatch, llama, model_dir, text_corpus, tokenizer
+):
+    """``prune --method ria --ria-permutation lsa --pattern 2:4``: the saved folder loads with
+    plain transformers, its layers are the folded-back masks (2:4 in the permuted order, not
+    in the stored one), and it computes what the permuted, unfolded model computes."""
+    import copy
+
+    from conftest import run_cli
+    from transformers import AutoModelForCausalLM
+
+    from calibprune.api import prune
+    from calibprune.calibration import CalibrationSet, build_calibration
+    from calibprune.models.layers import all_block_layers, weight_matrix
+    from calibprune.pruning import methods
+
+    folder = tmp_path / "set"
+    build_calibration(str(text_corpus), tokenizer, nsamples=4, seqlen=16, seed=0).save(folder)
+    out = tmp_path / "out"
+    done = run_cli(
+        "prune", "--model", str(model_dir), "--method", "ria", "--ria-permutation", "lsa", "--pattern", "2:4",
+        "--calib", str(folder), "--output", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "prune_report.json").read_text())
+    assert report["config"]["ria"]["permutation"] == "lsa"
+    saved = AutoModelForCausalLM.from_pretrained(out).eval()  # plain transformers, no calibprune code
+
+    # the same run in process, recording each layer's permutation and its permuted-order mask
+    seen = {}
+
+    def recording(scores, n, m, *args):
+        mask, index, info = permuted_nm_mask(scores, n, m, *args)
+        seen[args[-1]] = (index, mask[:, index])
+        return mask, index, info
+
+    monkeypatch.setattr(methods, "permuted_nm_mask", recording)
+    dense = copy.deepcopy(llama)
+    pruned = copy.deepcopy(llama)
+    prune(pruned, CalibrationSet.load(folder), method="ria", pattern="2:4", ria=RIAOptions(permutation="lsa"))
+
+    permuted = copy.deepcopy(llama)
+    saved_layers, dense_layers = dict(all_block_layers(saved)), dict(all_block_layers(dense))
+    assert set(seen) == set(saved_layers)
+    unaligned = 0
+    for name, (index, mask_p) in seen.items():
+        assert (mask_p.reshape(mask_p.shape[0], -1, 4).sum(-1) == 2).all()  # exactly 2:4 in the permuted order
+        stored = weight_matrix(saved_layers[name])
+        dense_w = weight_matrix(dense_layers[name])
+        # the checkpoint is the folded-back mask: W' = W * ~mask, mask[:, index] = mask_p
+        torch.testing.assert_close(stored[:, index], dense_w[:, index].masked_fill(mask_p, 0), rtol=0, atol=0)
+        unaligned += nm_conformance(stored, 2, 4) < 1.0
+        parent, _, child = name.rpartition(".")
+        setattr(permuted.get_submodule(parent), child, _PermutedLinear(dense_w, index, mask_p))
+    assert unaligned > 0  # the stored order is not 2:4: the permutation moved some groups
+    ids = torch.randint(0, 256, (2, 20), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = permuted(ids).logits
+        torch.testing.assert_close(saved(ids).logits, expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(pruned(ids).logits, expected, rtol=1e-5, atol=1e-5)

@@ -342,7 +342,9 @@ RIA_ONLY = Rule(uses_ria, _not_ria)
 def _permuted_rule(which: tuple[str, ...], fix: str) -> Rule:
     return Rule(
         lambda c: uses_ria(c) and c.ria.permutation in which,
-        lambda c: _not_ria(c) if not uses_ria(c) else f"with {{ria.permutation={c.ria.permutation}}}: pass {fix}",
+        lambda c: (
+            _not_ria(c) if not uses_ria(c) else f"with {{ria.permutation={c.ria.permutation}}}: drop them or pass {fix}"
+        ),
     )
 
 
