@@ -218,7 +218,7 @@ def test_permutation_and_admm_refuse_what_they_cannot_do():
     with pytest.raises(OptionError, match="permuted column order") as raised:
         PruneConfig("ria", two_four, ria=lsa, refine="dsnot")
     assert raised.value.path == "ria.permutation"
-    with pytest.raises(OptionError, match="the ADMM least-squares update") as raised:
+    with pytest.raises(OptionError, match="ADMM rewrites those values") as raised:
         PruneConfig("admm", two_four, refine="dsnot")
     assert raised.value.path == "refine"
     # ADMM on RIA's mask honours RIA's options, so the same refusals hold there

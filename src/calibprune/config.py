@@ -586,12 +586,13 @@ class PruneConfig:
                     "which must stay inside [0, 1); lower {owl.lam}",
                 )
         if self.refine == "dsnot" and self.method in ("sparsegpt", "admm"):
-            what = "OBS updates" if self.method == "sparsegpt" else "the ADMM least-squares update"
+            sparsegpt = self.method == "sparsegpt"
+            who, what = ("SparseGPT", "OBS updates") if sparsegpt else ("ADMM", "least-squares updates")
             raise OptionError(
                 "refine",
                 f"{{refine=dsnot}} with {{method={self.method}}}: DSnoT swaps weights in and out of a mask while "
-                f"keeping the surviving weights' values; {self.method} rewrites those values ({what}), so a "
-                "regrown weight would have no consistent value. Use DSnoT on a wanda, ria or magnitude mask",
+                f"keeping the surviving weights' values; {who} rewrites those values ({what}), so a regrown weight "
+                "would have no consistent value. Use DSnoT on a wanda, ria or magnitude mask",
             )
         permutation = self.ria.permutation
         if uses_ria(self) and permutation != "none":
