@@ -435,3 +435,46 @@ def test_cli_ria_permutation_saves_a_plain_checkpoint_computing_the_permuted_mod
         expected = permuted(ids).logits
         torch.testing.assert_close(saved(ids).logits, expected, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(pruned(ids).logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_engine_builds_each_method_with_the_configs_own_options():
+    from calibprune.config import PruneConfig
+    from calibprune.pruning.methods import ADMM, Wanda, build_method
+
+    two_four = SparsityTarget.nm(2, 4)
+    ria = build_method(PruneConfig("ria", two_four, ria=RIAOptions(a=1.0, permutation="heuristic")))
+    assert isinstance(ria, RIA) and ria.options.a == 1.0 and ria.options.permutation == "heuristic"
+    # a = 1 on the 4x8 matrix: RI * sqrt(s_j), with sqrt(S4x8) = [1, 4, 1, 4, 9, 1, 4, 1]
+    torch.testing.assert_close(ria.scores(W4x8, _stats(S4x8)), relative_importance(W4x8) * S4x8.sqrt())
+    gradual = build_method(PruneConfig("admm", two_four, admm=ADMMOptions(rho=2.0)))
+    assert isinstance(gradual, ADMM) and gradual.mask_method is None and gradual.options.rho == 2.0
+    assert gradual.needs == {"xxt"}
+    on_ria = build_method(PruneConfig("admm", two_four, admm=ADMMOptions(mask="ria"), ria=RIAOptions(a=0.0)))
+    assert isinstance(on_ria.mask_method, RIA) and on_ria.mask_method.options.a == 0.0
+    assert on_ria.needs == {"xxt", "sq"}
+    on_wanda = build_method(PruneConfig("admm", two_four, admm=ADMMOptions(mask="wanda")))
+    assert type(on_wanda.mask_method) is Wanda
+
+
+def test_admm_on_a_ria_mask_keeps_ria_s_mask_and_updates_the_weights(llama):
+    """Through the engine: in the first block (same inputs for both runs) ADMM on RIA's mask
+    prunes exactly RIA's positions and changes the kept weights."""
+    import copy
+
+    from calibprune.api import prune
+    from calibprune.models.layers import all_block_layers, weight_matrix
+
+    calib = torch.randint(0, 256, (4, 24), generator=torch.Generator().manual_seed(5))
+    ria_model, admm_model = copy.deepcopy(llama), copy.deepcopy(llama)
+    prune(ria_model, calib, method="ria", sparsity=0.5, progress=False)
+    prune(admm_model, calib, method="admm", sparsity=0.5, admm=ADMMOptions(mask="ria"), progress=False)
+    ria_layers, dense_layers = all_block_layers(ria_model), all_block_layers(llama)
+    first = [n for n in all_block_layers(admm_model) if ".layers.0." in n]
+    assert first
+    for name, layer in all_block_layers(admm_model).items():
+        if name not in first:
+            continue
+        ours, theirs = weight_matrix(layer), weight_matrix(ria_layers[name])
+        assert torch.equal(ours == 0, theirs == 0), name
+        kept = theirs != 0
+        assert not torch.allclose(ours[kept], weight_matrix(dense_layers[name])[kept]), name
