@@ -41,12 +41,13 @@ TARGETS = ("2:4", "70%", "60%", "50%")
 
 def grid() -> list[str]:
     """Every row name, ``<method>[+owl]@<target>``, in the order they run: the rows of the
-    published comparisons first (RIA vs Wanda at 2:4, ADMM vs SparseGPT at 70/60 %)."""
-    first = ["wanda@2:4", "ria@2:4", "ria+lsa@2:4", "sparsegpt@2:4", "admm@2:4", "magnitude@2:4"]
+    published comparisons first (RIA vs Wanda at 2:4, ADMM vs SparseGPT at 70 %, then 60 %),
+    each unstructured sparsity without OWL, then with it."""
+    out = ["wanda@2:4", "ria@2:4", "ria+lsa@2:4", "sparsegpt@2:4", "admm@2:4", "magnitude@2:4"]
     for target in ("70%", "60%", "50%"):
-        first += [f"{m}@{target}" for m in ("sparsegpt", "admm", "wanda", "ria", "magnitude")]
-    owl = [f"{m}+owl@{t}" for t in ("70%", "60%", "50%") for m in ("sparsegpt", "admm", "wanda", "ria", "magnitude")]
-    return first + owl
+        for allocation in ("", "+owl"):
+            out += [f"{m}{allocation}@{target}" for m in ("sparsegpt", "admm", "wanda", "ria", "magnitude")]
+    return out
 
 
 def options_of(row: str) -> dict:
