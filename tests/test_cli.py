@@ -487,3 +487,64 @@ def test_prune_estimate_is_printed_before_the_dense_perplexity_pass_starts(tmp_p
         "--ppl-max-windows", "5", "--quiet",
     )  # fmt: skip
     assert quiet.returncode == 0 and "measured here" not in quiet.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--sparsity", "0.5", "--ria-a", "0.3"], "--ria-a has no effect with --method wanda: they are RIA's; drop it"),
+        (
+            ["--method", "admm", "--admm-mask", "magnitude", "--sparsity", "0.5", "--ria-a", "1"],
+            "--ria-a has no effect with --admm-mask magnitude: they are RIA's; drop it, or pass --method ria or "
+            "--admm-mask ria",
+        ),
+        (
+            ["--method", "ria", "--pattern", "2:4", "--ria-lsa-blocks", "2"],
+            "--ria-lsa-blocks has no effect with --ria-permutation none: drop it or pass --ria-permutation lsa",
+        ),
+        (["--method", "ria", "--pattern", "2:4", "--ria-scope", "row"], "--ria-scope has no effect with --pattern"),
+        (["--sparsity", "0.5", "--admm-rho", "2"], "--admm-rho has no effect with --method wanda: they are ADMM's"),
+        (
+            ["--method", "admm", "--sparsity", "0.5", "--admm-mask", "wanda", "--admm-gradual-steps", "5"],
+            "--admm-gradual-steps has no effect with --admm-mask wanda: that method's mask is kept as it is, only "
+            "the weights are updated; drop it or pass --admm-mask gradual",
+        ),
+        (
+            ["--method", "ria", "--sparsity", "0.5", "--ria-permutation", "lsa"],
+            "--ria-permutation lsa with --sparsity 0.5: channel permutation chooses which inputs share an M-group, "
+            "so it applies to N:M patterns only; pass --pattern N:M (e.g. --pattern 2:4) or drop it",
+        ),
+        (
+            ["--method", "ria", "--pattern", "2:4", "--ria-permutation", "heuristic", "--refine", "dsnot"],
+            "--ria-permutation heuristic with --refine dsnot: the mask is N:M in the permuted column order",
+        ),
+        (
+            ["--method", "admm", "--pattern", "2:4", "--refine", "dsnot"],
+            "--refine dsnot with --method admm: DSnoT swaps weights in and out of a mask",
+        ),
+        (
+            ["--method", "admm", "--sparsity", "0.5", "--admm-iters", "10"],
+            "--admm-gradual-steps 15 is more than --admm-iters 10: the mask must reach the target sparsity by the "
+            "last iteration; lower --admm-gradual-steps or raise --admm-iters",
+        ),
+        (["--method", "ria", "--pattern", "2:4", "--ria-permutation", "x"], "--ria-permutation 'x' is unknown"),
+    ],
+)
+def test_ria_and_admm_options_that_cannot_apply_are_refused_before_torch_is_imported(tmp_path, args, message):
+    """RIA's and ADMM's options are audited by their own rules, and their impossible
+    combinations refused with the reason, before torch (or any model) is loaded."""
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('heavy:', [m for m in ('torch', 'transformers') if m in sys.modules]))\n"
+        "from calibprune.cli import main\n"
+        "sys.argv = ['calibprune'] + sys.argv[1:]\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, "prune", "--model", "no-such-model", *args, "--output", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
+    assert _one_line_error(done).startswith(f"error: {message}")
+    assert done.stdout.strip() == "heavy: []"
+    assert not (tmp_path / "o").exists()

@@ -48,9 +48,14 @@ def _context(leaf, value) -> dict:
     the target as ``sparsity`` or ``pattern``."""
     top = leaf.path.split(".")[0]
     extra = {"sparsegpt": {"method": "sparsegpt"}, "owl": {"allocation": "owl"}, "dsnot": {"refine": "dsnot"}}
+    extra |= {"ria": {"method": "ria"}, "admm": {"method": "admm"}}
     out = {"sparsity": 0.5, **extra.get(top, {})}
     if leaf.path in ("owl.mixed_nm", "owl.nm_lambda"):  # OWL's N:M variant: a pattern and a per-block N
         out = {"pattern": "4:8", "allocation": "owl", "owl.mixed_nm": True}
+    if leaf.path == "ria.permutation":  # channel permutation: N:M only
+        out = {"pattern": "2:4", "method": "ria"}
+    if leaf.path in ("ria.column_order", "ria.lsa_blocks"):  # the permutation's own knobs
+        out = {"pattern": "2:4", "method": "ria", "ria.permutation": "lsa"}
     return out
 
 

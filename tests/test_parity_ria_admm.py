@@ -18,9 +18,8 @@ from test_parity import ONE_SAMPLE, _assert_same_masks, _masks, _pair
 
 from calibprune.api import prune
 from calibprune.models.layers import all_block_layers, weight_matrix
-from calibprune.pruning import engine
 from calibprune.pruning.admm import ADMMOptions
-from calibprune.pruning.methods import ADMM, RIA
+from calibprune.pruning.methods import RIA
 from calibprune.pruning.permutation import permuted_nm_mask
 from calibprune.pruning.ria import RIAOptions
 
@@ -30,12 +29,11 @@ def calib():
     return torch.randint(0, 256, (4, 24), generator=torch.Generator().manual_seed(5))
 
 
-def _run(monkeypatch, model, calib, method, sparsity, n, m):
-    """The engine with a method instance carrying non-default options (the CLI/config
-    wiring of those options is not part of this module)."""
-    monkeypatch.setattr(engine, "get_method", lambda name: method)
+def _run(model, calib, method, sparsity, n, m, **options):
+    """The engine through the Python API, with the method's options as PruneConfig fields
+    (``ria=RIAOptions(...)``, ``admm=ADMMOptions(...)``)."""
     target = {"pattern": f"{n}:{m}"} if n else {"sparsity": sparsity}
-    return prune(model, calib, method=method.name, runner=ONE_SAMPLE, progress=False, **target)
+    return prune(model, calib, method=method, runner=ONE_SAMPLE, progress=False, **target, **options)
 
 
 @pytest.mark.parametrize("sparsity, n, m", [(0.5, 0, 0), (0.7, 0, 0), (0.0, 2, 4), (0.0, 4, 8)])
@@ -47,17 +45,17 @@ def test_ria_matches_ria_repo_prune_ria(sparsity, n, m, calib):
     _assert_same_masks(_masks(ours), _masks(theirs))
 
 
-def test_ria_per_outneuron_matches_ria_repo(monkeypatch, calib):
+def test_ria_per_outneuron_matches_ria_repo(calib):
     ours, theirs = _pair()
-    _run(monkeypatch, ours, calib, RIA(RIAOptions(scope="row")), 0.6, 0, 0)
+    _run(ours, calib, "ria", 0.6, 0, 0, ria=RIAOptions(scope="row"))
     ref.ria(theirs, calib, 0.6, per_outneuron=True)
     _assert_same_masks(_masks(ours), _masks(theirs))
 
 
 @pytest.mark.parametrize("permutation", ["heuristic", "lsa"])
-def test_ria_channel_permutation_matches_ria_repo(permutation, monkeypatch, calib):
+def test_ria_channel_permutation_matches_ria_repo(permutation, calib):
     ours, theirs = _pair()
-    report = _run(monkeypatch, ours, calib, RIA(RIAOptions(permutation=permutation)), 0.0, 2, 4)
+    report = _run(ours, calib, "ria", 0.0, 2, 4, ria=RIAOptions(permutation=permutation))
     # num_parallel=8 (the reference's own knob, 1 there): same score matrices, 8x fewer loop turns
     ref.ria(theirs, calib, n=2, m=4, reallocation=True, lsa=permutation == "lsa", num_parallel=8)
     ours_masks = _masks(ours)
@@ -106,9 +104,9 @@ def _assert_same_weights(ours, theirs):
         (ADMMOptions(gradual_steps=0), {"iterative_prune": 0}, 0.5, 0, 0),  # one Wanda-scored mask
     ],
 )
-def test_admm_matches_admm_repo_fasterprune(options, reference, sparsity, n, m, monkeypatch, calib):
+def test_admm_matches_admm_repo_fasterprune(options, reference, sparsity, n, m, calib):
     ours, theirs = _pair()
-    report = _run(monkeypatch, ours, calib, ADMM(options), sparsity, n, m)
+    report = _run(ours, calib, "admm", sparsity, n, m, admm=options)
     ref.admm(theirs, calib, sparsity, n, m, **reference)
     _assert_same_weights(ours, theirs)
     dense = _pair()[0]

@@ -206,3 +206,37 @@ def test_update_refuses_a_moved_output_without_a_bump(monkeypatch, tmp_path, cap
     recorded = json.loads(golden.read_text())["algorithms"]
     assert recorded["method/wanda"]["revision"] == 2 and recorded["refine/dsnot"]["revision"] == 1
     assert F.problems(json.loads(golden.read_text()), F.compute(["method/wanda", "refine/dsnot"])) == []
+
+
+# --- options added after cells were keyed ----------------------------------------------------
+
+COMMITTED = Path(__file__).resolve().parents[1] / "docs" / "replication" / "runs"
+RUNS = sorted(p for p in COMMITTED.iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("run", RUNS, ids=[run.name for run in RUNS])
+def test_every_committed_cell_is_where_todays_plan_keys_it(run, monkeypatch):
+    """A field added to PruneConfig (``ria``, ``admm``) must not move the stage key of any
+    committed study cell: today's plan of each committed spec keys exactly its cell files."""
+    from calibprune.experiments.plan import make_plan
+    from calibprune.experiments.spec import load_study
+
+    monkeypatch.chdir(run.parents[3])  # specs name corpora and models as the repository root sees them
+    stems = {path.stem for path in (run / "cells").glob("*.json")}
+    assert set(make_plan(load_study(run / "study.yaml")).cells) == stems
+
+
+def test_ria_and_admm_options_enter_a_key_only_when_used_or_set():
+    from calibprune.config import ADMMOptions, PruneConfig, RIAOptions, SparsityTarget
+
+    half = SparsityTarget.unstructured(0.5)
+    assert not {"ria", "admm"} & set(PruneConfig("wanda", half).to_dict())  # the keys cells were made with
+    assert not {"ria", "admm"} & set(PruneConfig("sparsegpt", half).to_dict())
+    ria = PruneConfig("ria", half).to_dict()
+    assert ria["ria"] == {"a": 0.5, "scope": "matrix", "permutation": "none", "column_order": "sum", "lsa_blocks": 1}
+    assert "admm" not in ria
+    admm = PruneConfig("admm", half).to_dict()
+    assert admm["admm"]["percdamp"] == 0.1 and admm["admm"]["iters"] == 20 and "ria" not in admm
+    assert "ria" in PruneConfig("admm", half, admm=ADMMOptions(mask="ria")).to_dict()  # RIA makes its mask
+    # set where it is not used (the CLI refuses it; Python and specs keep it): keyed, so not mistaken for the default
+    assert PruneConfig("wanda", half, ria=RIAOptions(a=1.0)).to_dict()["ria"]["a"] == 1.0

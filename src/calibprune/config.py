@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from .options import Namer, OptionError, Rule, check_fields, option, python_name, render
+from .utils.keys import KEYED_WHEN_SET
 
 _PATTERN_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
@@ -317,6 +318,186 @@ class DSnoTOptions:
         check_fields(self)
 
 
+RIA_SCOPES = ("matrix", "row")
+RIA_PERMUTATIONS = ("none", "heuristic", "lsa")
+RIA_COLUMN_ORDERS = ("sum", "retained_degree_unstructured", "retained_degree_per_outneuron")
+
+
+def uses_ria(config) -> bool:
+    """Whether RIA's scores make the mask: ``method=ria``, or ADMM on RIA's mask."""
+    return config.method == "ria" or (config.method == "admm" and config.admm.mask == "ria")
+
+
+def _not_ria(c) -> str:
+    if c.method == "admm":
+        return (
+            f"with {{admm.mask={c.admm.mask}}}: they are RIA's; drop them, or pass {{method=ria}} or {{admm.mask=ria}}"
+        )
+    return f"with {{method={c.method}}}: they are RIA's; drop them or pass {{method=ria}}"
+
+
+RIA_ONLY = Rule(uses_ria, _not_ria)
+
+
+def _permuted_rule(which: tuple[str, ...], fix: str) -> Rule:
+    return Rule(
+        lambda c: uses_ria(c) and c.ria.permutation in which,
+        lambda c: (
+            _not_ria(c) if not uses_ria(c) else f"with {{ria.permutation={c.ria.permutation}}}: drop them or pass {fix}"
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class RIAOptions:
+    """RIA (Zhang et al., ICLR 2024) with the reference's defaults (biomedical-cybernetics/
+    Relative-importance-and-activation-pruning, ``main.py``):
+    S_ij = (|W_ij| / sum_k |W_kj| + |W_ij| / sum_k |W_ik|) * (||X_j||_2 / sqrt(S))^a.
+
+    ``a``: the activation exponent (``--a``, 0.5). ``scope``: how unstructured scores are
+    compared, ``matrix`` (one threshold over the matrix, the reference's default) or ``row``
+    (``--per_outneuron``, Wanda's rule). ``permutation`` (N:M only): ``none`` (default);
+    ``heuristic`` (``--reallocation``: columns ranked by ``column_order``, dealt to the
+    M-groups in a snake order); ``lsa`` (``--reallocation --lsa``: then M rounds of
+    linear-sum assignment); the mask is folded back to the stored column order
+    (:mod:`calibprune.pruning.permutation`). ``column_order``: ``--importance_score``
+    (``sum``). ``lsa_blocks``: 1, or the reference's ``--fast`` (the assignment is solved
+    in that many independent slices of the permuted columns; the reference picks 4/8/16
+    by layer name).
+    """
+
+    a: float = option(0.5, help="RIA activation exponent a: scores x ||X_j||^a.", applies=RIA_ONLY)
+    scope: str = option(
+        "matrix",
+        help="RIA unstructured mask: matrix (one threshold per matrix, reference) | row (per output row).",
+        choices=RIA_SCOPES,
+        applies=Rule(
+            lambda c: uses_ria(c) and not c.target.is_nm,
+            lambda c: "with {pattern}: N:M masks are chosen per M-group" if uses_ria(c) else _not_ria(c),
+        ),
+    )
+    permutation: str = option(
+        "none",
+        help="RIA N:M channel permutation: none | heuristic (reallocation) | lsa (reallocation + "
+        "linear-sum assignment); folded back, so the checkpoint is dense-with-zeros.",
+        choices=RIA_PERMUTATIONS,
+        applies=RIA_ONLY,
+    )
+    column_order: str = option(
+        "sum",
+        help="RIA permutation: how channels are ranked before the reallocation.",
+        choices=RIA_COLUMN_ORDERS,
+        applies=_permuted_rule(("heuristic", "lsa"), "{ria.permutation=heuristic} or {ria.permutation=lsa}"),
+    )
+    lsa_blocks: int = option(
+        1,
+        help="RIA linear-sum assignment in this many independent column slices (1: one assignment).",
+        check=lambda v: None if v >= 1 else f"{{}} {v} must be >= 1 (1: one assignment over all groups)",
+        applies=_permuted_rule(("lsa",), "{ria.permutation=lsa}"),
+    )
+
+    def __post_init__(self):
+        check_fields(self)
+
+
+ADMM_MASKS = ("gradual", "magnitude", "wanda", "ria")
+ADMM_SCHEDULES = ("reference", "cubic", "full")
+ADMM_SCOPES = ("matrix", "row")
+
+ADMM_ONLY = Rule(
+    lambda c: c.method == "admm",
+    lambda c: f"with {{method={c.method}}}: they are ADMM's; drop them or pass {{method=admm}}",
+)
+
+
+def _gradual(c) -> bool:
+    return c.method == "admm" and c.admm.mask == "gradual"
+
+
+def _not_gradual(c) -> str:
+    if c.method != "admm":
+        return ADMM_ONLY.explain(c)
+    return (
+        f"with {{admm.mask={c.admm.mask}}}: that method's mask is kept as it is, only the weights are updated; "
+        "drop them or pass {admm.mask=gradual}"
+    )
+
+
+ADMM_GRADUAL = Rule(_gradual, _not_gradual)
+
+
+@dataclass(frozen=True)
+class ADMMOptions:
+    """ADMM reconstruction (Boža, 2024) with the reference's defaults (fmfi-compbio/
+    admm-pruning ``lib/admm.py::AdmmPruner.fasterprune`` as ``lib/prune.py::prune_admm``
+    calls it): per output row, min ||X (W' - W)||^2 + lambda ||W' - W||^2 with W' = 0 on the
+    mask, in coordinates normalised by d_j = ||X_j||, lambda = ``percdamp`` x mean diag
+    (0.1), ADMM penalty ``rho`` (1) for ``iters`` (20) iterations.
+
+    ``mask``: ``gradual`` (the reference: the mask is re-selected from the ADMM iterate
+    during the first ``gradual_steps`` (15) iterations, starting from Wanda's score
+    |W_ij| ||X_j||, at s_t = s (1 - (1 - t/T)^3)), or a mask method's mask, kept fixed
+    (``magnitude``, ``wanda``, ``ria``: the paper's "ADMM update on any mask").
+    ``schedule``: ``reference`` (as the reference: full sparsity from the first iteration on
+    its default unstructured per-matrix path, the cubic s_t on its per-row and N:M paths),
+    ``cubic`` or ``full`` everywhere. ``scope``: unstructured masks compared over the
+    ``matrix`` (reference default) or per output ``row`` (its ``per_out``).
+    See :mod:`calibprune.pruning.admm`.
+    """
+
+    percdamp: float = option(
+        0.1,
+        help="ADMM damping lambda, fraction of the mean normalised Gram diagonal.",
+        check=_at_least_zero("a fraction of the mean diagonal; default 0.1"),
+        applies=ADMM_ONLY,
+    )
+    rho: float = option(1.0, help="ADMM penalty rho.", check=_positive("ADMM's penalty; default 1"), applies=ADMM_ONLY)
+    iters: int = option(20, help="ADMM iterations.", check=_at_least_zero("default 20"), applies=ADMM_ONLY)
+    mask: str = option(
+        "gradual",
+        help="ADMM mask: gradual (re-selected from the iterate, reference) | magnitude | wanda | ria (that "
+        "method's mask, fixed; only the weights are updated).",
+        choices=ADMM_MASKS,
+        applies=ADMM_ONLY,
+    )
+    gradual_steps: int = option(
+        15,
+        help="ADMM: iterations over which the gradual mask reaches the target sparsity (0: one Wanda mask).",
+        check=_at_least_zero("default 15"),
+        applies=ADMM_GRADUAL,
+    )
+    schedule: str = option(
+        "reference",
+        help="ADMM gradual sparsity schedule: reference | cubic (s (1 - (1 - t/T)^3)) | full (s from the start).",
+        choices=ADMM_SCHEDULES,
+        applies=ADMM_GRADUAL,
+    )
+    scope: str = option(
+        "matrix",
+        help="ADMM gradual unstructured mask: matrix (one threshold per matrix, reference) | row.",
+        choices=ADMM_SCOPES,
+        applies=Rule(
+            lambda c: _gradual(c) and not c.target.is_nm,
+            lambda c: "with {pattern}: N:M candidates are chosen per M-group" if _gradual(c) else _not_gradual(c),
+        ),
+    )
+
+    def __post_init__(self):
+        check_fields(self)
+        if self.gradual_steps > self.iters:
+            raise OptionError(
+                "gradual_steps",
+                f"{{gradual_steps}} {self.gradual_steps} is more than {{iters}} {self.iters}: the mask must reach "
+                "the target sparsity by the last iteration; lower {gradual_steps} or raise {iters}",
+            )
+
+    def schedule_for(self, target: SparsityTarget) -> str:
+        """``cubic`` or ``full``: what ``reference`` means for ``target`` (module docstring)."""
+        if self.schedule != "reference":
+            return self.schedule
+        return "full" if not target.is_nm and self.scope == "matrix" else "cubic"
+
+
 REFINEMENTS = ("none", "dsnot")
 
 
@@ -345,7 +526,9 @@ class PruneConfig:
 
     Pruning is scorer (``method``) x ``allocation`` (uniform | owl) x pattern
     (``target``) x ``refine`` (none | dsnot); :meth:`check_combination` refuses the
-    combinations that do not make sense, with the reason.
+    combinations that do not make sense, with the reason. Each method's own options are
+    nested under its name (``sparsegpt``, ``ria``, ``admm``), each refinement's and
+    allocation's under theirs (``dsnot``, ``owl``).
     """
 
     method: str = option(
@@ -362,6 +545,9 @@ class PruneConfig:
     owl: OWLOptions = field(default_factory=OWLOptions)
     dsnot: DSnoTOptions = field(default_factory=DSnoTOptions)
     runner: RunnerOptions = field(default_factory=RunnerOptions)
+    # added after study cells were keyed: left out of the stage key while at their default (to_dict)
+    ria: RIAOptions = field(default_factory=RIAOptions, metadata=KEYED_WHEN_SET)
+    admm: ADMMOptions = field(default_factory=ADMMOptions, metadata=KEYED_WHEN_SET)
 
     def __post_init__(self):
         if self.target is None:
@@ -399,20 +585,56 @@ class PruneConfig:
                     f"target +/- 2*lambda = [{target.ratio - 2 * owl.lam:.3f}, {target.ratio + 2 * owl.lam:.3f}], "
                     "which must stay inside [0, 1); lower {owl.lam}",
                 )
-        if self.refine == "dsnot" and self.method == "sparsegpt":
+        if self.refine == "dsnot" and self.method in ("sparsegpt", "admm"):
+            sparsegpt = self.method == "sparsegpt"
+            who, what = ("SparseGPT", "OBS updates") if sparsegpt else ("ADMM", "least-squares updates")
             raise OptionError(
                 "refine",
-                "{refine=dsnot} with {method=sparsegpt}: DSnoT swaps weights in and out of a mask while keeping the "
-                "surviving weights' values; SparseGPT rewrites those values (OBS updates), so a regrown weight would "
-                "have no consistent value. Use DSnoT on a wanda or magnitude mask",
+                f"{{refine=dsnot}} with {{method={self.method}}}: DSnoT swaps weights in and out of a mask while "
+                f"keeping the surviving weights' values; {who} rewrites those values ({what}), so a regrown weight "
+                "would have no consistent value. Use DSnoT on a wanda, ria or magnitude mask",
             )
+        permutation = self.ria.permutation
+        if uses_ria(self) and permutation != "none":
+            if not target.is_nm:
+                raise OptionError(
+                    "ria.permutation",
+                    f"{{ria.permutation={permutation}}} with {{sparsity={target.ratio:g}}}: channel permutation "
+                    "chooses which inputs share an M-group, so it applies to N:M patterns only; pass "
+                    "{pattern=N:M} (e.g. {pattern=2:4}) or drop it",
+                )
+            if self.refine != "none":
+                raise OptionError(
+                    "ria.permutation",
+                    f"{{ria.permutation={permutation}}} with {{refine={self.refine}}}: the mask is N:M in the "
+                    "permuted column order, and DSnoT swaps weights within the M-groups of the stored order, which "
+                    "would break it; drop one of them",
+                )
 
     def to_dict(self) -> dict:
+        """The resolved options, as reports and stage keys record them. A field added after
+        study cells were keyed (:data:`~calibprune.utils.keys.KEYED_WHEN_SET`: ``ria``,
+        ``admm``) is left out while it holds its default and the method does not use it, so
+        the keys of every existing cell stay what they were; a run that uses them records
+        them (and its key changes with their defaults)."""
         out = asdict(self)
         out["target"] = self.target.to_dict()
+        used = {"ria": uses_ria(self), "admm": self.method == "admm"}
+        for f in fields(self):
+            if (
+                f.metadata.get("keyed_when_set")
+                and not used.get(f.name)
+                and getattr(self, f.name) == f.default_factory()
+            ):
+                del out[f.name]
         return out
 
     def describe(self) -> str:
         """E.g. ``wanda + owl + dsnot 60% unstructured``."""
-        parts = [self.method] + [x for x in (self.allocation, self.refine) if x not in ("uniform", "none")]
+        label = self.method
+        if self.method == "admm" and self.admm.mask != "gradual":
+            label = f"admm on {self.admm.mask}"
+        if uses_ria(self) and self.ria.permutation != "none":
+            label += f" ({self.ria.permutation} permutation)"
+        parts = [label] + [x for x in (self.allocation, self.refine) if x not in ("uniform", "none")]
         return f"{' + '.join(parts)} {self.target.describe()}"

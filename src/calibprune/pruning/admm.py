@@ -33,7 +33,7 @@ the paper's "ADMM update on a Wanda/any mask"):
 * s_t = s (1 - (1 - t/T)^3) (``schedule="cubic"``), or s from the first iteration
   (``"full"``). The reference computes s_t everywhere but its default unstructured
   path (per matrix) prunes ``int(numel * sparsity)``, i.e. ``full``; its ``per_out`` and
-  N:M paths use the cubic s_t. ``schedule=None`` (the default) does as the reference.
+  N:M paths use the cubic s_t. ``schedule="reference"`` (the default) does as the reference.
 
 The solve runs in fp32 on the weight's device (the reference disables TF32); the
 caller casts the result back. Layers sharing one input (q/k/v) share G: stacked as
@@ -42,48 +42,13 @@ one matrix they share A, and ``row_groups`` keeps each layer's own mask selectio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ..config import SparsityTarget, pruned_count
+from ..config import ADMMOptions, SparsityTarget, pruned_count  # ADMMOptions: declared there, torch-free
 from ..errors import CalibpruneError
 from .masks import check_nm_width, nm_mask, prune_lowest
 
-SCHEDULES = ("cubic", "full")
 NORM_EPS = 1e-8  # the reference's: d_j of a dead input is 1e-8, its column of G~ stays 0
-
-
-@dataclass(frozen=True)
-class ADMMOptions:
-    """The reference's defaults: ``percdamp=0.1`` (as ``prune_admm`` passes it; the
-    function's own default is also 0.1), ``rho=1``, ``iters=20``, ``gradual_steps=15``
-    (``iterative_prune``), ``scope="matrix"`` (``per_out=False``)."""
-
-    percdamp: float = 0.1
-    rho: float = 1.0
-    iters: int = 20
-    gradual_steps: int = 15
-    schedule: str | None = None
-    scope: str = "matrix"
-
-    def __post_init__(self):
-        if self.schedule is not None and self.schedule not in SCHEDULES:
-            raise ValueError(f"ADMM schedule {self.schedule!r} is not one of {SCHEDULES} (or None)")
-        if self.scope not in ("row", "matrix"):
-            raise ValueError(f"ADMM scope {self.scope!r} is not 'row' or 'matrix'")
-        if self.iters < 0 or self.gradual_steps < 0 or self.gradual_steps > self.iters:
-            raise ValueError(
-                f"ADMM needs 0 <= gradual_steps <= iters (got {self.gradual_steps} and {self.iters}): "
-                "the mask must reach the target sparsity before the last iteration"
-            )
-        if self.rho <= 0 or self.percdamp < 0:
-            raise ValueError("ADMM needs rho > 0 and percdamp >= 0")
-
-    def schedule_for(self, target: SparsityTarget) -> str:
-        if self.schedule is not None:
-            return self.schedule
-        return "full" if not target.is_nm and self.scope == "matrix" else "cubic"
 
 
 def sparsity_at(step: int, steps: int, final: float, schedule: str) -> float:

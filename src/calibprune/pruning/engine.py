@@ -36,14 +36,14 @@ from ..models.runner import resolve_activation_store
 from .allocation import allocate, get_allocation
 from .blocks import BlockWork, iterate_blocks
 from .masks import check_nm_width, nm_conformance
-from .methods import PruningMethod, Refiner, get_method, get_refiner
+from .methods import PruningMethod, Refiner, build_method, get_refiner
 
 
 def validate(model: nn.Module, config: PruneConfig) -> dict[str, nn.Module]:
     """Check a config against a model (a meta-device copy is enough): method, refinement
     and allocation names, layer patterns, N:M divisibility, then the method's own checks
     (:meth:`PruningMethod.validate`). Returns the layers that will be pruned."""
-    method = get_method(config.method)
+    method = build_method(config)
     get_refiner(config.refine)
     get_allocation(config.allocation)
     layers = all_block_layers(model, LayerSelection(config.targets, config.ignore))
@@ -113,7 +113,7 @@ def prune_model(
     are computed on; default: the model stays where it is. The pruning pass runs in
     its :meth:`~BlockPlacement.saving` scope: with ``--offload disk`` each finished
     block goes straight to the output's shards."""
-    method = get_method(config.method)
+    method = build_method(config)
     refiner = get_refiner(config.refine)
     validate(model, config)
     placement = placement or BlockPlacement(model)

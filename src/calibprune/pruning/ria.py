@@ -26,42 +26,11 @@ Masks (``RIA`` in :mod:`methods`):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-PERMUTATIONS = ("none", "heuristic", "lsa")
-COLUMN_ORDERS = ("sum", "retained_degree_unstructured", "retained_degree_per_outneuron")
+from ..config import RIAOptions  # declared with the options (torch-free), re-exported here
 
-
-@dataclass(frozen=True)
-class RIAOptions:
-    """RIA's knobs, with the reference's defaults (``main.py``).
-
-    ``a``: activation exponent (``--a``). ``scope``: how unstructured scores are
-    compared, ``matrix`` (default) or ``row`` (``--per_outneuron``). ``permutation`` (N:M only): ``none``;
-    ``heuristic`` (``--reallocation``: columns ranked by ``column_order``, dealt to the
-    M-groups in a snake order); ``lsa`` (``--reallocation --lsa``: then M rounds of
-    linear-sum assignment). ``column_order``: ``--importance_score``. ``lsa_blocks``:
-    1, or the reference's ``--fast`` (the assignment is solved in that many independent
-    slices of the permuted columns; the reference picks 4/8/16 by layer name).
-    """
-
-    a: float = 0.5
-    scope: str = "matrix"
-    permutation: str = "none"
-    column_order: str = "sum"
-    lsa_blocks: int = 1
-
-    def __post_init__(self):
-        if self.scope not in ("row", "matrix"):
-            raise ValueError(f"RIA scope {self.scope!r} is not 'row' or 'matrix'")
-        if self.permutation not in PERMUTATIONS:
-            raise ValueError(f"RIA permutation {self.permutation!r} is not one of {PERMUTATIONS}")
-        if self.column_order not in COLUMN_ORDERS:
-            raise ValueError(f"RIA column order {self.column_order!r} is not one of {COLUMN_ORDERS}")
-        if self.lsa_blocks < 1:
-            raise ValueError(f"RIA lsa_blocks must be >= 1, not {self.lsa_blocks}")
+__all__ = ["RIAOptions", "relative_importance", "ria_scores"]
 
 
 def _share(absw: torch.Tensor, dim: int) -> torch.Tensor:
