@@ -223,7 +223,14 @@ def test_every_committed_cell_is_where_todays_plan_keys_it(run, monkeypatch):
 
     monkeypatch.chdir(run.parents[3])  # specs name corpora and models as the repository root sees them
     stems = {path.stem for path in (run / "cells").glob("*.json")}
-    assert set(make_plan(load_study(run / "study.yaml")).cells) == stems
+    plan = make_plan(load_study(run / "study.yaml"))
+    # issue 20: each seed now generates its own pool, so a cell calibrated with generated
+    # text of another pool is another computation and is keyed anew (seed 0's pool is the
+    # one the old design shared, so its cells may keep their keys); every other cell keeps
+    # the key it was committed under
+    generated = {k for k, cell in plan.cells.items() if plan.calibs[cell.needs].needs in plan.pools}
+    assert set(plan.cells) - generated <= stems
+    assert len(plan.cells) == len(stems)
 
 
 def test_ria_and_admm_options_enter_a_key_only_when_used_or_set():
