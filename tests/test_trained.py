@@ -89,10 +89,13 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_weights_of_an_uninterru
     assert not partial.exists()
 
 
-def test_a_partial_run_of_other_settings_is_refused(tmp_path):
+def test_a_partial_run_of_other_settings_and_an_existing_output_are_refused(tmp_path):
     assert trained.train(tmp_path / "m", _config(), corpora=CORPORA, stop_after=2) is None
     with pytest.raises(CalibpruneError, match="partial run of other settings"):
         trained.train(tmp_path / "m", _config(seed=3), corpora=CORPORA)
+    (tmp_path / "other").mkdir()
+    with pytest.raises(CalibpruneError, match="already exists"):
+        trained.train(tmp_path / "other", _config(), corpora=CORPORA)
 
 
 def test_the_folder_loads_with_plain_transformers_and_its_manifest_names_the_mix(tmp_path):
@@ -141,7 +144,7 @@ def _installed(*names):
 
 
 @pytest.mark.skipif(
-    not _installed("wiki-en", "pycode", "gcide", "kjv", "pydocs", "jargon", "fortunes"),
+    not _installed("wiki-en", "pycode", "gcide", *trained.UNLIKE),
     reason="needs the offline corpora (calibprune corpora --install)",
 )
 def test_the_full_mix_is_exactly_the_documented_calibration_pools():

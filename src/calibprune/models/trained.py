@@ -11,8 +11,8 @@ What it is trained on (:data:`MIX`): the *calibration* pools of three offline co
 
 A quota takes whole documents in a seeded order of the pool until it holds the quota's
 characters; the ids taken are written to ``training_documents.json`` beside the weights.
-``kjv``, ``pydocs``, ``jargon``, ``fortunes`` and ``wiki-fr``/``wiki-es`` stay out: they
-are the "unlike the training data" sources and the evaluation corpora.
+``kjv``, ``wiki-fr``, ``pydocs``, ``jargon`` and ``fortunes`` (:data:`UNLIKE`) and ``wiki-es`` stay
+out: they are the "unlike the training data" sources and the evaluation corpora.
 
 The steps, in order, each deterministic for a fixed :class:`TrainConfig`:
 
@@ -71,7 +71,7 @@ MIX_RULE = (
     "the quota's characters are reached (no quota: the whole pool); each document is followed by <|endoftext|>"
 )
 # corpora the model never sees: the "unlike" sources and the evaluation corpora
-UNLIKE = ("kjv", "pydocs", "jargon", "fortunes")
+UNLIKE = ("kjv", "wiki-fr", "pydocs", "jargon", "fortunes")
 
 
 @dataclass(frozen=True)
@@ -386,8 +386,9 @@ def train(
     None when ``stop_after`` steps of this call ended it early (its checkpoint kept, the
     next call resumes). ``corpora``: name -> Corpus, for tests; by default the registered ones."""
     output = Path(output)
-    if (output / "config.json").exists():
-        raise CalibpruneError(f"{output} already holds a trained model: delete it to train again")
+    if output.exists():
+        what = "a trained model" if (output / "config.json").exists() else "files"
+        raise CalibpruneError(f"{output} already exists and holds {what}: delete it or choose another output")
     say = progress or (lambda message: None)
     versions = {name: _corpus_version(name, corpora) for name, _ in config.mix}
     versions.update({name: _corpus_version(name, corpora) for name in config.eval_corpora})
