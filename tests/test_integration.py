@@ -77,8 +77,9 @@ def test_sparsegpt_24_on_two_blocks_of_smollm2_then_eval(tmp_path):
 def test_models_command_lists_presets():
     done = _cli("models", "--json")
     rows = {row["preset"]: row for row in json.loads(done.stdout)}
-    assert set(rows) == {"smollm2-135m", "gemma3-270m"}
+    assert set(rows) == {"smollm2-135m", "gemma3-270m", "tiny-known"}
     assert rows["smollm2-135m"]["installed"] is True
+    assert rows["tiny-known"]["trained_here"] is True and "calibprune train-reference" in rows["tiny-known"]["install"]
 
 
 def test_synthetic_and_detected_sets_on_smollm2_then_prune_from_a_set(tmp_path):

@@ -2,7 +2,8 @@
 
 * :mod:`.app` -- the typer app, :func:`main`, how errors and interrupts are put in words;
 * :mod:`.prune`, :mod:`.evaluate`, :mod:`.calib`, :mod:`.analyze`, :mod:`.study`
-  (studies, sweep, report), :mod:`.catalog` (models, corpora) -- the commands;
+  (studies, sweep, report), :mod:`.catalog` (models, corpora), :mod:`.train` (train-reference)
+  -- the commands;
 * :mod:`.audit` -- the "this run would not use X" refusals the declarations do not carry;
 * :mod:`.render` -- the tables.
 
@@ -11,7 +12,7 @@ Importing this package imports neither torch nor transformers (``--help`` stays 
 every command imports its job only after its options are audited).
 """
 
-from . import analyze, calib, catalog, evaluate, prune, study
+from . import analyze, calib, catalog, evaluate, prune, study, train
 from .app import app as _app  # the typer app; `calibprune.cli.app` stays the module
 from .app import main
 
@@ -20,6 +21,7 @@ _app.command("eval")(evaluate.eval_)
 _app.command()(catalog.models)
 _app.command()(calib.calib)
 _app.command()(catalog.corpora)
+_app.command("train-reference")(train.train_reference)
 _app.add_typer(analyze.analyze_app, name="analyze")
 _app.command()(study.studies)
 _app.command()(study.sweep)

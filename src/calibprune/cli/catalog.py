@@ -19,6 +19,7 @@ def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
             "preset": p.name,
             "installed": p.installed(),
             "converted": p.ready(),
+            "trained_here": p.trained_here,
             "folder": str(p.folder),
             "install": p.install,
             "description": p.description,

@@ -51,7 +51,8 @@ def models_table(rows: list[dict]) -> None:
         table.add_column(column)
     for row in rows:
         state = "yes" if row["installed"] else f"no: {row['install']}"
-        table.add_row(row["preset"], state, "yes" if row["converted"] else "on first use", row["description"])
+        built = "yes" if row["converted"] else "no" if row.get("trained_here") else "on first use"
+        table.add_row(row["preset"], state, built, row["description"])
     out.print(table)
 
 

