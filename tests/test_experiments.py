@@ -912,9 +912,11 @@ def test_summary_shows_the_effect_the_verdict_hinges_on():
     effects = [e("2:4", -838.0, 296.0), e("4:8", -461.0, -12.0), e("50%", -138.0, 16.0), e("65%", -3.0, -1.0)]
     # Holm over the p_below: 65 % (4e-5 <= 2.5 % / 4) is rejected, 4:8 (0.019 > 2.5 % / 3) is not
     assert verdict(effects) == ("not replicated", "Holm over 4 effects at 2.5 %: 1 below 0 (the opposite of the claim)")
-    assert deciding_effect(effects) == ("against the claim, 2 of 4", effects[1])
+    # the summary names what Holm rejected (65 %), not every interval below 0
+    assert deciding_effect(effects) == ("against the claim (Holm), 1 of 4", effects[3])
     # without 65 %, 4:8's interval below 0 is not enough: 0.019 > 2.5 % / 3
     assert verdict([effects[0], effects[1], effects[2]])[0] == "inconclusive"
+    assert deciding_effect(effects[:3]) == ("below 0 before Holm, 1 of 3", effects[1])
     # inconclusive or replicated: the interval that reaches lowest
     effects = [e("a", 1.0, 3.0), e("b", -0.5, 2.0)]
     assert verdict(effects)[0] == "inconclusive" and deciding_effect(effects) == ("weakest of 2", effects[1])

@@ -193,19 +193,32 @@ def _models(data: dict) -> str:
 
 
 def deciding_effect(effects: list[dict]) -> tuple[str, dict | None]:
-    """The effect a verdict hinges on, and how to introduce it.
+    """The effect a verdict hinges on, and how to introduce it, by the verdict's own rule.
 
-    If an interval lies below 0 (not replicated), the one furthest below (lowest upper end);
-    otherwise the one whose interval reaches lowest (what keeps it from, or just makes it,
-    replicated)."""
+    If Holm rejects "effect >= 0" for some effects (not replicated), the rejected one furthest
+    below 0 (lowest upper end), introduced as "against the claim (Holm), r of k"; else, if
+    some 95% interval lies below 0 without surviving Holm, the lowest of those, "below 0
+    before Holm, i of k" (the verdict stays inconclusive); otherwise the one whose interval
+    reaches lowest (what keeps it from, or just makes it, replicated)."""
+    from .claims.registry import holm
+
     if not effects:
         return "", None
-    against = [e for e in effects if e.get("ci_high") is not None and e["ci_high"] < 0]
-    if against:
-        chosen = min(against, key=lambda e: e["ci_high"])
-        return f"against the claim, {len(against)} of {len(effects)}", chosen
+    below = [e for e in effects if e.get("ci_high") is not None and e["ci_high"] < 0]
+    if all(e.get("p_below") is not None for e in effects):
+        rejected = [e for e, r in zip(effects, holm([e["p_below"] for e in effects]), strict=True) if r]
+        if rejected:
+            return f"against the claim (Holm), {len(rejected)} of {len(effects)}", min(rejected, key=_upper)
+        if below:
+            return f"below 0 before Holm, {len(below)} of {len(effects)}", min(below, key=_upper)
+    elif below:  # effects without p-values: their intervals
+        return f"against the claim, {len(below)} of {len(effects)}", min(below, key=_upper)
     chosen = min(effects, key=lambda e: float("-inf") if e.get("ci_low") is None else e["ci_low"])
     return f"weakest of {len(effects)}", chosen
+
+
+def _upper(effect: dict) -> float:
+    return effect["ci_high"]
 
 
 def _deciding_text(effects: list[dict]) -> str:
