@@ -145,3 +145,36 @@ def text_corpus(tmp_path):
     paragraphs = [f"Paragraph {i}: the quick brown fox number {i} jumps over {i % 7} lazy dogs." for i in range(200)]
     path.write_text("\n\n".join(paragraphs))
     return path
+
+
+def other_scalar_value(leaf):
+    """A valid value different from a declared option's default, by its kind (choices, bool,
+    int, float), or None when its kind needs a value chosen by the caller."""
+    default = leaf.default()
+    if leaf.spec.choices:
+        return next(c for c in leaf.spec.choices if c != default)
+    if isinstance(default, bool):
+        return not default
+    if isinstance(default, int):
+        return default + 1
+    if isinstance(default, float):
+        return round(default * 0.5, 6)
+    return None
+
+
+TORCH_FREE_MAIN = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print('heavy:', [m for m in ('torch', 'transformers') if m in sys.modules]))\n"
+    "from calibprune.cli import main\n"
+    "sys.argv = ['calibprune'] + sys.argv[1:]\n"
+    "main()\n"
+)
+
+
+def run_cli_noting_heavy_imports(*args):
+    """``calibprune ARGS`` in a fresh interpreter that prints, on exit, ``heavy: [...]``: the
+    heavy libraries (torch, transformers) it imported."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", TORCH_FREE_MAIN, *map(str, args)], capture_output=True, text=True)

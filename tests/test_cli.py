@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import run_cli, run_cli_noting_heavy_imports
 
 from calibprune.calibration import CalibrationSet, build_calibration
 from calibprune.config import SparsityTarget
@@ -60,16 +60,7 @@ def test_cli_module_imports_no_heavy_library():
 )
 def test_the_option_audit_refuses_before_torch_is_imported(tmp_path, args, message):
     """A refused command line costs an interpreter and typer, not torch (nor transformers)."""
-    script = (
-        "import atexit, sys\n"
-        "atexit.register(lambda: print('heavy:', [m for m in ('torch', 'transformers') if m in sys.modules]))\n"
-        "from calibprune.cli import main\n"
-        "sys.argv = ['calibprune'] + sys.argv[1:]\n"
-        "main()\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, *args, "--output", str(tmp_path / "o")], capture_output=True, text=True
-    )
+    done = run_cli_noting_heavy_imports(*args, "--output", tmp_path / "o")
     assert _one_line_error(done).startswith(f"error: {message}")
     assert done.stdout.strip() == "heavy: []"
 
@@ -533,18 +524,7 @@ def test_prune_estimate_is_printed_before_the_dense_perplexity_pass_starts(tmp_p
 def test_ria_and_admm_options_that_cannot_apply_are_refused_before_torch_is_imported(tmp_path, args, message):
     """RIA's and ADMM's options are audited by their own rules, and their impossible
     combinations refused with the reason, before torch (or any model) is loaded."""
-    script = (
-        "import atexit, sys\n"
-        "atexit.register(lambda: print('heavy:', [m for m in ('torch', 'transformers') if m in sys.modules]))\n"
-        "from calibprune.cli import main\n"
-        "sys.argv = ['calibprune'] + sys.argv[1:]\n"
-        "main()\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, "prune", "--model", "no-such-model", *args, "--output", str(tmp_path / "o")],
-        capture_output=True,
-        text=True,
-    )
+    done = run_cli_noting_heavy_imports("prune", "--model", "no-such-model", *args, "--output", tmp_path / "o")
     assert _one_line_error(done).startswith(f"error: {message}")
     assert done.stdout.strip() == "heavy: []"
     assert not (tmp_path / "o").exists()

@@ -11,6 +11,7 @@ from dataclasses import MISSING
 
 import pytest
 import typer
+from conftest import other_scalar_value
 
 from calibprune.analysis.options import MembershipOptions, SimilarityOptions
 from calibprune.cli.analyze import analyze_membership, analyze_similarity, membership_groups, similarity_groups
@@ -70,17 +71,11 @@ def _other_value(leaf):
     }
     if leaf.path in samples:
         return samples[leaf.path]
-    default = leaf.default()
-    if leaf.spec.choices:
-        return next(c for c in leaf.spec.choices if c != default)
     if leaf.path == "windows":
         return "random"
-    if isinstance(default, bool):
-        return not default
-    if isinstance(default, int):
-        return default + 1
-    if isinstance(default, float):
-        return round(default * 0.5, 6)
+    value = other_scalar_value(leaf)
+    if value is not None:
+        return value
     raise AssertionError(f"no sample value for {leaf.path}")
 
 

@@ -9,6 +9,7 @@ from dataclasses import MISSING
 
 import pytest
 import typer
+from conftest import other_scalar_value
 
 from calibprune.cli.app import app
 from calibprune.cli.prune import prune_groups, target_flags
@@ -25,16 +26,10 @@ CLI_EXCEPTIONS = {"runner.activation_store": "auto"}
 
 def _other_value(leaf):
     """A valid value different from the default, by the field's kind."""
-    default = leaf.default()
-    if leaf.spec.choices:
-        return next(c for c in leaf.spec.choices if c != default)
-    if isinstance(default, bool):
-        return not default
-    if isinstance(default, int):
-        return default + 1
-    if isinstance(default, float):
-        return round(default * 0.5, 6)
-    if isinstance(default, tuple):
+    value = other_scalar_value(leaf)
+    if value is not None:
+        return value
+    if isinstance(leaf.default(), tuple):
         return ("self_attn.*",)
     if leaf.path == "method":
         return "sparsegpt"

@@ -8,6 +8,7 @@ strategy (:mod:`calibprune.calibration.strategies`) and sit in ``CalibJob.option
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -18,6 +19,21 @@ from .strategies import all_strategies, get_strategy, names
 MODES = ("stream", "document")
 WINDOW_RULES = ("disjoint", "random")
 DEFAULT_ENCODING = "utf-8"
+
+
+def undecoded_why(what: str) -> str:
+    """Why an encoding is refused when nothing is read as local text (``what``: the options
+    naming the sources, as a template or the CLI's words)."""
+    return (
+        f"when no local file is read ({what} name corpora or calibration-set folders): it is how local "
+        ".txt/.jsonl files are decoded; drop it"
+    )
+
+
+def decodes_local_files(sources: Callable[[Any], list], what: str) -> Rule:
+    """An ``encoding`` option's rule: it applies when some source of ``sources(root)`` is a
+    local file (read as text)."""
+    return Rule(lambda root: any(is_local_source(s) for s in sources(root)), undecoded_why(what))
 
 
 def _sampling_applies(job) -> bool:
@@ -79,11 +95,7 @@ class CalibJob:
         help="Encoding of local .txt/.jsonl files (e.g. latin-1, cp1252); text not valid in it is refused, never "
         "replaced.",
         keyed_when_set=True,
-        applies=Rule(
-            lambda job: is_local_source(job.source),
-            "when no local file is read ({source} name corpora or calibration-set folders): it is how local "
-            ".txt/.jsonl files are decoded; drop it",
-        ),
+        applies=decodes_local_files(lambda job: [job.source], "{source}"),
     )
 
     def __post_init__(self):

@@ -32,15 +32,10 @@ def refuse_unused(ctx: typer.Context, names: tuple[str, ...], used: bool, why: s
 def refuse_encoding(ctx: typer.Context, sources, what: str, param: str = "encoding") -> None:
     """--encoding decodes local .txt/.jsonl files; refused when ``sources`` (what the
     command reads as text, set folders left out) hold none. ``what`` names the options."""
+    from ..calibration.job import undecoded_why
     from ..corpora import is_local_source
 
-    refuse_unused(
-        ctx,
-        (param,),
-        any(is_local_source(s) for s in sources),
-        f"when no local file is read ({what} name corpora or calibration-set folders): it is how local "
-        ".txt/.jsonl files are decoded; drop it",
-    )
+    refuse_unused(ctx, (param,), any(is_local_source(s) for s in sources), undecoded_why(what))
 
 
 def refuse_local_sets(ctx: typer.Context, specs: list[str], what: str, param: str) -> None:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..calibration import is_calibration_folder
-from ..calibration.job import CalibJob, check_windows
-from ..corpora import CORPORA, DEFAULT_ENCODING, get_corpus, is_local_source, local_source
+from ..calibration.job import CalibJob, check_windows, decodes_local_files
+from ..corpora import CORPORA, DEFAULT_ENCODING, get_corpus, local_source
 from ..evaluation.names import PPL_PROTOCOL, PPL_SPLITS, PROTOCOLS, SCORING_PATHS, parse_batch_size
 from ..options import OptionError, Rule, at_least, check_fields, declared_as, option
 
@@ -85,16 +85,6 @@ def read_as_text(run) -> list:
     return calib + list(run.perplexity.corpora if run.perplexity is not None else ())
 
 
-def _decodes(sources: Callable[[Any], list], what: str) -> Rule:
-    """``encoding`` applies when some source read as text is a local file (``what``: the
-    fields naming the sources)."""
-    return Rule(
-        lambda run: any(is_local_source(s) for s in sources(run)),
-        f"when no local file is read ({what} name corpora or calibration-set folders): it is how local "
-        ".txt/.jsonl files are decoded; drop it",
-    )
-
-
 @dataclass
 class CalibrationRequest:
     """``--calib`` and its sampling options (the options :class:`CalibJob` declares, with
@@ -146,7 +136,7 @@ class CalibrationRequest:
         "encoding",
         help="Encoding of local .txt/.jsonl files (calibration source and perplexity corpora), e.g. latin-1; "
         "decoding errors are refused.",
-        applies=_decodes(read_as_text, "{calibration.source} and {perplexity.corpora}"),
+        applies=decodes_local_files(read_as_text, "{calibration.source} and {perplexity.corpora}"),
     )
 
     @property
@@ -257,7 +247,7 @@ class PerplexityRequest:
         DEFAULT_ENCODING,
         help="Encoding of the local .txt/.jsonl files scored, e.g. latin-1; decoding errors are refused.",
         keyed_when_set=True,
-        applies=_decodes(
+        applies=decodes_local_files(
             lambda run: list(run.perplexity.corpora if run.perplexity is not None else ()), "{perplexity.corpora}"
         ),
     )
